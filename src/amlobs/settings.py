@@ -1,0 +1,135 @@
+"""Process settings, read once from the environment (app settings in Azure)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+class SettingsError(ValueError):
+    """A setting is present but unusable; the message names the setting."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_endpoint(name: str, url: str) -> str:
+    """Return ``url`` without a trailing slash; plain http is only allowed for loopback hosts."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise SettingsError(f"{name} must be an absolute https:// URL, got {url!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise SettingsError(f"{name} may use http:// only for a loopback host, got {url!r}")
+    return url.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where dedupe state and rejected events live.
+
+    Either a connection string (Azurite, local development) or identity-based service URIs
+    (``AzureWebJobsStorage__accountName`` / ``__blobServiceUri`` / ``__tableServiceUri``).
+    """
+
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    table_service_uri: str | None = None
+    client_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StorageSettings | None:
+        connection_string = env.get(STORAGE_SETTING, "").strip()
+        if connection_string:
+            if connection_string.lower() == "usedevelopmentstorage=true":
+                raise SettingsError(
+                    f"{STORAGE_SETTING}=UseDevelopmentStorage=true is not supported: "
+                    "give Azurite's full connection string"
+                )
+            return cls(connection_string=connection_string)
+        account = env.get(f"{STORAGE_SETTING}__accountName", "").strip()
+        blob_uri = env.get(f"{STORAGE_SETTING}__blobServiceUri", "").strip()
+        table_uri = env.get(f"{STORAGE_SETTING}__tableServiceUri", "").strip()
+        if account:
+            blob_uri = blob_uri or f"https://{account}.blob.core.windows.net"
+            table_uri = table_uri or f"https://{account}.table.core.windows.net"
+        if not blob_uri and not table_uri:
+            return None
+        if not (blob_uri and table_uri):
+            raise SettingsError(
+                f"{STORAGE_SETTING}__blobServiceUri and {STORAGE_SETTING}__tableServiceUri "
+                "must both be set (or set __accountName)"
+            )
+        return cls(
+            blob_service_uri=validate_endpoint(f"{STORAGE_SETTING}__blobServiceUri", blob_uri),
+            table_service_uri=validate_endpoint(f"{STORAGE_SETTING}__tableServiceUri", table_uri),
+            client_id=env.get(f"{STORAGE_SETTING}__clientId", "").strip() or None,
+        )
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    appinsights_connection_string: str | None
+    appinsights_authentication_string: str | None
+    azure_client_id: str | None
+    storage: StorageSettings | None
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    api_endpoint: str | None = None
+    # Bounded retries inside one invocation; after that Event Grid's own retry policy takes over.
+    http_max_attempts: int = 4
+    http_timeout_seconds: float = 10.0
+    # A Retry-After longer than this fails the invocation at once: Event Grid's backoff is cheaper
+    # than a Function instance sleeping.
+    max_retry_after_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        api = env.get("AML_OBS_API_ENDPOINT", "").strip()
+        attempts_raw = env.get("AML_OBS_HTTP_MAX_ATTEMPTS", "").strip() or "4"
+        if not attempts_raw.isdigit() or not 1 <= int(attempts_raw) <= 10:
+            raise SettingsError(f"AML_OBS_HTTP_MAX_ATTEMPTS must be 1..10, got {attempts_raw!r}")
+        return cls(
+            appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
+            or None,
+            appinsights_authentication_string=env.get(
+                "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""
+            ).strip()
+            or None,
+            azure_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+            storage=StorageSettings.from_env(env),
+            arm_endpoint=validate_endpoint(
+                "AML_OBS_ARM_ENDPOINT",
+                env.get("AML_OBS_ARM_ENDPOINT", "").strip() or DEFAULT_ARM_ENDPOINT,
+            ),
+            api_endpoint=validate_endpoint("AML_OBS_API_ENDPOINT", api) if api else None,
+            http_max_attempts=int(attempts_raw),
+            http_timeout_seconds=_positive_float(env, "AML_OBS_HTTP_TIMEOUT_SECONDS", 10.0),
+            max_retry_after_seconds=_positive_float(env, "AML_OBS_MAX_RETRY_AFTER_SECONDS", 30.0),
+        )
