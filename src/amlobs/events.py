@@ -188,9 +188,7 @@ def parse_event(payload: str | bytes | Mapping[str, Any]) -> RunEvent:
     experiment_id = _identifier(experiment_id, "experimentId") if experiment_id is not None else None
     experiment_name = _optional_str(data, "experimentName")
     if experiment_id is None and experiment_name is None:
-        raise EventRejected(
-            "missing_experiment", "data has neither experimentId nor experimentName"
-        )
+        raise EventRejected("missing_experiment", "data has neither experimentId nor experimentName")
     event_time = event.get("eventTime", event.get("event_time"))
     subject = event.get("subject")
     raw_status = data.get("runStatus")

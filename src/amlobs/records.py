@@ -8,7 +8,7 @@ invented, so ``isempty(customDimensions.x)`` in KQL always means "AML did not te
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .events import RunEvent, normalise_status
@@ -72,8 +72,8 @@ def parse_utc_ms(value: object) -> int | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(round(parsed.timestamp() * 1000))
+        parsed = parsed.replace(tzinfo=UTC)
+    return round(parsed.timestamp() * 1000)
 
 
 def _lookup(sources: Iterable[Mapping[str, Any] | None], *keys: str) -> str | None:
@@ -132,11 +132,7 @@ def build_record(
     start_ms = parse_utc_ms(_path(details, "startTimeUtc")) or parse_utc_ms(_path(run, "startTimeUtc"))
     end_ms = parse_utc_ms(_path(details, "endTimeUtc")) or parse_utc_ms(_path(run, "endTimeUtc"))
     created_ms = parse_utc_ms(_path(run, "createdUtc")) or parse_utc_ms(_path(details, "createdUtc"))
-    run_type = (
-        event.run_type
-        or _lookup(properties, "azureml.runsource")
-        or _text(_path(run, "runType"))
-    )
+    run_type = event.run_type or _lookup(properties, "azureml.runsource") or _text(_path(run, "runType"))
     error_code, error_message = _error(details, run)
     status = event.run_status or normalise_status(_path(details, "status") or _path(run, "status"))
 

@@ -118,9 +118,7 @@ class Settings:
         return cls(
             appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
             or None,
-            appinsights_authentication_string=env.get(
-                "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""
-            ).strip()
+            appinsights_authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip()
             or None,
             azure_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
             storage=StorageSettings.from_env(env),

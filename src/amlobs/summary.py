@@ -82,10 +82,13 @@ def _duration_ms(run: Mapping[str, Any]) -> int | None:
 def summarize_pipeline(
     event: RunEvent,
     pipeline_run: Mapping[str, Any] | None,
-    children: Iterable[Mapping[str, Any]],
+    children: Iterable[Mapping[str, Any]] | None,
     summary_error: str | None = None,
 ) -> Record:
     """The summary of one pipeline run. ``pipeline_run`` is ``/runs/{id}`` (None if unavailable).
+
+    ``children`` is None when the listing was unavailable: the step figures are then unknown and
+    left out (with ``summary_error`` saying why) rather than reported as zero.
 
     Reused steps count as steps but not towards execution time or the slowest step: their time was
     spent by an earlier pipeline run.
@@ -94,7 +97,7 @@ def summarize_pipeline(
     step_count = failed = canceled = reused = unfinished = 0
     steps_execution_ms = 0
     slowest: tuple[int, Mapping[str, Any]] | None = None
-    for child in children:
+    for child in children or ():
         step_count += 1
         status = normalise_status(child.get("status"))
         if status == "Failed":
@@ -116,6 +119,14 @@ def summarize_pipeline(
     start_ms = parse_utc_ms((pipeline_run or {}).get("startTimeUtc"))
     end_ms = parse_utc_ms((pipeline_run or {}).get("endTimeUtc"))
     created_ms = parse_utc_ms((pipeline_run or {}).get("createdUtc"))
+    step_values: dict[str, RecordValue | None] = {
+        "step_count": step_count,
+        "failed_step_count": failed,
+        "canceled_step_count": canceled,
+        "reused_step_count": reused,
+        "unfinished_step_count": unfinished,
+        "steps_execution_time_ms": steps_execution_ms,
+    }
     values: dict[str, RecordValue | None] = {
         "run_id": event.run_id,
         "status": event.run_status or normalise_status((pipeline_run or {}).get("status")),
@@ -125,13 +136,10 @@ def summarize_pipeline(
         "resourceGroup": ws.resource_group,
         "amlWorkSpace": ws.workspace_name,
         "event_id": event.event_id,
-        "step_count": step_count,
-        "failed_step_count": failed,
-        "canceled_step_count": canceled,
-        "reused_step_count": reused,
-        "unfinished_step_count": unfinished,
-        "steps_execution_time_ms": steps_execution_ms,
-        "wall_time_ms": end_ms - start_ms if start_ms is not None and end_ms is not None and end_ms >= start_ms else None,
+        **(step_values if children is not None else {}),
+        "wall_time_ms": end_ms - start_ms
+        if start_ms is not None and end_ms is not None and end_ms >= start_ms
+        else None,
         "queue_time_ms": start_ms - created_ms
         if start_ms is not None and created_ms is not None and start_ms >= created_ms
         else None,

@@ -1,0 +1,172 @@
+"""One event in, one outcome out: the code path shared by the Function and the ``replay`` command.
+
+Order matters for losslessness: telemetry is flushed before the event id is marked processed, and
+anything transient raises so that Event Grid redelivers; only events that can never succeed are
+stored as rejected (and the invocation then succeeds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from .errors import EventRejected, RunNotFound
+from .events import RunEvent, WorkspaceRef, decode_event, parse_event
+from .records import Record, build_record
+from .summary import needs_summary, summarize_pipeline
+
+logger = logging.getLogger("amlobs")
+
+OutcomeKind = Literal["recorded", "partial", "duplicate", "rejected"]
+
+
+class RunSource(Protocol):
+    def get_run_details(
+        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
+    ) -> dict[str, Any]: ...
+
+    def get_run(
+        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
+    ) -> dict[str, Any]: ...
+
+    def iter_children(
+        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+class Telemetry(Protocol):
+    def emit_run_record(self, record: Mapping[str, str | int]) -> None: ...
+    def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None: ...
+    def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None: ...
+    def flush(self) -> None: ...
+
+
+class Dedupe(Protocol):
+    def is_processed(self, event_id: str) -> bool: ...
+    def mark_processed(self, event_id: str, context: Mapping[str, str]) -> None: ...
+
+
+class RejectedEvents(Protocol):
+    def store(
+        self, payload: str | bytes, *, reason: str, detail: str, event_id: str | None
+    ) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    event_id: str | None
+    record: Record | None = None
+    summary: Record | None = None
+    reason: str | None = None
+    detail: str | None = None
+    blob_name: str | None = None
+
+
+def _payload_text(payload: str | bytes | Mapping[str, Any]) -> str | bytes:
+    if isinstance(payload, Mapping):
+        return json.dumps(payload, default=str, ensure_ascii=False)
+    return payload
+
+
+def _best_effort_field(payload: str | bytes | Mapping[str, Any], *keys: str) -> str | None:
+    """A field of an event that failed validation, for the rejected-event blob and log line."""
+    try:
+        decoded = decode_event(payload)
+    except EventRejected:
+        return None
+    for key in keys:
+        value = decoded.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:256]
+    return None
+
+
+class EventProcessor:
+    def __init__(
+        self, *, runs: RunSource, telemetry: Telemetry, dedupe: Dedupe, rejected: RejectedEvents
+    ) -> None:
+        self._runs = runs
+        self._telemetry = telemetry
+        self._dedupe = dedupe
+        self._rejected = rejected
+
+    def process(self, payload: str | bytes | Mapping[str, Any]) -> Outcome:
+        """Record one event. Raises :class:`amlobs.errors.TransientError` when it must be redelivered."""
+        try:
+            event = parse_event(payload)
+        except EventRejected as rejection:
+            return self._reject(payload, rejection)
+
+        if self._dedupe.is_processed(event.event_id):
+            logger.info("event %s already recorded: skipped", event.event_id)
+            return Outcome("duplicate", event.event_id)
+
+        record = self._enriched_record(event)
+        summary = self._pipeline_summary(event) if needs_summary(event) else None
+        self._telemetry.emit_run_record(record)
+        if summary is not None:
+            self._telemetry.emit_pipeline_summary(summary)
+        self._telemetry.flush()
+        self._dedupe.mark_processed(
+            event.event_id, {"run_id": event.run_id, "status": str(record.get("status", ""))}
+        )
+        kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
+        logger.info(
+            "event %s: run %s %s recorded%s",
+            event.event_id,
+            event.run_id,
+            record.get("status", "?"),
+            " (partial: run not found)" if kind == "partial" else "",
+        )
+        return Outcome(kind, event.event_id, record=record, summary=summary)
+
+    def _enriched_record(self, event: RunEvent) -> Record:
+        where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
+        try:
+            details = self._runs.get_run_details(event.workspace, event.run_id, **where)
+            run = self._runs.get_run(event.workspace, event.run_id, **where)
+        except RunNotFound as missing:
+            logger.warning("run %s not found in run history: recording the event alone", event.run_id)
+            return build_record(event, enrichment_error=str(missing) or "run not found")
+        return build_record(event, details, run)
+
+    def _pipeline_summary(self, event: RunEvent) -> Record:
+        where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
+        try:
+            pipeline_run = self._runs.get_run(event.workspace, event.run_id, **where)
+            children = list(self._runs.iter_children(event.workspace, event.run_id, **where))
+        except RunNotFound as missing:
+            return summarize_pipeline(event, None, None, summary_error=str(missing) or "run not found")
+        return summarize_pipeline(event, pipeline_run, children)
+
+    def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
+        event_id = _best_effort_field(payload, "id")
+        blob_name = self._rejected.store(
+            _payload_text(payload), reason=rejection.code, detail=rejection.detail, event_id=event_id
+        )
+        attributes = {
+            key: value
+            for key, value in {
+                "event_id": event_id,
+                "event_type": _best_effort_field(payload, "eventType", "event_type"),
+                "topic": _best_effort_field(payload, "topic"),
+                "blob_name": blob_name,
+            }.items()
+            if value
+        }
+        self._telemetry.emit_rejected(rejection.code, rejection.detail, attributes)
+        self._telemetry.flush()
+        logger.warning(
+            "event %s rejected (%s): %s%s",
+            event_id or "<no id>",
+            rejection.code,
+            rejection.detail,
+            f"; stored as {blob_name}" if blob_name else "",
+        )
+        return Outcome(
+            "rejected", event_id, reason=rejection.code, detail=rejection.detail, blob_name=blob_name
+        )
