@@ -1,0 +1,51 @@
+"""The process-wide objects, built once on first use and shared by every invocation.
+
+The 2020 sample rebuilt the workspace connection and added a log handler on every event; here one
+credential, one HTTP pipeline, one telemetry pipeline and one set of storage clients live for the
+life of the worker process. Nothing heavy is imported until the first event arrives, which keeps
+the host's indexing of ``function_app`` (the cold start users wait for) fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from .processor import EventProcessor
+from .settings import Settings
+
+_lock = threading.Lock()
+_processor: EventProcessor | None = None
+
+
+def build_processor(settings: Settings) -> EventProcessor:
+    from .credentials import build_credential
+    from .runhistory import RunHistoryClient
+    from .storage import create_stores
+    from .telemetry import create_telemetry
+
+    credential = build_credential(settings)
+    dedupe, rejected = create_stores(settings, credential)
+    return EventProcessor(
+        runs=RunHistoryClient(settings, credential),
+        telemetry=create_telemetry(settings, credential),
+        dedupe=dedupe,
+        rejected=rejected,
+    )
+
+
+def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
+    """The process's processor, created from the environment on first call."""
+    global _processor  # noqa: PLW0603 - one per worker process by design
+    if _processor is None:
+        with _lock:
+            if _processor is None:
+                _processor = build_processor(Settings.from_env(env))
+    return _processor
+
+
+def reset_processor() -> None:
+    """Forget the process's processor (tests that change the environment between cases)."""
+    global _processor  # noqa: PLW0603
+    with _lock:
+        _processor = None
