@@ -40,36 +40,20 @@ def _unwrap(value: Any) -> str | dict[str, Any]:
     return json.dumps(value)
 
 
-def iter_file(path: Path) -> Iterator[InputItem]:
+def _read_text(path: Path) -> tuple[str | None, str | None]:
     try:
         size = path.stat().st_size
         if size > MAX_INPUT_FILE_BYTES:
-            yield InputItem(str(path), None, f"file is {size} bytes, larger than {MAX_INPUT_FILE_BYTES}")
-            return
+            return None, f"file is {size} bytes, larger than {MAX_INPUT_FILE_BYTES}"
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        yield InputItem(str(path), None, f"cannot read file: {exc}")
-        return
+        return None, f"cannot read file: {exc}"
     if not text.strip():
-        yield InputItem(str(path), None, "file is empty")
-        return
-    try:
-        whole = json.loads(text)
-    except ValueError:
-        whole = None
-        is_document = False
-    else:
-        is_document = True
-    if is_document:
-        if isinstance(whole, list):
-            # An Event Grid dead-letter blob is an array of events, each with its delivery history.
-            if not whole:
-                yield InputItem(str(path), None, "file holds an empty array")
-            for index, item in enumerate(whole):
-                yield InputItem(f"{path}[{index}]", _unwrap(item))
-        else:
-            yield InputItem(str(path), _unwrap(whole))
-        return
+        return None, "file is empty"
+    return text, None
+
+
+def _iter_json_lines(path: Path, text: str) -> Iterator[InputItem]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -82,6 +66,26 @@ def iter_file(path: Path) -> Iterator[InputItem]:
             yield InputItem(location, _unwrap(json.loads(line)))
         except ValueError as exc:
             yield InputItem(location, line, f"line is not JSON: {exc}")
+
+
+def iter_file(path: Path) -> Iterator[InputItem]:
+    text, error = _read_text(path)
+    if text is None:
+        yield InputItem(str(path), None, error)
+        return
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        yield from _iter_json_lines(path, text)
+        return
+    if not isinstance(whole, list):
+        yield InputItem(str(path), _unwrap(whole))
+        return
+    # An Event Grid dead-letter blob is an array of events, each with its delivery history.
+    if not whole:
+        yield InputItem(str(path), None, "file holds an empty array")
+    for index, item in enumerate(whole):
+        yield InputItem(f"{path}[{index}]", _unwrap(item))
 
 
 def iter_paths(paths: list[Path]) -> Iterator[InputItem]:
