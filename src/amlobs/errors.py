@@ -31,5 +31,12 @@ class TelemetryExportFailed(TransientError):
     """Application Insights did not accept the telemetry of an event."""
 
 
+class StorageUnavailable(TransientError):
+    """Table or Blob storage could not be reached or refused us (connection, timeout, auth, 5xx).
+
+    Raised before anything is marked processed, so Event Grid redelivers and nothing is lost.
+    """
+
+
 class RunNotFound(Exception):
     """The run history API answered 404: the run is deleted or not visible. Record what we have."""
