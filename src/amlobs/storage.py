@@ -166,6 +166,14 @@ def rejected_document(
     return document
 
 
+def rejected_body(document: Mapping[str, Any]) -> bytes:
+    """UTF-8 JSON; a lone surrogate (legal in a JSON-decoded id or detail) is kept as a \\u escape."""
+    try:
+        return json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(document, ensure_ascii=True).encode("ascii")
+
+
 def _header_safe(value: str, limit: int = 256) -> str:
     """Blob metadata travels as HTTP headers: printable ASCII only."""
     return re.sub(r"[^\x20-\x7e]", "_", value).strip()[:limit]
@@ -345,9 +353,12 @@ class TableDedupeStore:
         table_name: str = DEDUPE_TABLE,
         timeouts: StorageTimeouts | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``client_options``: extra keyword arguments for the SDK client (transport, hooks, TLS)."""
         _check_identity(storage, credential)
         self.table_name = table_name
+        self._client_options = dict(client_options or {})
         self._storage = storage
         self._credential = credential
         self._timeouts = timeouts or StorageTimeouts()
@@ -367,6 +378,7 @@ class TableDedupeStore:
             "retry_backoff_factor": t.backoff_seconds,
             "retry_backoff_max": 4,
         }
+        options.update(self._client_options)
         if self._storage.connection_string:
             return TableClient.from_connection_string(
                 self._storage.connection_string, self.table_name, **options
@@ -458,9 +470,12 @@ class BlobRejectedEventStore:
         timeouts: StorageTimeouts | None = None,
         clock: Callable[[], datetime] = _utc_now,
         max_payload_bytes: int = MAX_STORED_PAYLOAD_BYTES,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``client_options``: extra keyword arguments for the SDK client (transport, hooks, TLS)."""
         _check_identity(storage, credential)
         self.container_name = container_name
+        self._client_options = dict(client_options or {})
         self._storage = storage
         self._credential = credential
         self._timeouts = timeouts or StorageTimeouts()
@@ -484,6 +499,7 @@ class BlobRejectedEventStore:
                 random_jitter_range=0,
             ),
         }
+        options.update(self._client_options)
         if self._storage.connection_string:
             return ContainerClient.from_connection_string(
                 self._storage.connection_string, self.container_name, **options
@@ -507,7 +523,7 @@ class BlobRejectedEventStore:
             max_payload_bytes=self._max_payload_bytes,
         )
         name = rejected_blob_name(event_id, received_at, uuid.uuid4().hex)
-        body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        body = rejected_body(document)
         upload: dict[str, Any] = {
             "overwrite": False,
             "metadata": rejected_metadata(document),

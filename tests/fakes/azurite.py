@@ -62,7 +62,7 @@ class Azurite:
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"DefaultEndpointsProtocol={self.blob_endpoint.split(':')[0]};AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
             f"BlobEndpoint={self.blob_endpoint};TableEndpoint={self.table_endpoint};"
         )
 
@@ -194,8 +194,14 @@ def missing_azurite_message() -> str | None:
 
 
 @contextlib.contextmanager
-def start_azurite() -> Iterator[Azurite]:
-    """Run Azurite (in-memory, Blob + Table on 127.0.0.1) for the duration of the ``with`` block."""
+def start_azurite(*, tls: tuple[Path, Path] | None = None, oauth: bool = False) -> Iterator[Azurite]:
+    """Run Azurite (in-memory, Blob + Table on 127.0.0.1) for the duration of the ``with`` block.
+
+    ``tls`` = (certificate PEM, key PEM) serves https; ``oauth`` (needs ``tls``) also accepts
+    bearer tokens, checking their issuer, audience and lifetime (Azurite's "basic" OAuth level).
+    """
+    if oauth and tls is None:
+        raise ValueError("Azurite accepts bearer tokens only over https: pass tls=(cert, key)")
     problem = missing_azurite_message()
     if problem:
         raise AzuriteNotInstalled(problem)
@@ -214,6 +220,10 @@ def start_azurite() -> Iterator[Azurite]:
         # The azurite binary always starts the queue service too; give it a port of its own.
         *("--queueHost", "127.0.0.1", "--queuePort", "0"),
     ]
+    if tls is not None:
+        command += ["--cert", str(tls[0]), "--key", str(tls[1])]
+    if oauth:
+        command += ["--oauth", "basic"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
