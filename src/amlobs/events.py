@@ -50,7 +50,13 @@ _WORKSPACE_ID = re.compile(
     r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<workspace>[^/]+)/?$",
     re.IGNORECASE,
 )
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._()\-]{1,256}$")
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9._()\-]{1,256}")
+
+
+def _is_safe_segment(value: str) -> bool:
+    # fullmatch, not match with "$" (which also matches before a trailing newline); "." and ".." are
+    # path segments that would walk up the run history / ARM URL the value is put into.
+    return _SAFE_SEGMENT.fullmatch(value) is not None and value.strip(".") != ""
 
 
 def normalise_status(value: object) -> str | None:
@@ -93,7 +99,7 @@ class WorkspaceRef:
                 f"topic is not an Azure Machine Learning workspace resource id: {resource_id[:300]!r}",
             )
         parts = (match["subscription"], match["group"], match["workspace"])
-        if not all(_SAFE_SEGMENT.match(p) for p in parts):
+        if not all(_is_safe_segment(p) for p in parts):
             raise EventRejected(
                 "topic_not_workspace", "topic has characters not allowed in a resource id segment"
             )
@@ -116,16 +122,36 @@ class RunEvent:
     run_properties: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _size_in_bytes(payload: str | bytes | Mapping[str, Any]) -> int:
+    """Size of the event as UTF-8 JSON, so the limit is the same whichever form the event arrives in
+    (the Function hands over a dict, replay a dict or a line of text)."""
+    if isinstance(payload, bytes):
+        return len(payload)
+    if isinstance(payload, str):
+        if len(payload) > MAX_EVENT_BYTES:  # characters ≤ bytes: no need to encode a huge string
+            return len(payload)
+        return len(payload.encode("utf-8", "surrogatepass"))
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EventRejected("not_json", f"event cannot be represented as JSON: {exc}") from None
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def decode_event(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
     """Bytes/str → JSON object; a mapping passes through. Raises :class:`EventRejected`."""
+    size = _size_in_bytes(payload)
+    if size > MAX_EVENT_BYTES:
+        raise EventRejected("too_large", f"event is {size} bytes, limit {MAX_EVENT_BYTES}")
     if isinstance(payload, Mapping):
         return payload
-    if len(payload) > MAX_EVENT_BYTES:
-        raise EventRejected("too_large", f"event is {len(payload)} bytes, limit {MAX_EVENT_BYTES}")
     try:
         decoded = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EventRejected("not_json", f"event is not valid JSON: {exc}") from None
+    except RecursionError:
+        # "[[[[…" well within the size limit exhausts the parser's stack.
+        raise EventRejected("not_json", "event is not valid JSON: nested too deeply") from None
     if not isinstance(decoded, dict):
         raise EventRejected("not_an_object", f"event is a JSON {type(decoded).__name__}, not an object")
     return decoded
@@ -138,6 +164,10 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     if not isinstance(value, str):
         raise EventRejected("wrong_type", f"data.{key} must be a string, got {type(value).__name__}")
     return value.strip() or None
+
+
+def _optional_text(value: object) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def _optional_map(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -154,7 +184,7 @@ def _identifier(value: object, name: str) -> str:
         raise EventRejected(f"missing_{name}", f"{name} is missing")
     if not isinstance(value, str):
         raise EventRejected("wrong_type", f"{name} must be a string, got {type(value).__name__}")
-    if len(value) > MAX_ID_LENGTH or not _SAFE_SEGMENT.match(value.strip()):
+    if len(value) > MAX_ID_LENGTH or not _is_safe_segment(value.strip()):
         raise EventRejected("bad_identifier", f"{name} is not a valid identifier: {value[:80]!r}")
     return value.strip()
 
@@ -185,8 +215,13 @@ def parse_event(payload: str | bytes | Mapping[str, Any]) -> RunEvent:
         raise EventRejected("missing_data", "data is missing or not an object")
     run_id = _identifier(data.get("runId"), "runId")
     experiment_id = data.get("experimentId")
+    if isinstance(experiment_id, str) and not experiment_id.strip():
+        experiment_id = None  # blank is unknown, as for experimentName: the name may still do
     experiment_id = _identifier(experiment_id, "experimentId") if experiment_id is not None else None
     experiment_name = _optional_str(data, "experimentName")
+    if experiment_name is not None and not experiment_name.strip("."):
+        # Used as a URL path segment when the id is unknown: "." and ".." would walk up the path.
+        raise EventRejected("bad_identifier", f"experimentName is not a valid name: {experiment_name!r}")
     if experiment_id is None and experiment_name is None:
         raise EventRejected("missing_experiment", "data has neither experimentId nor experimentName")
     event_time = event.get("eventTime", event.get("event_time"))
@@ -200,8 +235,8 @@ def parse_event(payload: str | bytes | Mapping[str, Any]) -> RunEvent:
     return RunEvent(
         event_id=event_id.strip(),
         event_type=event_type,
-        event_time=event_time if isinstance(event_time, str) else None,
-        subject=subject if isinstance(subject, str) else None,
+        event_time=_optional_text(event_time),
+        subject=_optional_text(subject),
         workspace=workspace,
         run_id=run_id,
         experiment_id=experiment_id,
