@@ -1,0 +1,324 @@
+"""A loopback stand-in for the Application Insights ingestion ("Breeze") endpoint.
+
+It speaks the part of the Track API that ``azure-monitor-opentelemetry-exporter`` uses:
+``POST {IngestionEndpoint}/v2.1/track`` (also ``/v2/track``) with a JSON array of envelopes (newline-
+delimited JSON and gzip bodies are accepted too), answered with the Breeze shape
+``{"itemsReceived": n, "itemsAccepted": k, "errors": [{"index": i, "statusCode": s, "message": m}]}``.
+
+``envelopes`` holds what ingestion *accepted* (what a KQL query would later see); ``requests`` holds every
+request as received, whatever the answer. Failure modes are switched with :meth:`IngestionServer.fail_with`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+TRACK_PATHS = ("/v2.1/track", "/v2/track")
+FAILURE_MODES = ("down", "slow", "partial")  # plus any HTTP status code (int)
+EVENT_ENVELOPE = "Microsoft.ApplicationInsights.Event"
+METRIC_ENVELOPE = "Microsoft.ApplicationInsights.Metric"
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    envelopes: list[dict[str, Any]]
+    status: int | None = None  # None: no answer was sent (the client had gone, or "slow" was released)
+    body_error: str | None = None
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+@dataclass
+class _Failure:
+    mode: int | str
+    remaining: int | None  # None: until reset()
+    retry_after: float | None = None
+    delay: float = 5.0
+    partial_status: int = 500
+
+
+@dataclass
+class IngestionServer:
+    """One fake ingestion endpoint on 127.0.0.1 with a random port, kept across "down" periods."""
+
+    instrumentation_key: str = field(default_factory=lambda: str(uuid.uuid4()))
+    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failure: _Failure | None = None
+        self._release = threading.Event()  # frees requests held by "slow"
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> IngestionServer:
+        handler = _handler_for(self)
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        httpd.daemon_threads = True
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="fake-ingestion", daemon=True)
+        self._thread.start()
+        return self
+
+    def _stop_listening(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        # Kept-alive connections would otherwise go on being served by their handler threads.
+        with self._lock:
+            connections, self._connections = set(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def close(self) -> None:
+        self._release.set()
+        self._stop_listening()
+
+    @property
+    def listening(self) -> bool:
+        return self._httpd is not None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def connection_string(self) -> str:
+        # LiveEndpoint points here too, so even a live-metrics client that got enabled by mistake
+        # would stay on loopback (and get 404s).
+        return (
+            f"InstrumentationKey={self.instrumentation_key};"
+            f"IngestionEndpoint={self.endpoint};LiveEndpoint={self.endpoint}"
+        )
+
+    # -- failure switches ------------------------------------------------------------------------
+    def fail_with(
+        self,
+        mode: int | str,
+        *,
+        times: int | None = None,
+        retry_after: float | None = None,
+        delay: float = 5.0,
+        partial_status: int = 500,
+    ) -> None:
+        """Answer the next ``times`` track requests (all, when None) with a failure.
+
+        ``mode``: an HTTP status (500, 503, 429, 400, 401, 403...) answered with the Breeze error body;
+        ``"partial"``: 206 where item 0 is refused with ``partial_status`` and the rest accepted;
+        ``"slow"``: hold the request ``delay`` seconds (or until reset) before a normal 200, so a client
+        with a shorter timeout gives up while ingestion still stores the data, as the real one may;
+        ``"down"``: stop listening, so connections are refused until :meth:`reset`.
+        """
+        if not isinstance(mode, int) and mode not in FAILURE_MODES:
+            raise ValueError(f"unknown failure mode {mode!r}: an HTTP status or one of {FAILURE_MODES}")
+        with self._lock:
+            self._failure = _Failure(mode, times, retry_after, delay, partial_status)
+            self._release.clear()
+        if mode == "down":
+            self._stop_listening()
+
+    def reset(self) -> None:
+        """Back to normal: failures off, held requests released, listening again on the same port."""
+        with self._lock:
+            self._failure = None
+        self._release.set()
+        if not self.listening:
+            self.start()
+
+    def clear(self) -> None:
+        """Forget what was recorded (the failure mode is kept)."""
+        with self._lock:
+            self.envelopes.clear()
+            self.requests.clear()
+
+    # -- queries ---------------------------------------------------------------------------------
+    def track_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST" and _track_path(r.path)]
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """``baseData`` of accepted custom events (``name``/``properties``/``measurements``)."""
+        with self._lock:
+            envelopes = list(self.envelopes)
+        found = []
+        for envelope in envelopes:
+            base = envelope.get("data", {}).get("baseData", {})
+            if envelope.get("name") == EVENT_ENVELOPE and (name is None or base.get("name") == name):
+                found.append(base)
+        return found
+
+    def metrics(self, name: str) -> list[dict[str, Any]]:
+        """Accepted metric data points named ``name``, each with its envelope's ``properties``."""
+        with self._lock:
+            envelopes = list(self.envelopes)
+        found = []
+        for envelope in envelopes:
+            if envelope.get("name") != METRIC_ENVELOPE:
+                continue
+            base = envelope.get("data", {}).get("baseData", {})
+            for point in base.get("metrics", []):
+                if point.get("name") == name:
+                    found.append({**point, "properties": dict(base.get("properties") or {})})
+        return found
+
+    # -- request handling (server threads) ------------------------------------------------------
+    def _take_failure(self) -> _Failure | None:
+        with self._lock:
+            failure = self._failure
+            if failure is None:
+                return None
+            if failure.remaining is not None:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failure = None
+            return failure
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _accept(self, accepted: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.envelopes.extend(accepted)
+
+    def _handle_track(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
+        items = request.envelopes
+        count = len(items)
+        failure = self._take_failure()
+        if failure is not None and failure.mode == "slow":
+            self._release.wait(failure.delay)
+            failure = None
+        if failure is None or failure.mode == "down":
+            self._accept(items)
+            return 200, {}, {"itemsReceived": count, "itemsAccepted": count, "errors": []}
+        if failure.mode == "partial":
+            refused = {0} if count else set()
+            accepted = [item for index, item in enumerate(items) if index not in refused]
+            self._accept(accepted)
+            errors = [
+                {"index": index, "statusCode": failure.partial_status, "message": "fake: item refused"}
+                for index in sorted(refused)
+            ]
+            return 206, {}, {"itemsReceived": count, "itemsAccepted": len(accepted), "errors": errors}
+        assert isinstance(failure.mode, int)
+        status = failure.mode
+        headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
+        errors = [
+            {"index": index, "statusCode": status, "message": f"fake: ingestion answered {status}"}
+            for index in range(count)
+        ]
+        return status, headers, {"itemsReceived": count, "itemsAccepted": 0, "errors": errors}
+
+
+def _track_path(path: str) -> bool:
+    # The exporter joins "IngestionEndpoint=.../" and "/v2.1/track", giving a double slash.
+    normalised = "/" + path.split("?", 1)[0].lstrip("/")
+    return normalised in TRACK_PATHS
+
+
+def _decode_envelopes(body: bytes, encoding: str | None) -> list[dict[str, Any]]:
+    if encoding and encoding.lower() == "gzip":
+        body = gzip.decompress(body)
+    text = body.decode("utf-8").strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        decoded = json.loads(text)
+    else:  # newline-delimited JSON, which Breeze also accepts
+        decoded = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(decoded, dict):
+        decoded = [decoded]
+    return [item for item in decoded if isinstance(item, dict)]
+
+
+def _handler_for(server: IngestionServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            with server._lock:
+                server._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with server._lock:
+                server._connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
+
+        def _send(self, status: int, headers: dict[str, str], body: dict[str, Any] | None) -> None:
+            payload = json.dumps(body).encode() if body is not None else b""
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up first (timeout): nothing to tell it
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            request = RecordedRequest("POST", self.path, dict(self.headers.items()), [])
+            server._record(request)
+            if not _track_path(self.path):
+                request.status = 404
+                self._send(404, {}, {"error": f"fake ingestion has no {self.path}"})
+                return
+            try:
+                request.envelopes = _decode_envelopes(body, self.headers.get("Content-Encoding"))
+            except (ValueError, OSError) as exc:
+                request.body_error = str(exc)
+                request.status = 400
+                self._send(400, {}, {"itemsReceived": 0, "itemsAccepted": 0, "errors": []})
+                return
+            status, headers, answer = server._handle_track(request)
+            request.status = status
+            self._send(status, headers, answer)
+
+        def do_GET(self) -> None:
+            server._record(RecordedRequest("GET", self.path, dict(self.headers.items()), [], 404))
+            self._send(404, {}, {"error": "not found"})
+
+    return Handler
+
+
+@pytest.fixture
+def ingestion_server() -> Iterator[IngestionServer]:
+    server = IngestionServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
