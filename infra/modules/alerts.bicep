@@ -1,0 +1,298 @@
+// Alert rules over the processor's telemetry (Application Insights) and over the Event Grid system
+// topics' delivery metrics, plus the action group that notifies people. Every log query here may only
+// use the telemetry names of DESIGN.md: tests/test_dashboard_queries.py checks them against the code.
+
+@description('Azure region of the log search alert rules (the region of the Application Insights component).')
+param location string
+
+@description('Tags applied to every resource of this module.')
+param tags object
+
+@description('Suffix that keeps resource names unique (azd resourceToken).')
+param resourceToken string
+
+@description('Resource id of the Application Insights component the log search alerts query.')
+param appInsightsId string
+
+@description('Email addresses notified when an alert fires. Empty: no action group is created and the rules fire without notifying anyone (they still show under Monitor > Alerts).')
+param alertEmailReceivers array
+
+@description('A completed pipeline run alerts when its wall time exceeds this percentage of its own pipeline\'s recent p95 (150 = 1.5 x p95).')
+@minValue(100)
+param durationRegressionPercent int = 150
+
+@description('Resource ids of the Event Grid system topics whose dead-lettered deliveries alert (one metric alert per topic).')
+param systemTopicIds array
+
+@description('Completed runs of a pipeline needed in the last two days before its p95 is trusted as a baseline.')
+@minValue(1)
+param durationBaselineMinRuns int = 5
+
+@description('Failed invocations of the event function within 15 minutes that make the processor count as unhealthy.')
+@minValue(1)
+param processorFailureThreshold int = 5
+
+var hasReceivers = !empty(alertEmailReceivers)
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasReceivers) {
+  name: 'ag-amlobs-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'amlobs'
+    enabled: true
+    emailReceivers: [
+      for (email, i) in alertEmailReceivers: {
+        name: 'email-${i}'
+        emailAddress: email
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+var actionGroupIds = hasReceivers ? [actionGroup.id] : []
+
+// Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises
+// exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry
+// ingested a few minutes late is still seen).
+var allValues = ['*']
+
+var pipelineFailedQuery = '''
+customEvents
+| where name == 'AmlRunStatusChanged'
+| extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status)
+| where run_type =~ 'azureml.PipelineRun' and status == 'Failed'
+| extend run_id = tostring(customDimensions.run_id), pipeline = tostring(customDimensions.experimentName),
+    workspace = tostring(customDimensions.amlWorkSpace), error_code = tostring(customDimensions.error_code),
+    subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup)
+| summarize arg_max(timestamp, pipeline, workspace, error_code, subscription, resource_group) by run_id
+| extend studio_url = strcat('https://ml.azure.com/runs/', run_id, '?wsid=/subscriptions/', subscription,
+    '/resourcegroups/', resource_group, '/providers/Microsoft.MachineLearningServices/workspaces/', workspace)
+| project timestamp, workspace, pipeline, run_id, error_code, studio_url
+'''
+
+// A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline's
+// completed runs in the last two days (excluding the runs being judged).
+var durationRegressionQueryTemplate = '''
+let factor = __REGRESSION_PERCENT__ / 100.0;
+let min_baseline_runs = __MIN_BASELINE_RUNS__;
+let recent = 30m;
+let completed = customEvents
+| where name == 'AmlPipelineRunSummary'
+| extend run_id = tostring(customDimensions.run_id), status = tostring(customDimensions.status),
+    pipeline = tostring(customDimensions.experimentName), workspace = tostring(customDimensions.amlWorkSpace),
+    wall_time_ms = tolong(customDimensions.wall_time_ms)
+| where status == 'Completed' and isnotnull(wall_time_ms)
+| summarize arg_max(timestamp, pipeline, workspace, wall_time_ms) by run_id;
+let baseline = completed
+| where timestamp < ago(recent)
+| summarize baseline_runs = count(), p95_ms = percentile(wall_time_ms, 95) by workspace, pipeline
+| where baseline_runs >= min_baseline_runs;
+completed
+| where timestamp >= ago(recent)
+| join kind=inner baseline on workspace, pipeline
+| where wall_time_ms > p95_ms * factor
+| project timestamp, workspace, pipeline, run_id, wall_time_s = wall_time_ms / 1000,
+    baseline_p95_s = p95_ms / 1000, baseline_runs
+'''
+var durationRegressionQuery = replace(
+  replace(durationRegressionQueryTemplate, '__REGRESSION_PERCENT__', string(durationRegressionPercent)),
+  '__MIN_BASELINE_RUNS__',
+  string(durationBaselineMinRuns)
+)
+
+var processorFailuresQuery = '''
+requests
+| where operation_Name == 'aml_run_events'
+| where tostring(success) =~ 'false'
+| project timestamp, resultCode, operation_Id
+'''
+
+var eventsRejectedQuery = '''
+customEvents
+| where name == 'AmlEventRejected'
+| extend reason = tostring(customDimensions.reason)
+| project timestamp, reason
+'''
+
+var logRules = [
+  {
+    key: 'pipeline-failed'
+    displayName: 'AML pipeline run failed'
+    description: 'A pipeline run reached status Failed. One alert per failed run; open studio_url for the run in Azure ML studio, or the workbook\'s Failures panel for the failed steps.'
+    severity: 2
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    query: pipelineFailedQuery
+    dimensions: [
+      { name: 'workspace', operator: 'Include', values: allValues }
+      { name: 'pipeline', operator: 'Include', values: allValues }
+      { name: 'run_id', operator: 'Include', values: allValues }
+      { name: 'studio_url', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    key: 'pipeline-duration-regression'
+    displayName: 'AML pipeline run much slower than usual'
+    description: 'A completed pipeline run took longer than ${durationRegressionPercent}% of the p95 wall time of the same pipeline (experiment) over the last two days (at least ${durationBaselineMinRuns} earlier completed runs).'
+    severity: 3
+    evaluationFrequency: 'PT15M'
+    // The whole two days are one window: the query computes the baseline itself.
+    windowSize: 'P2D'
+    query: durationRegressionQuery
+    dimensions: [
+      { name: 'workspace', operator: 'Include', values: allValues }
+      { name: 'pipeline', operator: 'Include', values: allValues }
+      { name: 'run_id', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    key: 'processor-failures'
+    displayName: 'AML run event processor failing'
+    description: 'The aml_run_events function failed ${processorFailureThreshold} or more times in 15 minutes. Event Grid retries, then dead-letters: look at the function\'s exceptions and traces in Application Insights.'
+    severity: 1
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    query: processorFailuresQuery
+    dimensions: []
+    operator: 'GreaterThanOrEqual'
+    threshold: processorFailureThreshold
+  }
+  {
+    key: 'events-rejected'
+    displayName: 'AML run events rejected'
+    description: 'The processor rejected events (malformed, unsupported type, or not from a workspace). They are kept in the rejected-events blob container with the reason; fix the cause, then re-drive them with the replay command.'
+    severity: 2
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    query: eventsRejectedQuery
+    dimensions: [
+      { name: 'reason', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+]
+
+resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
+  for rule in logRules: {
+    name: 'amlobs-${rule.key}-${resourceToken}'
+    location: location
+    tags: tags
+    kind: 'LogAlert'
+    // The rule runs its query as its own identity (granted Reader below), not as whoever last deployed it.
+    identity: {
+      type: 'SystemAssigned'
+    }
+    properties: {
+      displayName: rule.displayName
+      description: rule.description
+      severity: rule.severity
+      enabled: true
+      scopes: [
+        appInsightsId
+      ]
+      evaluationFrequency: rule.evaluationFrequency
+      windowSize: rule.windowSize
+      criteria: {
+        allOf: [
+          {
+            query: rule.query
+            timeAggregation: 'Count'
+            dimensions: rule.dimensions
+            operator: rule.operator
+            threshold: rule.threshold
+            failingPeriods: {
+              numberOfEvaluationPeriods: 1
+              minFailingPeriodsToAlert: 1
+            }
+          }
+        ]
+      }
+      autoMitigate: true
+      // The component is created in the same deployment: its query endpoint may not answer validation yet.
+      // tests/test_dashboard_queries.py parses and binds these queries instead.
+      skipQueryValidation: true
+      actions: {
+        actionGroups: actionGroupIds
+      }
+    }
+  }
+]
+
+// Reader on the component is what a log search alert's identity needs to query it (resource-context
+// access: the Log Analytics workspace allows resource permissions).
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: last(split(appInsightsId, '/'))
+}
+
+var readerRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'acdd72a7-3385-48ef-bd42-f606fba81ae7')
+
+resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (rule, i) in logRules: {
+    name: guid(appInsightsId, 'amlobs-${rule.key}-${resourceToken}', readerRoleId)
+    scope: appInsights
+    properties: {
+      roleDefinitionId: readerRoleId
+      principalId: logAlerts[i].identity.principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+// Event Grid system topics are not among the resource types one metric alert may watch together, so
+// there is one rule per topic.
+resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for topicId in systemTopicIds: {
+    name: 'amlobs-deadlettered-${uniqueString(topicId)}-${resourceToken}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: 'Event Grid dead-lettered AML run events of system topic ${last(split(topicId, '/'))}: they were not recorded. They are in the dead-letter blob container; re-drive them with the replay command once the processor is healthy.'
+      severity: 1
+      enabled: true
+      scopes: [
+        topicId
+      ]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT15M'
+      targetResourceType: 'Microsoft.EventGrid/systemTopics'
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: 'DeadLetteredEvents'
+            metricNamespace: 'Microsoft.EventGrid/systemTopics'
+            metricName: 'DeadLetteredCount'
+            timeAggregation: 'Total'
+            operator: 'GreaterThan'
+            threshold: 0
+          }
+        ]
+      }
+      autoMitigate: true
+      actions: hasReceivers
+        ? [
+            {
+              actionGroupId: actionGroup.id
+            }
+          ]
+        : []
+    }
+  }
+]
+
+@description('Resource id of the action group, empty when no email receiver was given.')
+output actionGroupId string = hasReceivers ? actionGroup.id : ''
+
+@description('Names of the log search alert rules.')
+output logAlertNames array = [for (rule, i) in logRules: logAlerts[i].name]
+
+@description('Names of the dead-letter metric alert rules, one per system topic.')
+output deadLetterAlertNames array = [for (topicId, i) in systemTopicIds: deadLetterAlerts[i].name]
