@@ -1,0 +1,236 @@
+"""Turn the raw benchmark result into the Markdown table and the JSON file."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+TARGET_TIME_RATIO = 0.5
+TARGET_MEMORY_RATIO = 0.6
+CALL_KINDS = ("token", "arm", "discovery", "run history", "artifacts", "ingestion", "storage", "other")
+
+
+def classify(line: str, storage_ports: Iterable[int] = ()) -> str:
+    """``host:port METHOD path`` → the kind of call (same rules for both stacks)."""
+    hostport, _, rest = line.partition(" ")
+    _, _, path = rest.partition(" ")
+    port = hostport.rsplit(":", 1)[-1]
+    if port.isdigit() and int(port) in set(storage_ports):
+        return "storage"
+    lowered = path.lower()
+    if "/oauth2/" in lowered or "openid-configuration" in lowered or "token" in lowered.rsplit("/", 1)[-1]:
+        return "token"
+    if "/track" in lowered:
+        return "ingestion"
+    if "/history/" in lowered:
+        return "run history"
+    if "/artifact/" in lowered:
+        return "artifacts"
+    if lowered.rstrip("/").endswith("/discovery") or "/discovery" in lowered:
+        return "discovery"
+    if lowered.startswith("/subscriptions"):
+        return "arm"
+    return "other"
+
+
+def per_event_calls(lines: Sequence[str], events: int, storage_ports: Iterable[int] = ()) -> dict[str, float]:
+    counts = Counter(classify(line, storage_ports) for line in lines)
+    out = {kind: counts[kind] / events for kind in CALL_KINDS if counts[kind]}
+    out["total"] = len(lines) / events
+    return out
+
+
+def _fmt_calls(calls: dict[str, float]) -> str:
+    parts = [f"{kind} {value:g}" for kind, value in calls.items() if kind != "total"]
+    return f"**{calls['total']:g}** ({', '.join(parts)})" if parts else f"**{calls['total']:g}**"
+
+
+def _ratio(ours: float, baseline: float) -> float:
+    return ours / baseline if baseline else float("nan")
+
+
+def _met(ratio: float, target: float) -> str:
+    return "yes" if ratio <= target else "**no**"
+
+
+def _median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def render(result: dict[str, Any]) -> str:
+    size = result["size"]
+    cold = result["cold_start"]
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(metric: str, ours: str, baseline: str, ratio: str = "", target: str = "") -> None:
+        rows.append((metric, ours, baseline, ratio, target))
+
+    mib = 1024 * 1024
+    s_ratio = _ratio(size["ours"]["bytes"], size["baseline"]["bytes"])
+    row(
+        "Installed size (site-packages, fresh venv)",
+        f"{size['ours']['bytes'] / mib:.1f} MiB, {len(size['ours']['distributions'])} dists",
+        f"{size['baseline']['bytes'] / mib:.1f} MiB, {len(size['baseline']['distributions'])} dists",
+        f"{s_ratio:.2f}",
+    )
+    wall_o, wall_b = cold["ours"]["wall_s"]["median"], cold["baseline"]["wall_s"]["median"]
+    w_ratio = _ratio(wall_o, wall_b)
+    row(
+        "Cold start: fresh interpreter + import + index, wall (median)",
+        f"{wall_o * 1000:.0f} ms",
+        f"{wall_b * 1000:.0f} ms",
+        f"{w_ratio:.2f}",
+        f"≤ {TARGET_TIME_RATIO} → {_met(w_ratio, TARGET_TIME_RATIO)}",
+    )
+    rss_o, rss_b = cold["ours"]["max_rss_mib"]["median"], cold["baseline"]["max_rss_mib"]["median"]
+    m_ratio = _ratio(rss_o, rss_b)
+    row(
+        "Cold start: peak RSS of the process (median)",
+        f"{rss_o:.1f} MiB",
+        f"{rss_b:.1f} MiB",
+        f"{m_ratio:.2f}",
+        f"≤ {TARGET_MEMORY_RATIO} → {_met(m_ratio, TARGET_MEMORY_RATIO)}",
+    )
+    imp_o, imp_b = cold["ours"]["import_s"]["median"], cold["baseline"]["import_s"]["median"]
+    row(
+        "Cold start: import + index inside the process (median)",
+        f"{imp_o * 1000:.0f} ms ({cold['ours']['modules']} modules)",
+        f"{imp_b * 1000:.0f} ms ({cold['baseline']['modules']} modules)",
+        f"{_ratio(imp_o, imp_b):.2f}",
+    )
+    bare = cold["bare"]
+    row(
+        "(reference) bare interpreter, same harness: wall / peak RSS",
+        f"{bare['wall_s']['median'] * 1000:.0f} ms / {bare['max_rss_mib']['median']:.1f} MiB",
+        "same",
+    )
+    if "events_ours" in result:
+        _event_rows(result, row)
+    header = "| metric | ours | baseline (2020 sample's stack) | ratio ours/baseline | target |"
+    lines = [header, "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+    notes = _notes(result)
+    return "\n".join([*lines, "", *notes] if notes else lines)
+
+
+def _event_rows(result: dict[str, Any], row: Any) -> None:
+    ours, base = result["events_ours"], result["events_baseline"]
+
+    def first_stats(first: list[Any]) -> tuple[float, float, float]:
+        return (
+            _median(r.wall_s for r in first),
+            _median(r.report["first_event_s"] for r in first),
+            _median(r.max_rss_kib / 1024 for r in first),
+        )
+
+    fw_o, fe_o, fr_o = first_stats(ours["first"])
+    fw_b, fe_b, fr_b = first_stats(base["first"])
+    row(
+        "First invocation: process wall, import + index + first event (median)",
+        f"{fw_o * 1000:.0f} ms",
+        f"{fw_b * 1000:.0f} ms",
+        f"{_ratio(fw_o, fw_b):.2f}",
+    )
+    row(
+        "First invocation: the first event alone (median)",
+        f"{fe_o * 1000:.0f} ms",
+        f"{fe_b * 1000:.0f} ms",
+        f"{_ratio(fe_o, fe_b):.2f}",
+    )
+    row(
+        "First invocation: peak RSS (median)",
+        f"{fr_o:.1f} MiB",
+        f"{fr_b:.1f} MiB",
+        f"{_ratio(fr_o, fr_b):.2f}",
+    )
+    so, sb = ours["stats"], base["stats"]
+    row(
+        "Per event: latency median",
+        f"{so['median_ms']:.1f} ms",
+        f"{sb['median_ms']:.1f} ms",
+        f"{_ratio(so['median_ms'], sb['median_ms']):.2f}",
+    )
+    row(
+        "Per event: latency p99",
+        f"{so['p99_ms']:.1f} ms",
+        f"{sb['p99_ms']:.1f} ms",
+        f"{_ratio(so['p99_ms'], sb['p99_ms']):.2f}",
+    )
+    row(
+        "Per event: events/s on one worker (sequential)",
+        f"{so['events_per_s']:.1f}",
+        f"{sb['events_per_s']:.1f}",
+        f"{_ratio(so['events_per_s'], sb['events_per_s']):.2f}",
+    )
+    row(
+        "Per event: peak RSS after the steady run",
+        f"{ours['steady'].max_rss_kib / 1024:.1f} MiB",
+        f"{base['steady'].max_rss_kib / 1024:.1f} MiB",
+        f"{_ratio(ours['steady'].max_rss_kib, base['steady'].max_rss_kib):.2f}",
+    )
+    co, cb = ours["calls_steady"], base["calls_steady"]
+    row(
+        "HTTP calls per event, steady state (measured)",
+        _fmt_calls(co),
+        _fmt_calls(cb),
+        f"{_ratio(co['total'], cb['total']):.2f}",
+    )
+    fo, fb = ours["calls_first"], base["calls_first"]
+    row(
+        "HTTP calls, first event of a process (measured)",
+        _fmt_calls(fo),
+        _fmt_calls(fb),
+        f"{_ratio(fo['total'], fb['total']):.2f}",
+    )
+
+
+def _notes(result: dict[str, Any]) -> list[str]:
+    notes = []
+    cold = result["cold_start"]
+    for name in ("ours", "baseline"):
+        attempts = cold[name]["network_attempts"]
+        if attempts:
+            notes.append(f"- {name}: imports tried to reach the network (refused): {', '.join(attempts)}")
+    n = cold["ours"]["wall_s"]["n"]
+    notes.append(
+        f"- Cold start: {n} interleaved rounds after one discarded warm-up; "
+        f"{result['machine']['cpus']} CPUs, Python {result['machine']['python']}."
+    )
+    if "events_ours" in result:
+        notes.append(
+            f"- Per event: {result['events_ours']['stats']['n']} events after the first, one at a time, "
+            "each decoded by azure.functions' EventGridEventInConverter and passed to the user function."
+        )
+    return notes
+
+
+def to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def latency_stats(latencies: Sequence[float], total: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "median_ms": statistics.median(ordered) * 1000,
+        "p99_ms": percentile(ordered, 99) * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "events_per_s": len(ordered) / total,
+        "n": len(ordered),
+    }
