@@ -85,6 +85,16 @@ def _best_effort_field(payload: str | bytes | Mapping[str, Any], *keys: str) -> 
     return None
 
 
+def dedupe_keys(event: RunEvent) -> list[str]:
+    """The event id, plus the run's (workspace, run, status): Event Grid ids are random, so the second
+    key is what makes ``backfill`` and the live path idempotent with each other, and what collapses a
+    ``RunCompleted`` and a ``RunStatusChanged``/Completed of the same run into one record."""
+    keys = [event.event_id]
+    if event.run_status:
+        keys.append(f"run|{event.workspace.cache_key}|{event.run_id}|{event.run_status.lower()}")
+    return keys
+
+
 class EventProcessor:
     def __init__(
         self, *, runs: RunSource, telemetry: Telemetry, dedupe: Dedupe, rejected: RejectedEvents
@@ -101,8 +111,9 @@ class EventProcessor:
         except EventRejected as rejection:
             return self._reject(payload, rejection)
 
-        if self._dedupe.is_processed(event.event_id):
-            logger.info("event %s already recorded: skipped", event.event_id)
+        keys = dedupe_keys(event)
+        if any(self._dedupe.is_processed(key) for key in keys):
+            logger.info("event %s (run %s) already recorded: skipped", event.event_id, event.run_id)
             return Outcome("duplicate", event.event_id)
 
         record = self._enriched_record(event)
@@ -111,9 +122,10 @@ class EventProcessor:
         if summary is not None:
             self._telemetry.emit_pipeline_summary(summary)
         self._telemetry.flush()
-        self._dedupe.mark_processed(
-            event.event_id, {"run_id": event.run_id, "status": str(record.get("status", ""))}
-        )
+        status = str(record.get("status", ""))
+        context = {"event_id": event.event_id, "run_id": event.run_id, "status": status}
+        for key in keys:
+            self._dedupe.mark_processed(key, context)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
         logger.info(
             "event %s: run %s %s recorded%s",
