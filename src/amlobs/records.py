@@ -80,7 +80,9 @@ def _lookup(sources: Iterable[Mapping[str, Any] | None], *keys: str) -> str | No
     """First non-empty string value among ``keys`` (case-insensitive) across ``sources``, in order."""
     wanted = [k.lower() for k in keys]
     for source in sources:
-        if not source:
+        # A malformed answer (properties as a list or a string) is unknown, not a crash that would
+        # fail the invocation on every redelivery.
+        if not isinstance(source, Mapping) or not source:
             continue
         lowered = {str(k).lower(): v for k, v in source.items()}
         for key in wanted:
@@ -131,7 +133,12 @@ def build_record(
 
     start_ms = parse_utc_ms(_path(details, "startTimeUtc")) or parse_utc_ms(_path(run, "startTimeUtc"))
     end_ms = parse_utc_ms(_path(details, "endTimeUtc")) or parse_utc_ms(_path(run, "endTimeUtc"))
-    created_ms = parse_utc_ms(_path(run, "createdUtc")) or parse_utc_ms(_path(details, "createdUtc"))
+    # Run (/runs/{id}) says createdUtc; RunDetails (/details) says createdTimeUtc.
+    created_ms = (
+        parse_utc_ms(_path(run, "createdUtc"))
+        or parse_utc_ms(_path(details, "createdTimeUtc"))
+        or parse_utc_ms(_path(details, "createdUtc"))
+    )
     run_type = event.run_type or _lookup(properties, "azureml.runsource") or _text(_path(run, "runType"))
     error_code, error_message = _error(details, run)
     status = event.run_status or normalise_status(_path(details, "status") or _path(run, "status"))
