@@ -1,0 +1,42 @@
+// Custom role with only the three AML read actions the function needs (DESIGN.md): read the
+// workspace (discovery URL), its experiments and its runs. One definition per observed workspace,
+// assignable only in that workspace's resource group, so it cannot be reused more broadly.
+targetScope = 'subscription'
+
+@description('Role definition name (a GUID, deterministic per environment and workspace).')
+param roleGuid string
+
+@description('Display name of the role; custom role names are unique per tenant, so it names the environment and workspace.')
+param roleName string
+
+@description('Resource id of the resource group the role may be assigned in (the workspace\'s).')
+param assignableScope string
+
+var amlReadActions = [
+  'Microsoft.MachineLearningServices/workspaces/read'
+  'Microsoft.MachineLearningServices/workspaces/experiments/read'
+  'Microsoft.MachineLearningServices/workspaces/experiments/runs/read'
+]
+
+resource readerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: roleGuid
+  properties: {
+    roleName: roleName
+    description: 'Read AML workspace, experiment and run metadata for run-status observability (azd template).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: amlReadActions
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      assignableScope
+    ]
+  }
+}
+
+@description('Full resource id of the role definition, for role assignments in this subscription.')
+output roleDefinitionId string = readerRole.id

@@ -1,0 +1,38 @@
+// Lets one system topic's identity write dead letters, and nothing else: Storage Blob Data
+// Contributor on the dead-letter container only.
+
+@description('Name of the storage account holding the dead-letter container.')
+param storageAccountName string
+
+@description('Name of the dead-letter container.')
+param deadLetterContainerName string
+
+@description('Object id of the system topic\'s system-assigned identity.')
+param topicPrincipalId string
+
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+
+resource storageAccount 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
+  name: storageAccountName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01' existing = {
+  parent: storageAccount
+  name: 'default'
+}
+
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' existing = {
+  parent: blobService
+  name: deadLetterContainerName
+}
+
+resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterContainer.id, topicPrincipalId, storageBlobDataContributor)
+  scope: deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: topicPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Event Grid system topic writes undeliverable events to the dead-letter container'
+  }
+}

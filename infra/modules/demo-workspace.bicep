@@ -1,0 +1,92 @@
+// A small AML workspace for environments that observe no existing workspace, so `azd up` works in
+// an empty subscription. Its storage keeps shared keys off and the workspace uses its identity for
+// the system datastores (systemDatastoresAuthMode: identity, an AML preview feature); its key vault
+// is RBAC with purge protection like the product's own.
+
+@description('Name of the workspace.')
+param name string
+
+@description('Name of the workspace\'s storage account.')
+@minLength(3)
+@maxLength(24)
+param storageAccountName string
+
+@description('Name of the workspace\'s key vault.')
+@minLength(3)
+@maxLength(24)
+param keyVaultName string
+
+@description('Azure region of the workspace and its dependencies.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Resource id of the Application Insights component the workspace is linked to.')
+param applicationInsightsId string
+
+resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
+  name: storageAccountName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    supportsHttpsTrafficOnly: true
+    minimumTlsVersion: 'TLS1_2'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
+  name: keyVaultName
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: 'Basic'
+    tier: 'Basic'
+  }
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    friendlyName: 'AML run observability demo'
+    description: 'Demo workspace created by the AML run observability template because AML_WORKSPACE_IDS was empty.'
+    storageAccount: storage.id
+    keyVault: vault.id
+    applicationInsights: applicationInsightsId
+    systemDatastoresAuthMode: 'Identity'
+    publicNetworkAccess: 'Enabled'
+    v1LegacyMode: false
+  }
+}
+
+@description('Resource id of the demo workspace.')
+output id string = workspace.id
+
+@description('Name of the demo workspace.')
+output name string = workspace.name

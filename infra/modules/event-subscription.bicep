@@ -1,0 +1,89 @@
+// The event subscription that delivers one workspace's AML run events to the function.
+// Event Grid checks that the function exists when this is created, which is why main.bicep only
+// deploys it once the code is deployed (enableEventSubscription, set by the postdeploy hook).
+
+@description('Name of the system topic (in this resource group).')
+param systemTopicName string
+
+@description('Name of the event subscription.')
+param name string = 'aml-run-events'
+
+@description('Resource id of the Function App.')
+param functionAppId string
+
+@description('Name of the Event Grid-triggered function (src/function_app.py).')
+param functionName string
+
+@description('Event types delivered to the function.')
+param includedEventTypes array
+
+@description('Run statuses that are NOT delivered. Expressed as an exclusion because RunCompleted events carry no data.runStatus and Event Grid treats a missing key as a match only for StringNotIn.')
+param excludedRunStatuses array
+
+@description('Resource id of the storage account with the dead-letter container.')
+param deadLetterStorageAccountId string
+
+@description('Name of the dead-letter container.')
+param deadLetterContainerName string
+
+@description('Delivery attempts before an event is dead-lettered (1-30).')
+@minValue(1)
+@maxValue(30)
+param maxDeliveryAttempts int = 30
+
+@description('Minutes an event is retried before it is dead-lettered (1-1440).')
+@minValue(1)
+@maxValue(1440)
+param eventTimeToLiveInMinutes int = 1440
+
+resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
+  name: systemTopicName
+}
+
+resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
+  parent: topic
+  name: name
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionAppId}/functions/${functionName}'
+        // The Python trigger handles one event per invocation; dedupe and retries are per event.
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: includedEventTypes
+      advancedFilters: empty(excludedRunStatuses)
+        ? []
+        : [
+            {
+              operatorType: 'StringNotIn'
+              key: 'data.runStatus'
+              values: excludedRunStatuses
+            }
+          ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: maxDeliveryAttempts
+      eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: deadLetterStorageAccountId
+          blobContainerName: deadLetterContainerName
+        }
+      }
+    }
+  }
+}
+
+@description('Resource id of the event subscription.')
+output id string = subscription.id

@@ -1,0 +1,79 @@
+// Key Vault (RBAC authorisation, soft delete, purge protection) and the secrets the Function App
+// reads through Key Vault references. Bicep writes the secret through ARM, so nobody needs a
+// data-plane role on the vault to deploy it.
+
+@description('Name of the vault (3-24 characters, globally unique).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region of the vault.')
+param location string
+
+@description('Tags applied to the vault.')
+param tags object
+
+@description('Name of the Application Insights component whose connection string the vault holds.')
+param applicationInsightsName string
+
+@description('Days a deleted vault or secret stays recoverable (7-90). With purge protection the vault name stays taken for this long after azd down.')
+@minValue(7)
+@maxValue(90)
+param softDeleteRetentionInDays int = 7
+
+@description('Name of the secret holding the Application Insights connection string.')
+param appInsightsConnectionStringSecretName string = 'appinsights-connection-string'
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: softDeleteRetentionInDays
+    enablePurgeProtection: true
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      // Flex Consumption resolves Key Vault references from outside any VNet here; RBAC on the one
+      // secret is the control.
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource appInsightsConnectionString 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = {
+  parent: vault
+  name: appInsightsConnectionStringSecretName
+  properties: {
+    // The connection string names the ingestion endpoint and component; with local auth disabled it
+    // grants nothing on its own, but DESIGN.md keeps every referenced setting in the vault.
+    value: applicationInsights.properties.ConnectionString
+    contentType: 'text/plain'
+  }
+}
+
+@description('Name of the vault.')
+output name string = vault.name
+
+@description('Resource id of the vault.')
+output id string = vault.id
+
+@description('Name of the App Insights connection string secret.')
+output appInsightsConnectionStringSecretName string = appInsightsConnectionString.name
+
+@description('Versionless URI of the secret: the Key Vault reference follows rotations.')
+output appInsightsConnectionStringSecretUri string = appInsightsConnectionString.properties.secretUri

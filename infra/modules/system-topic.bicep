@@ -1,0 +1,44 @@
+// Event Grid system topic of one observed AML workspace, with its own system-assigned identity
+// (the identity that writes dead letters). Lives in this environment's resource group of the
+// workspace's subscription, never in the workspace's own group, so `azd down` cannot reach it.
+
+@description('Name of the system topic.')
+param name string
+
+@description('Tags applied to the topic.')
+param tags object
+
+@description('Resource id of the observed workspace (the event source).')
+param workspaceId string
+
+var workspaceSubscriptionId = split(workspaceId, '/')[2]
+var workspaceResourceGroup = split(workspaceId, '/')[4]
+var workspaceName = last(split(workspaceId, '/'))
+
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+}
+
+resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
+  name: name
+  // A system topic's region is its source's region.
+  location: workspace.location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    source: workspace.id
+    topicType: 'Microsoft.MachineLearningServices.Workspaces'
+  }
+}
+
+@description('Resource id of the system topic.')
+output id string = topic.id
+
+@description('Name of the system topic.')
+output name string = topic.name
+
+@description('Object id of the topic\'s system-assigned identity.')
+output principalId string = topic.identity.principalId
