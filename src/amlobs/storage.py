@@ -331,6 +331,7 @@ def _check_identity(storage: StorageSettings, credential: TokenCredential | None
 def _describe(error: Exception) -> str:
     status = getattr(error, "status_code", None)
     code = getattr(error, "error_code", None)
+    code = getattr(code, "value", code)
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
     parts = [f"HTTP {status}" if status else None, str(code) if code else None, first_line]
     return ", ".join(p for p in parts if p)
@@ -339,7 +340,8 @@ def _describe(error: Exception) -> str:
 def _is_not_found(error: Exception, code: str) -> bool:
     from azure.core.exceptions import ResourceNotFoundError
 
-    return isinstance(error, ResourceNotFoundError) and str(getattr(error, "error_code", "")) == code
+    # error_code is a str enum (TableErrorCode / StorageErrorCode): equal to its wire value.
+    return isinstance(error, ResourceNotFoundError) and getattr(error, "error_code", None) == code
 
 
 class TableDedupeStore:

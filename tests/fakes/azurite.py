@@ -57,6 +57,7 @@ class Azurite:
     blob_endpoint: str
     table_endpoint: str
     log_path: Path
+    tls_cert: Path | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,18 +75,26 @@ class Azurite:
     def table_port(self) -> int:
         return int(self.table_endpoint.split(":")[2].split("/")[0])
 
+    def client_options(self) -> dict[str, Any]:
+        """SDK client keyword arguments to reach this instance (trust its self-signed certificate)."""
+        return {"connection_verify": str(self.tls_cert)} if self.tls_cert else {}
+
     def blob_service(self) -> Any:
         if "blob" not in self._clients:
             from azure.storage.blob import BlobServiceClient
 
-            self._clients["blob"] = BlobServiceClient.from_connection_string(self.connection_string)
+            self._clients["blob"] = BlobServiceClient.from_connection_string(
+                self.connection_string, **self.client_options()
+            )
         return self._clients["blob"]
 
     def table_service(self) -> Any:
         if "table" not in self._clients:
             from azure.data.tables import TableServiceClient
 
-            self._clients["table"] = TableServiceClient.from_connection_string(self.connection_string)
+            self._clients["table"] = TableServiceClient.from_connection_string(
+                self.connection_string, **self.client_options()
+            )
         return self._clients["table"]
 
     # -- inspection ---------------------------------------------------------------------------
@@ -240,6 +249,7 @@ def start_azurite(*, tls: tuple[Path, Path] | None = None, oauth: bool = False) 
             blob_endpoint=f"{endpoints['blob']}/{DEV_ACCOUNT}",
             table_endpoint=f"{endpoints['table']}/{DEV_ACCOUNT}",
             log_path=log_path,
+            tls_cert=tls[0] if tls else None,
         )
     finally:
         _stop(process)
