@@ -6,32 +6,40 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from .backfill import BackfillReport
 from .errors import TransientError
 from .processor import EventProcessor, Outcome
 from .replay import iter_paths
 from .settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from .runhistory import RunHistoryClient
+
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
-def _dry_run_processor(settings: Settings) -> tuple[EventProcessor, object]:
+def _processor(settings: Settings, dry_run: bool) -> tuple[EventProcessor, RunHistoryClient]:
+    """The Function's processor; for a dry run the same run history client, but records stay in memory."""
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
+    from .runtime import build_processor
     from .storage import MemoryDedupeStore, MemoryRejectedEventStore
     from .telemetry import RecordingTelemetry
 
-    telemetry = RecordingTelemetry()
+    runs = RunHistoryClient(settings, build_credential(settings))
+    if not dry_run:
+        return build_processor(settings, runs), runs
     processor = EventProcessor(
-        runs=RunHistoryClient(settings, build_credential(settings)),
-        telemetry=telemetry,
+        runs=runs,
+        telemetry=RecordingTelemetry(),
         dedupe=MemoryDedupeStore(),
         rejected=MemoryRejectedEventStore(),
     )
-    return processor, telemetry
+    return processor, runs
 
 
 def _print_outcome(outcome: Outcome, out: TextIO) -> None:
@@ -42,13 +50,7 @@ def _print_outcome(outcome: Outcome, out: TextIO) -> None:
 
 
 def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    settings = Settings.from_env()
-    if args.dry_run:
-        processor, _ = _dry_run_processor(settings)
-    else:
-        from .runtime import get_processor
-
-        processor = get_processor()
+    processor, _ = _processor(Settings.from_env(), args.dry_run)
     counts = {"recorded": 0, "partial": 0, "duplicate": 0, "rejected": 0, "failed": 0}
     for item in iter_paths([Path(p) for p in args.paths]):
         if item.error is not None or item.payload is None:
@@ -72,6 +74,70 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILURES if counts["failed"] or counts["rejected"] else EXIT_OK
 
 
+def _progress_printer(err: TextIO) -> Callable[[BackfillReport], None]:
+    interactive = err.isatty()
+
+    def show(report: BackfillReport) -> None:
+        counts = " · ".join(f"{n} {k}" for k, n in report.counts.items())
+        line = f"backfill: page {report.pages} · {report.runs} runs · {counts}"
+        err.write(f"\r\x1b[2K{line}" if interactive else f"{line}\n")
+        err.flush()
+
+    return show
+
+
+def backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .backfill import BackfillError, default_checkpoint_path, parse_since, run_backfill
+    from .errors import EventRejected
+    from .events import WorkspaceRef
+
+    try:
+        ws = WorkspaceRef.from_resource_id(args.workspace)
+    except EventRejected as exc:
+        err.write(f"amlobs backfill: --workspace: {exc.detail}\n")
+        return EXIT_USAGE
+    try:
+        since = parse_since(args.since)
+        settings = Settings.from_env()
+        processor, runs = _processor(settings, args.dry_run)
+        checkpoint: Path | None = None
+        if not args.dry_run:
+            checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path(ws)
+            if args.restart and checkpoint.exists():
+                checkpoint.unlink()
+        report = run_backfill(
+            processor,
+            runs,
+            ws,
+            since,
+            checkpoint_path=checkpoint,
+            concurrency=args.concurrency,
+            on_progress=_progress_printer(err),
+            on_outcome=(lambda outcome: _print_outcome(outcome, out)) if args.dry_run else None,
+        )
+    except BackfillError as exc:
+        err.write(f"amlobs backfill: {exc}\n")
+        return EXIT_USAGE
+    except TransientError as exc:
+        err.write(f"\namlobs backfill: listing runs failed, re-run to resume: {exc}\n")
+        return EXIT_FAILURES
+    if err.isatty():
+        err.write("\n")
+    for failure in report.failures:
+        err.write(f"failed: {failure}\n")
+    state = "complete" if report.complete else f"stopped, re-run to resume from {checkpoint}"
+    resumed = " (resumed)" if report.resumed else ""
+    err.write(f"backfill {state}: {report.runs} runs in {report.pages} pages{resumed}\n")
+    return EXIT_OK if report.complete and not report.failures else EXIT_FAILURES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amlobs",
@@ -91,6 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the records as JSON lines instead of sending them"
     )
     replay_parser.set_defaults(handler=replay)
+
+    backfill_parser = commands.add_parser(
+        "backfill",
+        help="record past runs of a workspace (idempotent with live events, resumable)",
+        description=(
+            "List the runs created since --since through the run history API and record each one's "
+            "current status, exactly as a live event would. Runs whose status is already recorded are "
+            "skipped. A checkpoint file makes an interrupted backfill resume where it stopped."
+        ),
+    )
+    backfill_parser.add_argument(
+        "--workspace", required=True, metavar="ID", help="the AML workspace resource id"
+    )
+    backfill_parser.add_argument(
+        "--since", required=True, metavar="DURATION|DATE", help="e.g. 7d, 12h, 2w or 2026-11-01"
+    )
+    backfill_parser.add_argument("--concurrency", type=_positive_int, default=4, help="runs at once (1-32)")
+    backfill_parser.add_argument("--checkpoint", metavar="FILE", help="default: .amlobs/backfill-<ws>.json")
+    backfill_parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    backfill_parser.add_argument(
+        "--dry-run", action="store_true", help="print the records as JSON lines instead of sending them"
+    )
+    backfill_parser.set_defaults(handler=backfill)
     return parser
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .processor import EventProcessor
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .runhistory import RunHistoryClient
 
 _lock = threading.Lock()
 _processor: EventProcessor | None = None
 
 
-def build_processor(settings: Settings) -> EventProcessor:
+def build_processor(settings: Settings, runs: RunHistoryClient | None = None) -> EventProcessor:
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
     from .storage import create_stores
@@ -27,7 +31,7 @@ def build_processor(settings: Settings) -> EventProcessor:
     credential = build_credential(settings)
     dedupe, rejected = create_stores(settings, credential)
     return EventProcessor(
-        runs=RunHistoryClient(settings, credential),
+        runs=runs or RunHistoryClient(settings, credential),
         telemetry=create_telemetry(settings, credential),
         dedupe=dedupe,
         rejected=rejected,
