@@ -77,7 +77,10 @@ class IngestionServer:
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="fake-ingestion", daemon=True)
+        # A short poll interval keeps shutdown (teardown, "down") fast.
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-ingestion", daemon=True
+        )
         self._thread.start()
         return self
 
