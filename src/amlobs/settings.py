@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,10 +30,15 @@ def is_loopback_host(host: str | None) -> bool:
 
 def validate_endpoint(name: str, url: str) -> str:
     """Return ``url`` without a trailing slash; plain http is only allowed for loopback hosts."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("https", "http") or not parts.netloc:
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number or out of range)
+    except ValueError:  # "http://[::1", ":99999": the message must still name the setting
+        raise SettingsError(f"{name} is not a valid URL: {url!r}") from None
+    if parts.scheme not in ("https", "http") or not host:
         raise SettingsError(f"{name} must be an absolute https:// URL, got {url!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(host):
         raise SettingsError(f"{name} may use http:// only for a loopback host, got {url!r}")
     return url.strip().rstrip("/")
 
@@ -88,8 +94,8 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    if not math.isfinite(value) or value <= 0:  # float() also accepts "nan" and "inf"
+        raise SettingsError(f"{name} must be a positive number, got {raw!r}")
     return value
 
 
@@ -113,7 +119,8 @@ class Settings:
         env = os.environ if env is None else env
         api = env.get("AML_OBS_API_ENDPOINT", "").strip()
         attempts_raw = env.get("AML_OBS_HTTP_MAX_ATTEMPTS", "").strip() or "4"
-        if not attempts_raw.isdigit() or not 1 <= int(attempts_raw) <= 10:
+        # isascii: str.isdigit() also accepts "²", which int() then refuses with a bare ValueError.
+        if not (attempts_raw.isascii() and attempts_raw.isdigit()) or not 1 <= int(attempts_raw) <= 10:
             raise SettingsError(f"AML_OBS_HTTP_MAX_ATTEMPTS must be 1..10, got {attempts_raw!r}")
         return cls(
             appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
