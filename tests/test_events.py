@@ -4,6 +4,7 @@ rejection reason, and property tests that no input can make the parser fail in a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -164,15 +165,19 @@ def test_run_status_changed_without_status_has_no_made_up_status() -> None:
     assert parse_event(payload).run_status is None
 
 
-def test_repository_event_fixtures_parse_when_present() -> None:
-    """The event files other tests and the README use must stay valid (written by another suite)."""
-    folder = Path(__file__).parent / "data" / "events"
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    for file in files:
-        loaded = json.loads(file.read_text(encoding="utf-8"))
-        for item in loaded if isinstance(loaded, list) else [loaded]:
-            if isinstance(item, dict) and item.get("eventType") in SUPPORTED_EVENT_TYPES:
-                assert parse_event(item).run_id, file.name
+@pytest.mark.parametrize(
+    ("file", "sample"),
+    [("pipeline_run_completed.json", SAMPLE_PIPELINE_EVENT), ("step_run_completed.json", SAMPLE_STEP_EVENT)],
+)
+def test_wire_format_copies_of_the_sample_events_parse_like_the_sample(
+    file: str, sample: dict[str, Any]
+) -> None:
+    """tests/data/events holds the sample's events as Event Grid delivers them (used by replay tests)."""
+    text = (Path(__file__).parent / "data" / "events" / file).read_text(encoding="utf-8")
+    from_file = parse_event(text.encode("utf-8"))
+    from_sample = parse_event(sample)
+    assert from_file.event_time is not None
+    assert from_file == dataclasses.replace(from_sample, event_time=from_file.event_time)
 
 
 # --- status spelling ---------------------------------------------------------------------------

