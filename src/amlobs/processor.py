@@ -42,6 +42,7 @@ class Telemetry(Protocol):
     def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None: ...
     def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None: ...
     def flush(self) -> None: ...
+    def shutdown(self) -> None: ...
 
 
 class Dedupe(Protocol):
@@ -104,6 +105,12 @@ class EventProcessor:
         self._dedupe = dedupe
         self._rejected = rejected
 
+    def close(self) -> None:
+        self._telemetry.shutdown()
+        close_runs = getattr(self._runs, "close", None)
+        if callable(close_runs):
+            close_runs()
+
     def process(self, payload: str | bytes | Mapping[str, Any]) -> Outcome:
         """Record one event. Raises :class:`amlobs.errors.TransientError` when it must be redelivered."""
         try:
@@ -123,7 +130,7 @@ class EventProcessor:
             self._telemetry.emit_pipeline_summary(summary)
         self._telemetry.flush()
         status = str(record.get("status", ""))
-        context = {"event_id": event.event_id, "run_id": event.run_id, "status": status}
+        context = {"source_event_id": event.event_id, "run_id": event.run_id, "status": status}
         for key in keys:
             self._dedupe.mark_processed(key, context)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"

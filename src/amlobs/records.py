@@ -55,8 +55,8 @@ PIPELINE_RUN_TYPE = "azureml.PipelineRun"
 MAX_ERROR_MESSAGE_CHARS = 4096
 
 
-def parse_utc_ms(value: object) -> int | None:
-    """ISO 8601 timestamp (run history style, ``Z`` or offset, up to 7 fractional digits) → epoch ms."""
+def parse_utc(value: object) -> datetime | None:
+    """ISO 8601 timestamp (run history style, ``Z`` or offset, up to 7 fractional digits), aware."""
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -73,7 +73,22 @@ def parse_utc_ms(value: object) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return round(parsed.timestamp() * 1000)
+    return parsed
+
+
+def parse_utc_ms(value: object) -> int | None:
+    """ISO 8601 timestamp → epoch milliseconds (None when absent or unparseable)."""
+    parsed = parse_utc(value)
+    return None if parsed is None else round(parsed.timestamp() * 1000)
+
+
+def iso_utc(value: object) -> str | None:
+    """One spelling for event times whichever path delivered them (the Functions host re-serialises
+    ``eventTime`` with six fractional digits and an offset; replay files keep .NET's seven and ``Z``)."""
+    parsed = parse_utc(value)
+    if parsed is None:
+        return value.strip() or None if isinstance(value, str) else None
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _lookup(sources: Iterable[Mapping[str, Any] | None], *keys: str) -> str | None:
@@ -172,7 +187,7 @@ def build_record(
         "script": _text(_path(details, "runDefinition", "script")),
         "docker_image": _text(_path(details, "runDefinition", "environment", "docker", "baseImage")),
         "event_id": event.event_id,
-        "event_time": event.event_time,
+        "event_time": iso_utc(event.event_time),
         "event_type": event.event_type,
         "parent_run_id": _text(_path(details, "parentRunId")) or _text(_path(run, "parentRunId")),
         "created_time_utc_ms": created_ms,

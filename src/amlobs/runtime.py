@@ -49,7 +49,9 @@ def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
 
 
 def reset_processor() -> None:
-    """Forget the process's processor (tests that change the environment between cases)."""
+    """Shut the process's processor down and forget it (tests that change the environment)."""
     global _processor  # noqa: PLW0603
     with _lock:
+        if _processor is not None:
+            _processor.close()
         _processor = None

@@ -1,0 +1,352 @@
+"""``aml_run_events`` end to end, invoked as the host does, against the loopback fakes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from amlobs.errors import EnrichmentUnavailable, TelemetryExportFailed
+from tests.fakes.aml_api import SAMPLE_PIPELINE_RUN_ID, SAMPLE_STEP_RUN_ID, Fault
+from tests.integration.conftest import App, sample_event
+from tests.integration.host import invoke, trigger_binding
+
+SEED_STEP_RECORD = {
+    # The 2020 sample's README record for its step-run event, key for key (values as strings, as
+    # Application Insights stores customDimensions).
+    "compute_target_type": "AmlCompute",
+    "execution_time_ms": "111",
+    "start_time_utc_ms": "1591557375869",
+    "end_time_utc_ms": "1591557375980",
+    "experimentName": "experimentName",
+    "pipelinerunid": "096a41be-218d-4bdb-857d-be3222caa891",
+    "docker_image": "mcr.microsoft.com/azureml/base:intelmpi2018.3-ubuntu16.04",
+    "experimentId": "eea3758a-4a75-42a7-b215-32739323a0a7",
+    "resourceGroup": "sample",
+    "subscriptions": "38e0c6f9-393e-413e-9d17-6e95dc2b5a5b",
+    "amlWorkSpace": "sample-ws",
+    "snapshot_id": "119c3ec1-9e46-46d2-8236-5f533e84a799",
+    "step_type": "PythonScriptStep",
+    "run_type": "azureml.StepRun",
+    "node_id": "254c70df",
+    "run_id": "9a9d8f51-1e44-4c23-b0a0-8246046eeb28",
+    "target": "sample-compute",
+    "script": "sampleStep.py",
+    "status": "Completed",
+}
+
+
+def test_the_host_sees_one_event_grid_function_named_as_the_subscription_expects() -> None:
+    binding = trigger_binding("aml_run_events")
+    assert binding.type == "eventGridTrigger"
+    assert binding.name == "event"
+
+
+def test_step_run_event_becomes_the_seed_record_in_application_insights(app: App) -> None:
+    event = sample_event("step_run_completed")
+
+    invoke(event)
+
+    records = app.records()
+    assert len(records) == 1
+    record = records[0]
+    for key, value in SEED_STEP_RECORD.items():
+        assert record.get(key) == value, key
+    assert record["event_id"] == event["id"]
+    assert record["event_time"] == "2020-06-07T19:16:16.220451Z"  # eventTime, one spelling for all paths
+    assert record["parent_run_id"] == "096a41be-218d-4bdb-857d-be3222caa891"
+    assert "enrichment_error" not in record
+    # Nothing invented: every dimension is a non-empty string.
+    assert all(isinstance(v, str) and v for v in record.values())
+
+    duration = app.ingestion.metrics("aml_run_duration_ms")
+    assert [point["value"] for point in duration] == [111]
+    assert duration[0]["properties"] == {
+        "experimentName": "experimentName",
+        "run_type": "azureml.StepRun",
+        "status": "Completed",
+        "target": "sample-compute",
+        "step_type": "PythonScriptStep",
+    }
+    if "queue_time_ms" in record:
+        queue = app.ingestion.metrics("aml_run_queue_time_ms")
+        assert [point["value"] for point in queue] == [int(record["queue_time_ms"])]
+
+    assert app.processed_ids() >= {event["id"]}
+    assert app.rejected_blobs() == []
+
+
+def test_every_hop_uses_the_managed_identity_with_the_right_audience(app: App) -> None:
+    invoke(sample_event("step_run_completed"))
+
+    token_requests = app.aml.token_requests
+    assert token_requests, "no managed identity token was requested"
+    assert all(t.client_id == app.aml.client_id for t in token_requests)
+    assert all(t.identity_header == app.aml.identity_secret for t in token_requests)
+    resources = {t.resource for t in token_requests}
+    assert any(r and r.startswith("https://management.azure.com") for r in resources)
+    assert any(r and r.startswith("https://monitor.azure.com") for r in resources)
+
+    aml_calls = [r for r in app.aml.requests if not r.path.startswith("/msi/")]
+    assert aml_calls
+    for request in aml_calls:
+        if "/discovery" in request.path:
+            continue
+        assert (request.authorization or "").startswith("Bearer token-for-management"), request.path
+
+    track = app.ingestion.track_requests()
+    assert track
+    assert all((r.header("Authorization") or "").startswith("Bearer token-for-monitor") for r in track)
+
+
+def _arm_workspace_gets(app: App) -> int:
+    return len(
+        [
+            r
+            for r in app.aml.requests_to("/providers/Microsoft.MachineLearningServices/workspaces/", "GET")
+            if "/history/" not in r.path
+        ]
+    )
+
+
+def test_discovery_happens_once_per_workspace_not_per_event(app: App) -> None:
+    for index in range(5):
+        invoke(
+            sample_event("step_run_completed", id=f"step-event-{index}", data={"runStatus": f"Status{index}"})
+        )
+    assert len(app.records()) == 5
+    assert _arm_workspace_gets(app) == 1
+    assert len(app.aml.requests_to("/discovery", "GET")) == 1
+
+    other = app.aml.add_workspace("11111111-2222-3333-4444-555555555555", "other-rg", "other-ws")
+    pipeline, _steps = other.add_pipeline_run(steps=1)
+    invoke(
+        {
+            "id": "other-ws-event",
+            "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+            "topic": other.resource_id,
+            "subject": f"experiments/{pipeline['experimentId']}/runs/{pipeline['runId']}",
+            "eventTime": "2024-05-01T10:01:00Z",
+            "data": {
+                "runId": pipeline["runId"],
+                "experimentId": pipeline["experimentId"],
+                "experimentName": "experimentName",
+                "runType": "azureml.PipelineRun",
+                "runStatus": "Running",
+            },
+        }
+    )
+    assert _arm_workspace_gets(app) == 2
+    assert len(app.aml.requests_to("/discovery", "GET")) == 2
+    assert app.records()[-1]["amlWorkSpace"] == "other-ws"
+
+
+def test_run_calls_per_event_after_the_first_are_details_and_run_only(app: App) -> None:
+    invoke(sample_event("step_run_completed", id="warm-up"))
+    app.aml.clear_records()
+    invoke(sample_event("step_run_completed", id="second", data={"runStatus": "Finalizing"}))
+    history = [r.path for r in app.aml.requests if "/history/" in r.path]
+    assert len(history) == 2, history
+    assert any(p.endswith("/details") for p in history)
+
+
+def test_completed_pipeline_run_also_emits_its_summary_from_the_children_listing(app: App) -> None:
+    workspace = app.aml.workspace()
+    pipeline, steps = workspace.add_pipeline_run(steps=4, step_seconds=30)
+    event = sample_event(
+        "pipeline_run_completed",
+        id="pipeline-done",
+        data={"runId": pipeline["runId"], "experimentId": pipeline["experimentId"]},
+    )
+
+    invoke(event)
+
+    summaries = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert len(summaries) == 1
+    summary = summaries[0]
+    assert summary["run_id"] == pipeline["runId"]
+    assert summary["step_count"] == "4"
+    assert summary["failed_step_count"] == "0"
+    assert summary["steps_execution_time_ms"] == str(4 * 30_000)
+    assert summary["slowest_step_duration_ms"] == "30000"
+    assert summary["slowest_step_run_id"] in {s["runId"] for s in steps}
+    assert int(summary["wall_time_ms"]) >= 4 * 30_000
+    assert len(app.aml.requests_to(f"/runs/{pipeline['runId']}/children")) >= 1
+    # The run record itself is emitted too, with the pipeline's own id as its pipeline run id.
+    assert app.records()[0]["pipelinerunid"] == pipeline["runId"]
+
+
+def test_a_running_pipeline_gets_no_summary_yet(app: App) -> None:
+    invoke(sample_event("pipeline_run_completed", id="pipeline-running", data={"runStatus": "running"}))
+    assert app.records()[0]["status"] == "Running"
+    assert app.ingestion.events("AmlPipelineRunSummary") == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "description"),
+    [
+        (Fault(status=429, headers={"Retry-After": "1"}), "throttled with Retry-After"),
+        (Fault(status=500), "server error"),
+        (Fault(status=503), "unavailable"),
+        (Fault(status=403), "role assignment not propagated yet"),
+        (Fault(status=401), "token refused"),
+        (Fault(passthrough=True, delay=3.0), "timeout"),
+        (Fault(close=True), "connection dropped"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_enrichment_failures_fail_the_invocation_and_mark_nothing(
+    app: App, fault: Fault, description: str
+) -> None:
+    event = sample_event("step_run_completed", id=f"fault-{fault.status}-{fault.close}-{fault.delay}")
+    app.aml.fail("GET", f"/runs/{SAMPLE_STEP_RUN_ID}/details", *([fault] * 3))
+
+    with pytest.raises(EnrichmentUnavailable):
+        invoke(event)
+
+    assert len(app.aml.requests_to(f"/runs/{SAMPLE_STEP_RUN_ID}/details")) == 3, description
+    assert app.records() == []
+    assert event["id"] not in app.processed_ids()
+
+    # Event Grid redelivers; by then the API answers again and the event is recorded once.
+    invoke(event)
+    assert len(app.records()) == 1
+    assert event["id"] in app.processed_ids()
+
+
+def test_retry_after_is_honoured_inside_the_invocation(app: App) -> None:
+    app.aml.fail(
+        "GET", f"/runs/{SAMPLE_STEP_RUN_ID}/details", Fault(status=429, headers={"Retry-After": "1"})
+    )
+    invoke(sample_event("step_run_completed", id="throttled-once"))
+    calls = app.aml.requests_to(f"/runs/{SAMPLE_STEP_RUN_ID}/details")
+    assert len(calls) == 2
+    assert len(app.records()) == 1
+
+
+def test_a_deleted_run_is_recorded_from_the_event_with_enrichment_error(app: App) -> None:
+    event = sample_event("step_run_completed", id="deleted-run", data={"runId": "run-that-was-deleted"})
+
+    invoke(event)
+
+    records = app.records()
+    assert len(records) == 1
+    record = records[0]
+    assert record["run_id"] == "run-that-was-deleted"
+    assert record["enrichment_error"]
+    assert record["node_id"] == "254c70df"  # carried by the event itself
+    for unknown in ("start_time_utc_ms", "end_time_utc_ms", "execution_time_ms", "target", "script"):
+        assert unknown not in record
+    assert app.ingestion.metrics("aml_run_duration_ms") == []
+    assert event["id"] in app.processed_ids()
+
+
+@pytest.mark.parametrize("mode", [500, 503, "partial", "down"])
+def test_ingestion_failure_fails_the_invocation_and_marks_nothing(app: App, mode: Any) -> None:
+    event = sample_event("step_run_completed", id=f"ingestion-{mode}")
+    app.ingestion.fail_with(mode)
+
+    with pytest.raises(TelemetryExportFailed):
+        invoke(event)
+    assert event["id"] not in app.processed_ids()
+
+    app.ingestion.reset()
+    invoke(event)
+    assert event["id"] in app.processed_ids()
+    delivered = [r for r in app.records() if r["event_id"] == event["id"]]
+    assert len(delivered) >= 1
+
+
+def test_the_same_event_twice_gives_one_record_and_no_second_lookup(app: App) -> None:
+    event = sample_event("step_run_completed", id="delivered-twice")
+    invoke(event)
+    calls_after_first = len(app.aml.requests)
+    invoke(event)
+    assert len(app.records()) == 1
+    assert len(app.aml.requests) == calls_after_first
+
+
+def test_run_completed_and_status_changed_for_the_same_run_give_one_record(app: App) -> None:
+    invoke(sample_event("step_run_completed", id="status-changed"))
+    completed = sample_event(
+        "step_run_completed", id="run-completed", eventType="Microsoft.MachineLearningServices.RunCompleted"
+    )
+    del completed["data"]["runStatus"]
+    invoke(completed)
+    assert len(app.records()) == 1
+
+
+def _rejections(app: App) -> list[dict[str, Any]]:
+    return [json.loads(blob.content) for blob in app.rejected_blobs()]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (
+            lambda e: e.update(eventType="Microsoft.MachineLearningServices.ModelRegistered"),
+            "unsupported_event_type",
+        ),
+        (lambda e: e["data"].pop("runId"), "missing_runId"),
+        (lambda e: e["data"].update(runId=12345), "wrong_type"),
+        (
+            lambda e: e.update(
+                topic="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x"
+            ),
+            "topic_not_workspace",
+        ),
+        (lambda e: e.update(data="not an object"), "missing_data"),
+        (lambda e: e["data"].update(runTags=["a", "list"]), "wrong_type"),
+        (lambda e: e["data"].update(runProperties={"blob": "x" * 1_100_000}), "too_large"),
+    ],
+    ids=[
+        "wrong-type",
+        "no-run-id",
+        "run-id-not-string",
+        "wrong-topic",
+        "data-not-object",
+        "tags-not-object",
+        "huge",
+    ],
+)
+def test_malformed_events_are_stored_as_rejected_and_the_invocation_succeeds(
+    app: App, mutate: Any, reason: str
+) -> None:
+    event = sample_event("step_run_completed", id=f"bad-{reason}")
+    mutate(event)
+
+    invoke(event)  # no exception: Event Grid must not retry an event that can never succeed
+
+    assert app.records() == []
+    rejections = _rejections(app)
+    assert len(rejections) == 1
+    assert rejections[0]["reason"] == reason
+    assert rejections[0]["detail"]
+    rejected_events = app.ingestion.events("AmlEventRejected")
+    assert [e["properties"]["reason"] for e in rejected_events] == [reason]
+    counter = app.ingestion.metrics("aml_events_rejected")
+    assert [(p["value"], p["properties"].get("reason")) for p in counter] == [(1, reason)]
+
+
+def test_without_storage_the_app_still_records_with_one_warning(
+    app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from amlobs import runtime
+
+    monkeypatch.delenv("AzureWebJobsStorage")
+    runtime.reset_processor()
+    caplog.set_level("WARNING")
+    invoke(sample_event("step_run_completed", id="no-storage-1"))
+    invoke(sample_event("step_run_completed", id="no-storage-2", data={"runStatus": "Running"}))
+    assert len(app.records()) == 2
+    storage_warnings = [r for r in caplog.records if "AzureWebJobsStorage" in r.getMessage()]
+    assert len(storage_warnings) == 1
+
+
+def test_the_sample_pipeline_event_is_recorded(app: App) -> None:
+    invoke(sample_event("pipeline_run_completed"))
+    record = app.records()[0]
+    assert record["run_id"] == SAMPLE_PIPELINE_RUN_ID
+    assert record["run_type"] == "azureml.PipelineRun"
+    assert record["status"] == "Completed"
