@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,13 @@ class Call:
     method: str
     url: str
     answered: int
+    items: int = 0  # telemetry envelopes in a /track call
+
+    @property
+    def line(self) -> str:
+        """``host:port METHOD path`` of the original URL, as the probes report requests."""
+        parts = urlsplit(self.url)
+        return f"{parts.netloc} {self.method} {parts.path}"
 
 
 @dataclass
@@ -63,23 +71,17 @@ class BaselineFake:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def add_sample_run(self, event: dict[str, Any]) -> None:
-        """The run the sample's step event names, as run history would return it."""
-        data = event["data"]
-        run_id = data["runId"]
-        self.runs[run_id] = {
-            "runId": run_id,
-            "parentRunId": (data.get("runTags") or {}).get("azureml.pipelinerunid"),
-            "experimentId": data.get("experimentId", EXPERIMENT_ID),
-            "status": "Completed",
-            "createdUtc": "2020-06-07T19:16:00.512Z",
-            "startTimeUtc": "2020-06-07T19:16:15.869Z",
-            "endTimeUtc": "2020-06-07T19:16:15.980Z",
-            "target": "sample-compute",
-            "runType": data.get("runType", "azureml.StepRun"),
-            "properties": dict(data.get("runProperties") or {}),
-            "tags": dict(data.get("runTags") or {}),
-        }
+    def add_run(self, run: dict[str, Any], details: dict[str, Any]) -> None:
+        self.runs[run["runId"]] = {"run": run, "details": details}
+
+    def add_sample_run(self, event: dict[str, Any], fixtures: Path) -> None:
+        """The run the sample's step event names, from the same fixtures the project's AML fake serves."""
+        run_id = event["data"]["runId"]
+        short = run_id.split("-")[0]
+        self.add_run(
+            json.loads((fixtures / f"run_step_{short}.json").read_text()),
+            json.loads((fixtures / f"run_details_step_{short}.json").read_text()),
+        )
         self.workspace_topic = event["topic"]
 
     def sample_env(self) -> dict[str, str]:
@@ -161,7 +163,7 @@ def _history(fake: BaselineFake, method: str, rest: str) -> tuple[int, Any]:
         stored = fake.runs.get(run["run"])
         if stored is None:
             return 404, {"error": {"code": "UserError", "message": "Run not found"}}
-        body = dict(stored)
+        body = dict(stored["details" if run["tail"] else "run"])
         if not run["tail"]:
             # RunDto fields azureml-core v1 reads unconditionally when it builds a Run object.
             body.setdefault("rootRunId", body.get("parentRunId") or body.get("runId"))
@@ -210,11 +212,13 @@ def _answer(fake: BaselineFake, method: str, url: str, body: bytes) -> tuple[int
         items = _count_items(body)
         return 200, {"itemsReceived": items, "itemsAccepted": items, "errors": []}
     if path.rstrip("/") == "/subscriptions":
+        topic = _WORKSPACE.match(fake.workspace_topic)
+        subscription = topic["sub"] if topic else SUBSCRIPTION
         return 200, {
             "value": [
                 {
-                    "id": f"/subscriptions/{SUBSCRIPTION}",
-                    "subscriptionId": SUBSCRIPTION,
+                    "id": f"/subscriptions/{subscription}",
+                    "subscriptionId": subscription,
                     "tenantId": TENANT,
                     "displayName": "bench",
                     "state": "Enabled",
@@ -259,7 +263,8 @@ def _handler(fake: BaselineFake) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             url = self.headers.get(ORIGINAL_URL_HEADER) or f"http://unknown{self.path}"
             status, payload = _answer(fake, self.command, url, body)
-            fake.calls.append(Call(self.command, url, status))
+            items = _count_items(body) if url.endswith("/track") else 0
+            fake.calls.append(Call(self.command, url, status, items))
             out = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

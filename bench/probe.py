@@ -158,12 +158,26 @@ def _run_events(function: Callable[[Any], Any], events: list[str], out: dict[str
     print(READY_MARKER, flush=True)
     sys.stdin.readline()
     latencies = []
+    profile = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     loop_start = time.perf_counter()
     for event_json in events[1:]:
         start = time.perf_counter()
         function(_decode(event_json))
         latencies.append(time.perf_counter() - start)
     out["steady_total_s"] = time.perf_counter() - loop_start
+    if profile is not None:
+        import io
+        import pstats
+
+        profile.disable()
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(60)
+        out["profile"] = text.getvalue()
     out["latencies_s"] = latencies
     out["steady_requests"] = list(sent)
 

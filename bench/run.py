@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import socketserver
 import statistics
 import subprocess
 import sys
@@ -138,7 +139,9 @@ class ChildResult:
     wall_s: float
     max_rss_kib: int
     report: dict[str, Any]
-    ready_requests: dict[str, int] | None = None
+    # Spawn → the child's "first event done" marker: interpreter + import + index + first event,
+    # without the process exit (the sample's log handlers flush at exit).
+    ready_s: float | None = None
 
 
 def run_child(
@@ -161,14 +164,18 @@ def run_child(
             argv, env=env, cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert process.stdout is not None and process.stdin is not None
+        ready_s = None
         if mode.endswith("-events"):
             for line in process.stdout:
                 if line.decode(errors="replace").strip() == READY_MARKER:
+                    ready_s = time.perf_counter() - start
                     if on_ready is not None:
                         on_ready()
+                    # A child that died before the marker is reported below, with its stderr.
+                    with contextlib.suppress(BrokenPipeError):
+                        process.stdin.write(b"go\n")
+                        process.stdin.flush()
                     break
-            process.stdin.write(b"go\n")
-            process.stdin.flush()
         # wait4: this child's own exit, without reaping anything else.
         deadline = time.monotonic() + timeout
         while True:
@@ -194,7 +201,7 @@ def run_child(
         # ru_maxrss of a fork+exec'd child includes the parent's pages before exec; the child's own
         # VmHWM does not, so it is the peak memory reported (ru_maxrss is kept in the JSON).
         report["ru_maxrss_kib"] = rusage.ru_maxrss
-        return ChildResult(wall_s=wall, max_rss_kib=report["vm_hwm_kib"], report=report)
+        return ChildResult(wall_s=wall, max_rss_kib=report["vm_hwm_kib"], report=report, ready_s=ready_s)
 
 
 def _bench_home() -> str:
@@ -204,7 +211,7 @@ def _bench_home() -> str:
 
 
 def base_env() -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "BENCH_PROFILE")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(QUIET_TELEMETRY_ENV)
     # azureml-core needs a HOME (os.getenv('HOME') at import); a private one keeps ~/.azureml out.
@@ -264,14 +271,40 @@ def cold_start(rounds: int) -> dict[str, Any]:
 # --- per event ----------------------------------------------------------------------------------
 
 
-def step_event(event_id: str, template: dict[str, Any]) -> str:
-    event = dict(template)
-    event["id"] = event_id
-    return json.dumps(event)
+STEP_RUN = "9a9d8f51-1e44-4c23-b0a0-8246046eeb28"
+FIXTURES = ROOT / "tests" / "data" / "aml"
 
 
-def write_events(path: Path, template: dict[str, Any], count: int, prefix: str) -> Path:
-    path.write_text(json.dumps([step_event(f"{prefix}-{i:05d}", template) for i in range(count)]))
+def step_run_id(index: int) -> str:
+    return f"{STEP_RUN[:24]}{index:012d}"
+
+
+def step_runs(count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``count`` copies of the sample's step run (run + details fixtures), each with its own run id.
+
+    Distinct runs matter: the processor dedupes on (workspace, run, status) as well as on the
+    event id, so replaying one run's event would measure the duplicate short-cut, not the work.
+    """
+    run_text = (FIXTURES / "run_step_9a9d8f51.json").read_text()
+    details_text = (FIXTURES / "run_details_step_9a9d8f51.json").read_text()
+    return [
+        (
+            json.loads(run_text.replace(STEP_RUN, step_run_id(i))),
+            json.loads(details_text.replace(STEP_RUN, step_run_id(i))),
+        )
+        for i in range(count)
+    ]
+
+
+def write_events(path: Path, template: dict[str, Any], first_index: int, count: int) -> Path:
+    """Event Grid events for runs ``first_index`` .. ``first_index + count - 1`` of :func:`step_runs`."""
+    text = json.dumps(template)
+    events = []
+    for index in range(first_index, first_index + count):
+        event = json.loads(text.replace(STEP_RUN, step_run_id(index)))
+        event["id"] = f"bench-{time.time_ns()}-{index}"
+        events.append(json.dumps(event))
+    path.write_text(json.dumps(events))
     return path
 
 
@@ -285,19 +318,27 @@ def load_sample_event() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def ours_fakes() -> Iterator[tuple[dict[str, str], tuple[int, int]]]:
+def ours_fakes(
+    runs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+) -> Iterator[tuple[dict[str, str], tuple[int, int], Any]]:
     """The project's loopback fakes (tests/fakes): AML API + token endpoint, ingestion, Azurite."""
     sys.path.insert(0, str(ROOT))
     from tests.fakes.aml_api import start_aml_api
-
     from tests.fakes.azurite import start_azurite
-    from tests.fakes.ingestion import start_ingestion
+    from tests.fakes.ingestion import IngestionServer
 
-    with start_aml_api() as aml, start_ingestion() as ingestion, start_azurite() as azurite:
-        env = dict(aml.env)
+    with contextlib.ExitStack() as stack:
+        aml = stack.enter_context(start_aml_api())
+        workspace = aml.workspace()
+        for run, details in runs:
+            workspace.add_run(run, details)
+        azurite = stack.enter_context(start_azurite())
+        ingestion = IngestionServer().start()
+        stack.callback(ingestion.close)
+        env = dict(aml.env())
         env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = ingestion.connection_string
         env["AzureWebJobsStorage"] = azurite.connection_string
-        yield env, (azurite.blob_port, azurite.table_port)
+        yield env, (azurite.blob_port, azurite.table_port), ingestion
 
 
 def _finish(
@@ -315,42 +356,77 @@ def _finish(
 
 def per_event_ours(steady_events: int, first_runs: int) -> dict[str, Any]:
     template = load_sample_event()
-    with ours_fakes() as (fake_env, storage_ports), tempfile.TemporaryDirectory() as tmp:
+    runs = step_runs(first_runs + steady_events + 1)
+    with ours_fakes(runs) as (fake_env, storage_ports, ingestion), tempfile.TemporaryDirectory() as tmp:
         env = base_env() | fake_env
         first: list[ChildResult] = []
         for i in range(first_runs):
-            events = write_events(Path(tmp) / f"first{i}.json", template, 1, f"first-{i}-{time.time_ns()}")
+            events = write_events(Path(tmp) / f"first{i}.json", template, i, 1)
             first.append(run_child(OURS.python, "ours-events", env=env, events=events))
-        prefix = f"steady-{time.time_ns()}"
-        events = write_events(Path(tmp) / "steady.json", template, steady_events + 1, prefix)
+        events = write_events(Path(tmp) / "steady.json", template, first_runs, steady_events + 1)
+        before = len(ingestion.envelopes)
         steady = run_child(OURS.python, "ours-events", env=env, events=events)
-    return _finish(first, steady, steady_events, storage_ports)
+        envelopes = len(ingestion.envelopes) - before
+    out = _finish(first, steady, steady_events, storage_ports)
+    out["telemetry_items_per_event"] = envelopes / (steady_events + 1)
+    return out
 
 
 def per_event_baseline(steady_events: int, first_runs: int) -> dict[str, Any]:
     template = load_sample_event()
     with start_baseline_fake() as fake, tempfile.TemporaryDirectory() as tmp:
-        fake.add_sample_run(template)
+        fake.workspace_topic = template["topic"]
+        for run, details in step_runs(first_runs + steady_events + 1):
+            fake.add_run(run, details)
         env = base_env() | fake.sample_env()
         first: list[ChildResult] = []
+        first_calls: list[list[str]] = []
         for i in range(first_runs):
             # A fresh HOME: azureml-core caches discovery in ~/.azureml, a new instance has none.
             home = Path(tmp) / f"home-first{i}"
             home.mkdir()
-            events = write_events(Path(tmp) / f"first{i}.json", template, 1, f"first-{i}")
+            events = write_events(Path(tmp) / f"first{i}.json", template, i, 1)
             first_env = env | {"HOME": str(home)}
+            before = len(fake.calls)
             first.append(run_child(BASELINE.python, "baseline-events", env=first_env, events=events))
+            first_calls.append([c.line for c in fake.calls[before:]])
         home = Path(tmp) / "home-steady"
         home.mkdir()
-        events = write_events(Path(tmp) / "steady.json", template, steady_events + 1, "steady")
-        steady = run_child(BASELINE.python, "baseline-events", env=env | {"HOME": str(home)}, events=events)
+        events = write_events(Path(tmp) / "steady.json", template, first_runs, steady_events + 1)
+        calls_before = len(fake.calls)
+        snapshot: dict[str, int] = {}
+
+        def on_ready() -> None:
+            snapshot["calls"] = len(fake.calls)
+
+        steady_env = env | {"HOME": str(home)}
+        steady = run_child(
+            BASELINE.python, "baseline-events", env=steady_env, events=events, on_ready=on_ready
+        )
         out = _finish(first, steady, steady_events, ())
-        # The server's view, with the original (rewritten) URLs, including exports after exit.
-        out["fake_calls"] = [f"{c.answered} {c.method} {c.url}" for c in fake.calls]
+        # Telemetry leaves the sample asynchronously (AzureLogHandler's worker thread, and at exit),
+        # so the baseline's calls are counted on the server, after the child has exited.
+        out["calls_first"] = per_event_calls(first_calls[0], 1)
+        out["calls_steady"] = per_event_calls(
+            [c.line for c in fake.calls[snapshot["calls"] :]], steady_events
+        )
+        items = sum(c.items for c in fake.calls[calls_before:])
+        out["telemetry_items_per_event"] = items / (steady_events + 1)
+        out["fake_calls"] = [f"{c.answered} {c.line}" for c in fake.calls]
     return out
 
 
 # --- report -------------------------------------------------------------------------------------
+
+
+def _no_nagle_in_fakes() -> None:
+    """TCP_NODELAY on every loopback fake served from this process.
+
+    The fakes write the status line + headers and the body in two sends; with Nagle on, the body
+    waits for the client's delayed ACK (~40 ms on Linux) on a kept-alive connection. Real Azure
+    front ends do not stall like that, so leaving it on would measure the fake, not the code.
+    """
+    socketserver.StreamRequestHandler.disable_nagle_algorithm = True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    _no_nagle_in_fakes()
     install_s = {s.name: ensure_venv(s, rebuild=args.rebuild) for s in (OURS, BASELINE)}
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
