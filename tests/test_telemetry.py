@@ -438,8 +438,10 @@ def test_failed_exports_write_nothing_to_disk(
 
 def test_each_flush_sends_only_what_is_new(sink: TelemetrySink, ingestion_server: IngestionServer) -> None:
     sink.emit_run_record(record("first", execution_time_ms=1000))
+    sink.emit_rejected("not_json", "bad", {})
     sink.flush()
     sink.emit_run_record(record("second", execution_time_ms=2000))
+    sink.emit_rejected("not_json", "bad", {})
     sink.flush()
     requests_after_two = len(ingestion_server.track_requests())
     sink.flush()
@@ -450,7 +452,40 @@ def test_each_flush_sends_only_what_is_new(sink: TelemetrySink, ingestion_server
         (1000, 1),
         (2000, 1),
     ]
+    assert [p["value"] for p in ingestion_server.metrics(METRIC_REJECTED)] == [1, 1]
     assert len(ingestion_server.track_requests()) == requests_after_two  # nothing new, nothing sent
+
+
+def test_when_the_events_fail_their_metric_points_are_not_sent_either(
+    sink: TelemetrySink, ingestion_server: IngestionServer
+) -> None:
+    ingestion_server.fail_with(500)
+    sink.emit_run_record(record("lost", execution_time_ms=1000))
+    with pytest.raises(TelemetryExportFailed):
+        sink.flush()
+    ingestion_server.reset()
+    sink.emit_run_record(record("redelivered", execution_time_ms=1000))
+    sink.flush()
+
+    # The redelivery records the point again, so sending it with the failed events would count it twice.
+    assert [(p["value"], p["count"]) for p in ingestion_server.metrics(METRIC_DURATION)] == [(1000, 1)]
+    assert not any(
+        envelope["name"].endswith("Metric")
+        for request in ingestion_server.track_requests()
+        if request.status != 200
+        for envelope in request.envelopes
+    )
+
+
+def test_a_failed_metric_export_fails_the_flush_even_though_the_events_were_stored(
+    sink: TelemetrySink, ingestion_server: IngestionServer
+) -> None:
+    ingestion_server.fail_with(503, matching="Metric")
+    sink.emit_run_record(RECORD)
+    with pytest.raises(TelemetryExportFailed, match="metrics: ingestion answered HTTP 503"):
+        sink.flush()
+    assert run_ids(ingestion_server) == ["train_1"]
+    assert ingestion_server.metrics(METRIC_DURATION) == []
 
 
 def test_an_invocation_whose_items_failed_in_another_invocations_flush_is_told_so(

@@ -51,6 +51,11 @@ class _Failure:
     retry_after: float | None = None
     delay: float = 5.0
     partial_status: int = 500
+    matching: str | None = None  # only requests holding an envelope whose name ends with this
+
+    def applies_to(self, request: RecordedRequest) -> bool:
+        suffix = self.matching
+        return suffix is None or any(str(e.get("name", "")).endswith(suffix) for e in request.envelopes)
 
 
 @dataclass
@@ -129,6 +134,7 @@ class IngestionServer:
         retry_after: float | None = None,
         delay: float = 5.0,
         partial_status: int = 500,
+        matching: str | None = None,
     ) -> None:
         """Answer the next ``times`` track requests (all, when None) with a failure.
 
@@ -137,11 +143,13 @@ class IngestionServer:
         ``"slow"``: hold the request ``delay`` seconds (or until reset) before a normal 200, so a client
         with a shorter timeout gives up while ingestion still stores the data, as the real one may;
         ``"down"``: stop listening, so connections are refused until :meth:`reset`.
+        ``matching``: fail only requests carrying an envelope whose name ends with it (``"Metric"``,
+        ``"Event"``); others are answered normally and do not count towards ``times``.
         """
         if not isinstance(mode, int) and mode not in FAILURE_MODES:
             raise ValueError(f"unknown failure mode {mode!r}: an HTTP status or one of {FAILURE_MODES}")
         with self._lock:
-            self._failure = _Failure(mode, times, retry_after, delay, partial_status)
+            self._failure = _Failure(mode, times, retry_after, delay, partial_status, matching)
             self._release.clear()
         if mode == "down":
             self._stop_listening()
@@ -191,10 +199,10 @@ class IngestionServer:
         return found
 
     # -- request handling (server threads) ------------------------------------------------------
-    def _take_failure(self) -> _Failure | None:
+    def _take_failure(self, request: RecordedRequest) -> _Failure | None:
         with self._lock:
             failure = self._failure
-            if failure is None:
+            if failure is None or not failure.applies_to(request):
                 return None
             if failure.remaining is not None:
                 failure.remaining -= 1
@@ -213,7 +221,7 @@ class IngestionServer:
     def _handle_track(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
         items = request.envelopes
         count = len(items)
-        failure = self._take_failure()
+        failure = self._take_failure(request)
         if failure is not None and failure.mode == "slow":
             self._release.wait(failure.delay)
             failure = None
