@@ -104,7 +104,8 @@ class Fault:
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
-    path: str
+    path: str  # percent-decoded
+    raw_path: str  # as sent
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     body: bytes
@@ -377,6 +378,8 @@ class FakeAmlApi:
         self.client_id = client_id
         self.page_size = page_size
         self.requests: list[RecordedRequest] = []
+        # Merged into the discovery document (e.g. {"api": "https://elsewhere.example"}).
+        self.discovery_overrides: dict[str, Any] = {}
         self.token_requests: list[TokenRequest] = []
         self._lock = threading.Lock()
         self._faults: list[tuple[str, str, Fault]] = []
@@ -396,7 +399,12 @@ class FakeAmlApi:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-aml-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-aml-api",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -503,7 +511,7 @@ class FakeAmlApi:
         body = handler.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, query, headers, body))
+            self.requests.append(RecordedRequest(method, path, parts.path, query, headers, body))
         fault = self._take_fault(method, path)
         if fault is not None:
             if fault.delay:
@@ -602,6 +610,7 @@ class FakeAmlApi:
         document = load_fixture("discovery.json")
         for key in ("api", "experimentation", "history", "hyperdrive", "labeling", "modelmanagement"):
             document[key] = self.base_url
+        document.update(self.discovery_overrides)
         return 200, document, {}
 
     def _history(
@@ -702,6 +711,8 @@ def _unauthorized() -> tuple[int, Any, dict[str, str]]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add ~40 ms each.
+    disable_nagle_algorithm = True
     app: FakeAmlApi
 
     def do_GET(self) -> None:
