@@ -663,6 +663,30 @@ def test_create_stores_from_environment_uses_azurite(storage_env: Azurite) -> No
     assert [b.name for b in storage_env.list_blobs(REJECTED_CONTAINER)] == [name]
 
 
+def test_differing_storage_client_id_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings.from_env(
+        {
+            "AZURE_CLIENT_ID": "app-identity",
+            "AzureWebJobsStorage__accountName": "acct",
+            "AzureWebJobsStorage__clientId": "host-identity",
+        }
+    )
+    with caplog.at_level("WARNING", logger="amlobs.storage"):
+        create_stores(settings, _JwtCredential())
+    assert "host-identity" in caplog.text and "app-identity" in caplog.text
+    caplog.clear()
+    same = Settings.from_env(
+        {
+            "AZURE_CLIENT_ID": "one",
+            "AzureWebJobsStorage__accountName": "acct",
+            "AzureWebJobsStorage__clientId": "one",
+        }
+    )
+    with caplog.at_level("WARNING", logger="amlobs.storage"):
+        create_stores(same, _JwtCredential())
+    assert caplog.text == ""
+
+
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

@@ -608,6 +608,15 @@ def create_stores(
     if storage is None:
         _warn_storage_off_once()
         return NullDedupeStore(), NullRejectedEventStore()
+    if storage.client_id and settings.azure_client_id and storage.client_id != settings.azure_client_id:
+        # The host authenticates with __clientId, this app with the credential it is given.
+        logger.warning(
+            "%s__clientId (%s) differs from AZURE_CLIENT_ID (%s): dedupe and rejected events use the "
+            "identity of AZURE_CLIENT_ID, which then needs the storage data roles too",
+            STORAGE_SETTING,
+            storage.client_id,
+            settings.azure_client_id,
+        )
     timeouts = StorageTimeouts.from_settings(settings)
     return (
         TableDedupeStore(storage, credential, timeouts=timeouts),
