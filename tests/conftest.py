@@ -88,4 +88,6 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 @pytest.fixture(autouse=True, scope="session")
 def _no_traffic_outside_loopback() -> Iterator[None]:
     yield
-    assert not ATTEMPTED_NON_LOOPBACK, f"connections outside loopback were attempted: {ATTEMPTED_NON_LOOPBACK}"
+    assert not ATTEMPTED_NON_LOOPBACK, (
+        f"connections outside loopback were attempted: {ATTEMPTED_NON_LOOPBACK}"
+    )
