@@ -334,6 +334,14 @@ def test_connection_string_is_validated_before_anything_is_sent() -> None:
             create_telemetry(settings_for(bad), None)
 
 
+def test_a_disabled_opentelemetry_sdk_is_refused_rather_than_silently_dropping_telemetry(
+    monkeypatch: pytest.MonkeyPatch, ingestion_server: IngestionServer
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    with pytest.raises(SettingsError, match="OTEL_SDK_DISABLED"):
+        create_telemetry(settings_for(ingestion_server.connection_string), None)
+
+
 # --- flush outcome -----------------------------------------------------------------------------
 
 
