@@ -131,20 +131,31 @@ def _baseline_function() -> Callable[[Any], None]:
 
 
 def _count_http_requests() -> list[str]:
-    """Every HTTP request line this process sends, as ``host:port METHOD path`` (urllib3 and
-    requests, hence azure-core and msrest, all go through http.client's putrequest)."""
+    """Every HTTP request this process sends, as ``host:port METHOD path <ms>``: urllib3 and
+    requests (hence azure-core and msrest) all go through http.client. The time is from the request
+    line to the response headers, which is most of a loopback call (bodies here are small)."""
     import http.client
 
     sent: list[str] = []
+    started: dict[int, tuple[str, float]] = {}
     real_putrequest = http.client.HTTPConnection.putrequest
+    real_getresponse = http.client.HTTPConnection.getresponse
 
     def putrequest(
         self: http.client.HTTPConnection, method: str, url: str, *args: Any, **kwargs: Any
     ) -> None:
-        sent.append(f"{self.host}:{self.port} {method} {url.split('?')[0]}")
+        started[id(self)] = (f"{self.host}:{self.port} {method} {url.split('?')[0]}", time.perf_counter())
         real_putrequest(self, method, url, *args, **kwargs)
 
+    def getresponse(self: http.client.HTTPConnection) -> http.client.HTTPResponse:
+        try:
+            return real_getresponse(self)
+        finally:
+            line, start = started.pop(id(self), ("? ? ?", time.perf_counter()))
+            sent.append(f"{line} {(time.perf_counter() - start) * 1000:.3f}")
+
     http.client.HTTPConnection.putrequest = putrequest  # type: ignore[method-assign]
+    http.client.HTTPConnection.getresponse = getresponse  # type: ignore[method-assign]
     return sent
 
 
@@ -153,6 +164,7 @@ def _run_events(function: Callable[[Any], Any], events: list[str], out: dict[str
     start = time.perf_counter()
     function(_decode(events[0]))
     out["first_event_s"] = time.perf_counter() - start
+    out["modules_after_first_event"] = len(sys.modules)
     out["first_requests"] = list(sent)
     del sent[:]
     print(READY_MARKER, flush=True)

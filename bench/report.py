@@ -14,9 +14,8 @@ CALL_KINDS = ("token", "arm", "discovery", "run history", "artifacts", "ingestio
 
 
 def classify(line: str, storage_ports: Iterable[int] = ()) -> str:
-    """``host:port METHOD path`` → the kind of call (same rules for both stacks)."""
-    hostport, _, rest = line.partition(" ")
-    _, _, path = rest.partition(" ")
+    """``host:port METHOD path [ms]`` → the kind of call (same rules for both stacks)."""
+    hostport, _, path = line.split(" ")[:3]
     port = hostport.rsplit(":", 1)[-1]
     if port.isdigit() and int(port) in set(storage_ports):
         return "storage"
@@ -41,6 +40,25 @@ def per_event_calls(lines: Sequence[str], events: int, storage_ports: Iterable[i
     out = {kind: counts[kind] / events for kind in CALL_KINDS if counts[kind]}
     out["total"] = len(lines) / events
     return out
+
+
+def per_event_http_ms(
+    lines: Sequence[str], events: int, storage_ports: Iterable[int] = ()
+) -> dict[str, float]:
+    """Client-side milliseconds per event spent waiting on HTTP, by kind (lines with a time only)."""
+    spent: Counter[str] = Counter()
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) == 4:
+            spent[classify(line, storage_ports)] += float(fields[3])
+    out = {kind: spent[kind] / events for kind in CALL_KINDS if spent[kind]}
+    out["total"] = sum(spent.values()) / events
+    return out
+
+
+def _fmt_ms(spent: dict[str, float]) -> str:
+    parts = [f"{kind} {value:.1f}" for kind, value in spent.items() if kind != "total"]
+    return f"{spent['total']:.1f} ms ({', '.join(parts)})"
 
 
 def _fmt_calls(calls: dict[str, float]) -> str:
@@ -141,6 +159,9 @@ def _event_rows(result: dict[str, Any], row: Any) -> None:
         f"{fe_b * 1000:.0f} ms",
         f"{_ratio(fe_o, fe_b):.2f}",
     )
+    mods_o = ours["first"][0].report.get("modules_after_first_event", "?")
+    mods_b = base["first"][0].report.get("modules_after_first_event", "?")
+    row("First invocation: modules loaded after the first event", f"{mods_o}", f"{mods_b}")
     row(
         "First invocation: peak RSS (median)",
         f"{fr_o:.1f} MiB",
@@ -186,6 +207,13 @@ def _event_rows(result: dict[str, Any], row: Any) -> None:
         _fmt_calls(cb),
         f"{_ratio(co['total'], cb['total']):.2f}",
     )
+    ho, hb = ours["http_ms_steady"], base["http_ms_steady"]
+    row(
+        "Per event: time waiting on HTTP, client-side (baseline: without its async telemetry)",
+        _fmt_ms(ho),
+        _fmt_ms(hb),
+        f"{_ratio(ho['total'], hb['total']):.2f}",
+    )
     to, tb = ours["telemetry_items_per_event"], base["telemetry_items_per_event"]
     row(
         "Telemetry envelopes received per event (steady run, incl. exports after exit)",
@@ -202,6 +230,20 @@ def _event_rows(result: dict[str, Any], row: Any) -> None:
     )
 
 
+KEY_PACKAGES = {
+    "azureml_core",
+    "opencensus_ext_azure",
+    "opencensus",
+    "azure_functions",
+    "azure_core",
+    "azure_identity",
+    "azure_monitor_opentelemetry",
+    "azure_monitor_opentelemetry_exporter",
+    "opentelemetry_sdk",
+    "azure_data_tables",
+    "azure_storage_blob",
+    "msal",
+}
 AML_KINDS = ("token", "arm", "discovery", "run history", "artifacts")
 
 
@@ -218,6 +260,10 @@ def _notes(result: dict[str, Any]) -> list[str]:
         attempts = cold[name]["network_attempts"]
         if attempts:
             notes.append(f"- {name}: imports tried to reach the network (refused): {', '.join(attempts)}")
+    for name in ("ours", "baseline"):
+        dists = result["size"][name]["distributions"]
+        keys = [d for d in dists if d.lower().split("-")[0] in KEY_PACKAGES]
+        notes.append(f"- {name} venv: {', '.join(keys)}")
     n = cold["ours"]["wall_s"]["n"]
     notes.append(
         f"- Cold start: {n} interleaved rounds after one discarded warm-up; "

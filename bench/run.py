@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from baseline_fake import start_baseline_fake
-from report import latency_stats, per_event_calls, percentile, render, to_json
+from report import latency_stats, per_event_calls, per_event_http_ms, percentile, render, to_json
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -350,6 +350,7 @@ def _finish(
         "stats": latency_stats(steady.report["latencies_s"], steady.report["steady_total_s"]),
         "calls_first": per_event_calls(first[0].report["first_requests"], 1, storage_ports),
         "calls_steady": per_event_calls(steady.report["steady_requests"], events, storage_ports),
+        "http_ms_steady": per_event_http_ms(steady.report["steady_requests"], events, storage_ports),
         "storage_ports": list(storage_ports),
     }
 
