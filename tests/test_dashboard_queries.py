@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORKBOOK_PATH = REPO / "infra" / "workbook.json"
 DASHBOARD_BICEP = REPO / "infra" / "modules" / "dashboard.bicep"
 ALERTS_BICEP = REPO / "infra" / "modules" / "alerts.bicep"
+DASHBOARD_DOC = REPO / "docs" / "dashboard.md"
 KQL_CHECK = REPO / "tests" / "tools" / "kql_check.js"
 KUSTO_PACKAGE = REPO / "tests" / "tools" / "node_modules" / "@kusto" / "language-service-next"
 
@@ -335,6 +336,14 @@ def bicep_queries(path: Path) -> list[Query]:
     return queries
 
 
+def markdown_queries(path: Path) -> list[Query]:
+    """The ```kusto blocks of a page (what readers paste into Logs)."""
+    blocks = re.findall(
+        r"^```kusto\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL
+    )
+    return [Query(f"{path.relative_to(REPO).as_posix()}:{i + 1}", block) for i, block in enumerate(blocks)]
+
+
 # --------------------------------------------------------------------------------------------------
 # KQL: a small lexer, and the telemetry references of a query
 
@@ -597,7 +606,9 @@ def run_kusto(queries: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 WORKBOOK: dict[str, Any] = json.loads(WORKBOOK_PATH.read_text(encoding="utf-8"))
-QUERIES: list[Query] = workbook_queries(WORKBOOK) + bicep_queries(ALERTS_BICEP)
+QUERIES: list[Query] = (
+    workbook_queries(WORKBOOK) + bicep_queries(ALERTS_BICEP) + markdown_queries(DASHBOARD_DOC)
+)
 QUERY_IDS = [q.origin for q in QUERIES]
 
 # Checks the checker: these must come back with errors.
@@ -629,7 +640,8 @@ def columns(kusto: dict[str, dict[str, Any]], origin: str) -> dict[str, str]:
 
 def test_queries_were_found_in_both_files() -> None:
     origins = {q.origin.split(":")[0] for q in QUERIES}
-    assert origins == {"workbook", "alerts.bicep"}
+    assert origins == {"workbook", "alerts.bicep", "docs/dashboard.md"}
+    assert len([q for q in QUERIES if q.origin.startswith("docs/")]) >= 5
     assert len([q for q in QUERIES if q.origin.startswith("workbook:")]) >= 10
     assert {q.origin for q in QUERIES if q.origin.startswith("alerts.bicep:")} == {
         "alerts.bicep:pipeline-failed",
