@@ -15,7 +15,9 @@ function Get-AzdValue([string]$Name) {
 & azd env set AML_OBS_CLEANUP_ROLE_DEFINITION_IDS (Get-AzdValue 'AML_OBS_READER_ROLE_DEFINITION_IDS')
 & azd env set AML_OBS_CLEANUP_RESOURCE_GROUP_IDS (Get-AzdValue 'AML_OBS_FOREIGN_RESOURCE_GROUP_IDS')
 
-$ids = (Get-AzdValue 'AML_WORKSPACE_IDS') -replace '[ ,]', ''
+$ids = Get-AzdValue 'AML_WORKSPACE_IDS'
+if (-not $ids) { $ids = "$env:AML_WORKSPACE_IDS" }
+$ids = $ids -replace '[ ,]', ''
 if (-not $ids) {
     Write-Host "Only the demo workspace is observed: everything is in this environment's resource group."
     exit 0

@@ -15,7 +15,8 @@ azd env set AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS "$(value AML_OBS_EXTERNAL_ROLE_A
 azd env set AML_OBS_CLEANUP_ROLE_DEFINITION_IDS "$(value AML_OBS_READER_ROLE_DEFINITION_IDS)"
 azd env set AML_OBS_CLEANUP_RESOURCE_GROUP_IDS "$(value AML_OBS_FOREIGN_RESOURCE_GROUP_IDS)"
 
-ids=$(value AML_WORKSPACE_IDS)
+# CI passes it as a process variable rather than an azd env value: accept either.
+ids=$(azd env get-value AML_WORKSPACE_IDS 2>/dev/null || printf '%s' "${AML_WORKSPACE_IDS:-}")
 if [ -z "$(printf '%s' "$ids" | tr -d ' ,')" ]; then
   echo "Only the demo workspace is observed: everything is in this environment's resource group."
   exit 0

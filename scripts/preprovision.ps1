@@ -11,7 +11,7 @@ if ($LASTEXITCODE -eq 0 -and "$detach".Trim() -eq 'true' -and $env:AML_OBS_IN_PR
 }
 
 $ids = (& azd env get-value AML_WORKSPACE_IDS 2>$null)
-if ($LASTEXITCODE -ne 0) { $ids = '' }
+if ($LASTEXITCODE -ne 0) { $ids = "$env:AML_WORKSPACE_IDS" }
 $entries = @("$ids".Split(',') | ForEach-Object { $_.Trim() } | Where-Object { $_ })
 if ($entries.Count -eq 0) {
     Write-Host 'AML_WORKSPACE_IDS is empty: a demo workspace will be created and observed.'

@@ -10,7 +10,8 @@ if [ "$detach" = "true" ] && [ "${AML_OBS_IN_PREDOWN:-}" != "1" ]; then
   azd env set AML_OBS_DETACH false
 fi
 
-ids=$(azd env get-value AML_WORKSPACE_IDS 2>/dev/null || true)
+# CI passes it as a process variable rather than an azd env value: accept either.
+ids=$(azd env get-value AML_WORKSPACE_IDS 2>/dev/null || printf '%s' "${AML_WORKSPACE_IDS:-}")
 if [ -z "$(printf '%s' "$ids" | tr -d ' ,')" ]; then
   echo "AML_WORKSPACE_IDS is empty: a demo workspace will be created and observed."
   exit 0

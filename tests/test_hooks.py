@@ -319,6 +319,13 @@ def test_predown_detaches_observed_workspaces_before_down(hook: Callable[..., Ru
     assert not run.calls("az"), "nothing is deleted before the user confirms azd down"
 
 
+def test_predown_detaches_when_the_ids_come_from_the_process_environment(hook: Callable[..., Run]) -> None:
+    # CI sets AML_WORKSPACE_IDS as a workflow variable, not in the azd environment file.
+    run = hook("predown.sh", {}, extra_env={"AML_WORKSPACE_IDS": WS_A})
+    assert run.returncode == 0, run.stderr
+    assert run.state["env"]["AML_OBS_DETACH"] == "true" and run.state["provisions"] == 1
+
+
 def test_predown_with_only_the_demo_workspace_does_not_provision(hook: Callable[..., Run]) -> None:
     run = hook(
         "predown.sh",
