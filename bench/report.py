@@ -209,7 +209,7 @@ def _event_rows(result: dict[str, Any], row: Any) -> None:
     )
     ho, hb = ours["http_ms_steady"], base["http_ms_steady"]
     row(
-        "Per event: time waiting on HTTP, client-side (baseline: without its async telemetry)",
+        "Per event: time in HTTP calls, client-side, all threads (request line → response headers)",
         _fmt_ms(ho),
         _fmt_ms(hb),
         f"{_ratio(ho['total'], hb['total']):.2f}",
