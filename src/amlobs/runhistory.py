@@ -31,7 +31,11 @@ jitter, ``x-ms-retry-after-ms``/``Retry-After`` honoured, a Retry-After beyond
 :class:`~amlobs.errors.EnrichmentUnavailable`, so Event Grid redelivers. 404 raises
 :class:`~amlobs.errors.RunNotFound` (record what the event carries). Any other 4xx raises
 :class:`RunHistoryRejected`, a ``RunNotFound``: a 400 will not improve on redelivery, and the
-event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
+event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``. During discovery,
+a 404 from Resource Manager means the workspace is gone or invisible (``RunNotFound``, the event
+is recorded alone), while any failure of the discovery document itself, or a discovered URL that
+fails validation, is ``EnrichmentUnavailable``: that is a service or configuration fault, not a
+property of the run, and the event should wait for it to be fixed. Failed discoveries are not cached.
 
 Who gets the bearer token: only Resource Manager (``settings.arm_endpoint``), the configured
 ``settings.api_endpoint``, and discovered API hosts under Azure ML's own domains (or loopback).
@@ -620,7 +624,8 @@ class RunHistoryClient:
             return cached
 
     def _discover(self, ws: WorkspaceRef) -> str:
-        self._discoveries += 1
+        with self._locks_lock:
+            self._discoveries += 1
         arm_url = f"{self._settings.arm_endpoint}/{_workspace_path(ws)}?api-version={ARM_API_VERSION}"
         workspace = self._call_json(
             f"workspace lookup of {ws.workspace_name} (Resource Manager)",
