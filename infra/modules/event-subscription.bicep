@@ -40,7 +40,7 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: systemTopicName
 }
 
-resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
+resource eventSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: topic
   name: name
   properties: {
@@ -86,4 +86,4 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-
 }
 
 @description('Resource id of the event subscription.')
-output id string = subscription.id
+output id string = eventSubscription.id
