@@ -60,10 +60,20 @@ param includedEventTypes array = [
   'Unknown'
 ])
 param runStatuses array = [
+  'NotStarted'
+  'Queued'
+  'Preparing'
+  'Provisioning'
+  'Starting'
   'Running'
+  'Finalizing'
+  'CancelRequested'
   'Completed'
   'Failed'
   'Canceled'
+  'NotResponding'
+  'Paused'
+  'Unknown'
 ]
 
 @description('Python version of the Functions runtime (the test suite runs on 3.11).')

@@ -2,7 +2,7 @@
 # The one test command (README): installs what the tests need, then lint, type check and the suite.
 # Usage: scripts/test.sh [pytest args...]
 set -eu
-root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 cd "$root"
 
 python=${PYTHON:-python3}

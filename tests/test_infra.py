@@ -654,25 +654,31 @@ def test_status_filter_lets_run_completed_through_and_covers_every_known_status(
         "filter(knownRunStatuses, status => !contains(runStatuses, status))"
     )
 
-    # Event Grid's documented semantics for StringNotIn: case-insensitive, and a missing key matches.
-    excluded = {s.lower() for s in known if s not in default}
+    # The default delivers every status: every status change becomes a record.
+    assert set(default) == set(events.KNOWN_STATUSES)
 
-    def delivered(event: dict[str, Any]) -> bool:
+    # Event Grid's documented semantics for StringNotIn: case-insensitive, and a missing key matches.
+    def delivered(event: dict[str, Any], run_statuses: list[str]) -> bool:
+        excluded = {s.lower() for s in known if s not in run_statuses}
         if event["eventType"] not in main.param_default("includedEventTypes"):
             return False
         status = event["data"].get("runStatus")
         return status is None or status.lower() not in excluded
 
+    narrowed = ["Running", "Completed", "Failed", "Canceled"]
     completed = {"eventType": events.RUN_COMPLETED, "data": {"runId": "r"}}
-    assert (
-        delivered(completed)
-        and events.parse_event(
-            {**completed, "id": "1", "topic": _WS, "data": {"runId": "r", "experimentId": "e"}}
-        ).run_status
-        == "Completed"
-    )
-    assert delivered({"eventType": events.RUN_STATUS_CHANGED, "data": {"runStatus": "FAILED"}})
-    assert not delivered({"eventType": events.RUN_STATUS_CHANGED, "data": {"runStatus": "Queued"}})
+    for statuses in (default, narrowed):
+        assert (
+            delivered(completed, statuses)
+            and events.parse_event(
+                {**completed, "id": "1", "topic": _WS, "data": {"runId": "r", "experimentId": "e"}}
+            ).run_status
+            == "Completed"
+        )
+        assert delivered({"eventType": events.RUN_STATUS_CHANGED, "data": {"runStatus": "FAILED"}}, statuses)
+    queued = {"eventType": events.RUN_STATUS_CHANGED, "data": {"runStatus": "Queued"}}
+    assert delivered(queued, default)
+    assert not delivered(queued, narrowed)
 
 
 _WS = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
