@@ -33,9 +33,12 @@ param durationBaselineMinRuns int = 5
 param processorFailureThreshold int = 5
 
 var hasReceivers = !empty(alertEmailReceivers)
+var actionGroupName = 'ag-amlobs-${resourceToken}'
+// By id rather than through the (conditional) symbol, which may be null; the rules depend on it explicitly.
+var actionGroupResourceId = resourceId('Microsoft.Insights/actionGroups', actionGroupName)
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasReceivers) {
-  name: 'ag-amlobs-${resourceToken}'
+  name: actionGroupName
   location: 'global'
   tags: tags
   properties: {
@@ -51,7 +54,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasRecei
   }
 }
 
-var actionGroupIds = hasReceivers ? [actionGroup.id] : []
+var actionGroupIds = hasReceivers ? [actionGroupResourceId] : []
 
 // Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises
 // exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry
@@ -185,6 +188,9 @@ resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
     location: location
     tags: tags
     kind: 'LogAlert'
+    dependsOn: [
+      actionGroup
+    ]
     // The rule runs its query as its own identity (granted Reader below), not as whoever last deployed it.
     identity: {
       type: 'SystemAssigned'
@@ -252,6 +258,9 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
     name: 'amlobs-deadlettered-${uniqueString(topicId)}-${resourceToken}'
     location: 'global'
     tags: tags
+    dependsOn: [
+      actionGroup
+    ]
     properties: {
       description: 'Event Grid dead-lettered AML run events of system topic ${last(split(topicId, '/'))}: they were not recorded. They are in the dead-letter blob container; re-drive them with the replay command once the processor is healthy.'
       severity: 1
@@ -280,7 +289,7 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
       actions: hasReceivers
         ? [
             {
-              actionGroupId: actionGroup.id
+              actionGroupId: actionGroupResourceId
             }
           ]
         : []
@@ -289,10 +298,10 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
 ]
 
 @description('Resource id of the action group, empty when no email receiver was given.')
-output actionGroupId string = hasReceivers ? actionGroup.id : ''
+output actionGroupId string = hasReceivers ? actionGroupResourceId : ''
 
 @description('Names of the log search alert rules.')
-output logAlertNames array = [for (rule, i) in logRules: logAlerts[i].name]
+output logAlertNames array = [for i in range(0, length(logRules)): logAlerts[i].name]
 
 @description('Names of the dead-letter metric alert rules, one per system topic.')
-output deadLetterAlertNames array = [for (topicId, i) in systemTopicIds: deadLetterAlerts[i].name]
+output deadLetterAlertNames array = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]
