@@ -66,7 +66,7 @@ SAMPLE_TEXT = {
     ],
     "slowest step": ["train_model", "score_batches", "build_features"],
     "run type": ["azureml.StepRun", "azureml.PipelineRun", "azureml.StepRun", "azureml.CommandJob"],
-    "reason": ["unsupported_event_type", "malformed_json", "not_a_workspace_topic"],
+    "reason": ["unsupported_event_type", "not_json", "topic_not_workspace"],
     "detail": ["eventType 'Microsoft.Storage.BlobCreated' is not one of ...", "event is not valid JSON"],
     "event type": ["Microsoft.Storage.BlobCreated", "(unknown)"],
     "topic": ["/subscriptions/…/storageAccounts/stdata", "/subscriptions/…/workspaces/mlw-prod"],
@@ -185,7 +185,7 @@ def series_for(name: str, columns: list[dict[str, str]], rng: random.Random) -> 
         "runs-over-time": ["Completed", "Running", "Failed", "Queued"],
         "queue-over-time": ["cpu-cluster", "gpu-a100", "serverless"],
         "processor-invocations": [c["name"] for c in columns if c["type"] != "datetime"],
-        "processor-rejected-by-reason": ["unsupported_event_type", "malformed_json"],
+        "processor-rejected-by-reason": ["unsupported_event_type", "not_json"],
     }.get(name, ["series"])
     data = {}
     for index, label in enumerate(labels):
