@@ -539,7 +539,7 @@ def test_app_settings_are_the_ones_the_code_reads_and_none_flex_consumption_reje
     )
 
 
-def test_function_app_is_flex_consumption_python_https_only_tls12_ftp_off() -> None:
+def test_function_app_is_flex_consumption_python_https_only_tls12_no_rejected_site_config() -> None:
     fn = load("functionapp.bicep")
     (plan,) = [r for r in fn.resources() if r.type == "Microsoft.Web/serverfarms"]
     assert literal(path(plan.body, "sku")) == {"tier": "FlexConsumption", "name": "FC1"}
@@ -548,7 +548,19 @@ def test_function_app_is_flex_consumption_python_https_only_tls12_ftp_off() -> N
     assert literal(path(props, "httpsOnly")) is True
     assert literal(path(props, "siteConfig.minTlsVersion")) == "1.2"
     assert literal(path(props, "siteConfig.scmMinTlsVersion")) == "1.2"
-    assert literal(path(props, "siteConfig.ftpsState")) == "Disabled"
+    # Flex Consumption has no FTP and Resource Manager refuses these siteConfig properties on a Flex
+    # site (error 51021); runtime and scale belong in functionAppConfig.
+    rejected = {
+        "ftpsState",
+        "linuxFxVersion",
+        "alwaysOn",
+        "use32BitWorkerProcess",
+        "netFrameworkVersion",
+        "preWarmedInstanceCount",
+        "functionAppScaleLimit",
+        "functionsRuntimeScaleMonitoringEnabled",
+    }
+    assert not set(properties(path(props, "siteConfig"))) & rejected
     assert literal(path(props, "functionAppConfig.runtime.name")) == "python"
     assert text(path(props, "functionAppConfig.runtime.version")) == "pythonVersion"
     deployment = path(props, "functionAppConfig.deployment.storage")

@@ -90,10 +90,11 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
     clientCertEnabled: false
     // Key Vault references resolve with the user-assigned identity, not a system identity (there is none).
     keyVaultReferenceIdentity: identityId
+    // No ftpsState: Flex Consumption has no FTP, and Resource Manager rejects the property on Flex
+    // sites (error 51021, "Site.SiteConfig.FtpsState ... for Flex Consumption sites is invalid").
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
     }
