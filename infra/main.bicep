@@ -284,6 +284,16 @@ module workspaceAccess './modules/workspace-access.bicep' = [
   }
 ]
 
+// Read-only references to the observed workspaces, for their regions: a system topic must be in its
+// workspace's region, and a resource's location cannot be read from an existing resource inside the
+// module that declares it (it must be known when that deployment starts), but a module parameter can.
+resource observedWorkspaces 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = [
+  for ws in workspaces: {
+    name: ws.name
+    scope: resourceGroup(ws.subscriptionId, ws.resourceGroup)
+  }
+]
+
 module systemTopics './modules/system-topic.bicep' = [
   for (ws, i) in workspaces: {
     name: 'aml-obs-${resourceToken}-topic-${i}'
@@ -292,6 +302,8 @@ module systemTopics './modules/system-topic.bicep' = [
       name: ws.topicName
       tags: tags
       workspaceId: ws.id
+      // The demo workspace is created in this deployment, in `location`: no lookup of it is needed.
+      location: deployDemoWorkspace ? location : observedWorkspaces[i].location
     }
     dependsOn: [
       rg

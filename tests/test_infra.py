@@ -276,6 +276,35 @@ def test_bicep_file_parses_without_error_or_missing_nodes(file: Path) -> None:
     assert not problems, f"{file.name}: {problems}"
 
 
+# Top-level resource properties Bicep requires to be known when a deployment starts (BCP120), and
+# the members of an existing resource that are (Azure/bicep AzResourceTypeProvider:
+# ReadWriteDeployTimeConstantPropertyNames / WriteOnlyDeployTimeConstantPropertyNames).
+DEPLOY_TIME_CONSTANT_PROPERTIES = ("name", "location", "kind", "sku", "identity", "tags", "zones", "plan")
+READABLE_AT_DEPLOY_START = {"id", "name", "type", "apiVersion"}
+
+
+@pytest.mark.parametrize("file", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_deploy_time_constant_properties_read_nothing_known_only_at_run_time(file: Path) -> None:
+    """The check `bicep build` makes (BCP120) and the offline type checker does not: an existing
+    resource's location or a module's outputs are only known while the deployment runs."""
+    bicep = BicepFile.load(file)
+    existing = {r.symbol for r in bicep.resources() if r.existing}
+    modules = set(bicep.modules())
+    access = re.compile(r"\b([A-Za-z_]\w*)(?:\[[^\]]*\])?\.(\w+)")
+    problems = []
+    for resource in bicep.resources():
+        if resource.existing:
+            continue
+        props = properties(resource.body)
+        for name in DEPLOY_TIME_CONSTANT_PROPERTIES:
+            if name not in props:
+                continue
+            for symbol, member in access.findall(text(props[name])):
+                if (symbol in existing and member not in READABLE_AT_DEPLOY_START) or symbol in modules:
+                    problems.append(f"{resource.symbol}.{name}: {symbol}.{member}")
+    assert not problems, f"{file.name}: {problems}"
+
+
 def _bicep_cli() -> str:
     bicep = shutil.which("bicep")
     if bicep is None:

@@ -11,6 +11,9 @@ param tags object
 @description('Resource id of the observed workspace (the event source).')
 param workspaceId string
 
+@description('Azure region of the observed workspace: a system topic lives in its source\'s region. A parameter because a resource\'s location must be known when the deployment starts, which an existing resource\'s location is not (BCP120).')
+param location string
+
 var workspaceSubscriptionId = split(workspaceId, '/')[2]
 var workspaceResourceGroup = split(workspaceId, '/')[4]
 var workspaceName = last(split(workspaceId, '/'))
@@ -23,7 +26,7 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' exi
 resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: name
   // A system topic's region is its source's region.
-  location: workspace.location
+  location: location
   tags: tags
   identity: {
     type: 'SystemAssigned'
