@@ -352,6 +352,36 @@ def test_dropped_connection_then_success(
     assert len(sleeps) == 1
 
 
+CUT_SHORT = Fault(
+    raw=b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 900\r\n\r\n{"runId":'
+)
+BAD_CHUNKS = Fault(raw=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n")
+
+
+@pytest.mark.parametrize("broken", [CUT_SHORT, BAD_CHUNKS], ids=["cut-short", "bad-chunking"])
+def test_answer_broken_mid_body_then_success(
+    client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps, broken: Fault
+) -> None:
+    # The connection died while the body was read: as transient as a connection dropped before it.
+    aml_api.fail("GET", DETAILS_PATH, broken)
+    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert len(aml_api.requests_to(DETAILS_PATH)) == 2
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize("broken", [CUT_SHORT, BAD_CHUNKS], ids=["cut-short", "bad-chunking"])
+def test_answers_broken_mid_body_exhaust_the_attempts(
+    make_client: Callable[..., RunHistoryClient], aml_api: FakeAmlApi, sleeps: Sleeps, broken: Fault
+) -> None:
+    client = make_client(http_max_attempts=3)
+    aml_api.fail("GET", DETAILS_PATH, *[broken] * 3)
+    # EnrichmentUnavailable, not the transport's own exception: replay and backfill count it as "try
+    # again later", and the Function fails the invocation so that Event Grid redelivers.
+    with pytest.raises(EnrichmentUnavailable, match=r"run details of .* after 3 attempt\(s\)"):
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    assert len(aml_api.requests_to(DETAILS_PATH)) == 3
+
+
 def test_timeouts_exhaust_the_attempts(
     make_client: Callable[..., RunHistoryClient], aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:

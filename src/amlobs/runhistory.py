@@ -62,6 +62,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
     ServiceRequestError,
     ServiceResponseError,
 )
@@ -173,6 +175,17 @@ def _is_retryable(status: int) -> bool:
     return status in RETRYABLE_STATUSES or 500 <= status <= 599
 
 
+def _is_transport_failure(exc: Exception) -> bool:
+    """No usable answer arrived: refused, timed out, dropped, or broken while the body was read.
+
+    The requests transport reports a body cut short as ``IncompleteReadError`` and broken chunking as
+    a bare ``HttpResponseError`` without a response; neither is a ``ServiceResponseError``.
+    """
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, IncompleteReadError)):
+        return True
+    return type(exc) is HttpResponseError and exc.response is None
+
+
 class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
     """Retries inside one invocation, then hands the last answer back to the client to classify.
 
@@ -205,7 +218,9 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
             request.context[_CTX_ATTEMPTS] = attempt
             try:
                 response = self.next.send(request)
-            except (ServiceRequestError, ServiceResponseError) as exc:
+            except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
+                if not _is_transport_failure(exc):
+                    raise
                 if attempt >= self._max_attempts:
                     raise _GaveUp(attempt, exc) from exc
                 delay = self._backoff(attempt)

@@ -91,7 +91,9 @@ def _iso(moment: datetime) -> str:
 
 @dataclass
 class Fault:
-    """One scripted answer. ``close`` drops the connection; ``passthrough`` answers normally after ``delay``."""
+    """One scripted answer. ``close`` drops the connection; ``passthrough`` answers normally after ``delay``;
+    ``raw`` is written to the socket as it is (a broken answer: cut short, bad chunking), then the connection
+    is closed."""
 
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
@@ -99,6 +101,7 @@ class Fault:
     delay: float = 0.0
     close: bool = False
     passthrough: bool = False
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -516,6 +519,10 @@ class FakeAmlApi:
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
+            if fault.raw is not None:
+                handler.wfile.write(fault.raw)
+                handler.close_connection = True
+                return
             if fault.close:
                 handler.close_connection = True
                 return

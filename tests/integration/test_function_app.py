@@ -193,6 +193,10 @@ def test_a_running_pipeline_gets_no_summary_yet(app: App) -> None:
         (Fault(status=401), "token refused"),
         (Fault(passthrough=True, delay=3.0), "timeout"),
         (Fault(close=True), "connection dropped"),
+        (
+            Fault(raw=b'HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n{"runId":', status=200),
+            "answer cut short",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
