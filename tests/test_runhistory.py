@@ -309,6 +309,17 @@ def test_retry_after_ms_and_http_date_are_honoured(
     assert 3.0 <= sleeps[1] <= 5.0
 
 
+@pytest.mark.parametrize("header", ["Retry-After", "x-ms-retry-after-ms", "retry-after-ms"])
+def test_a_retry_after_that_is_not_a_finite_number_falls_back_to_the_backoff(
+    client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps, header: str
+) -> None:
+    # float() accepts "NaN"; time.sleep(nan) raises ValueError, which no caller classifies.
+    aml_api.fail("GET", DETAILS_PATH, Fault(status=503, headers={header: "NaN"}))
+    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert len(sleeps) == 1
+    assert 0.25 <= sleeps[0] <= 0.5  # the first backoff step, as without the header
+
+
 def test_retry_after_beyond_the_limit_fails_at_once(
     make_client: Callable[..., RunHistoryClient], aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:

@@ -51,6 +51,7 @@ import binascii
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -152,16 +153,21 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         raw = lowered.get(name, "").strip()
         if raw:
             try:
-                return max(float(raw) / 1000.0, 0.0)
+                milliseconds = float(raw)
             except ValueError:
                 continue
+            # float() also takes "nan"/"inf", which no sleep can honour.
+            if math.isfinite(milliseconds):
+                return max(milliseconds / 1000.0, 0.0)
     raw = lowered.get("retry-after", "").strip()
     if not raw:
         return None
     try:
-        return max(float(raw), 0.0)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError):
