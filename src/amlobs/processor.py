@@ -69,7 +69,12 @@ class Outcome:
 
 def _payload_text(payload: str | bytes | Mapping[str, Any]) -> str | bytes:
     if isinstance(payload, Mapping):
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        try:
+            return json.dumps(payload, default=str, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            # The parser rejected the event for this very reason (not_json); raising here would fail
+            # every redelivery instead of storing the rejection.
+            return f"<event not representable as JSON: {type(exc).__name__}>"
     return payload
 
 
