@@ -64,7 +64,7 @@ def _iter_json_lines(path: Path, text: str) -> Iterator[InputItem]:
             continue
         try:
             yield InputItem(location, _unwrap(json.loads(line)))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deeply
             yield InputItem(location, line, f"line is not JSON: {exc}")
 
 
@@ -75,7 +75,7 @@ def iter_file(path: Path) -> Iterator[InputItem]:
         return
     try:
         whole = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         yield from _iter_json_lines(path, text)
         return
     if not isinstance(whole, list):

@@ -81,6 +81,23 @@ def test_replay_reports_bad_lines_with_file_and_line_and_still_records_the_rest(
     assert [json.loads(b.content)["reason"] for b in app.rejected_blobs()] == ["unsupported_event_type"]
 
 
+def test_replay_reports_json_nested_too_deeply_and_still_records_the_rest(app: App, tmp_path: Path) -> None:
+    # json.loads raises RecursionError (not ValueError) on "[[[[…": one such file or line must not end
+    # the whole replay with a traceback.
+    deep = "[" * 100_000 + "]" * 100_000
+    whole = tmp_path / "a-deep.json"
+    whole.write_text(deep)
+    lines = tmp_path / "b-events.jsonl"
+    lines.write_text(json.dumps(sample_event("step_run_completed", id="after-deep")) + "\n" + deep + "\n")
+
+    code, _out, err = run_cli("replay", str(whole), str(lines))
+
+    assert code == 1
+    assert f"{whole}:1: line is not JSON" in err
+    assert f"{lines}:2: line is not JSON" in err
+    assert [r["event_id"] for r in app.records()] == ["after-deep"]
+
+
 def test_replay_dry_run_prints_records_and_sends_nothing(app: App, tmp_path: Path) -> None:
     single = tmp_path / "one.json"
     single.write_text(json.dumps(sample_event("step_run_completed")))
