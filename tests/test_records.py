@@ -301,6 +301,15 @@ def test_parse_utc_ms_never_raises(text: str) -> None:
     assert value is None or isinstance(value, int)
 
 
+@pytest.mark.parametrize("event_time", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_event_time_whose_utc_instant_python_cannot_hold_is_kept_as_sent(event_time: str) -> None:
+    # Converting these to UTC overflows datetime (year 0 / year 10000). An OverflowError here failed
+    # replay and backfill outright; the event's own text is the one honest value left.
+    record = build_record(step_event(eventTime=event_time))
+    assert record["event_time"] == event_time
+    assert record["run_id"] == STEP_RUN_ID
+
+
 def test_negative_durations_are_dropped_not_reported() -> None:
     details = dict(
         STEP_RUN_DETAILS, startTimeUtc="2020-06-07T19:16:15.980Z", endTimeUtc="2020-06-07T19:16:15.869Z"

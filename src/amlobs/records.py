@@ -86,9 +86,12 @@ def iso_utc(value: object) -> str | None:
     """One spelling for event times whichever path delivered them (the Functions host re-serialises
     ``eventTime`` with six fractional digits and an offset; replay files keep .NET's seven and ``Z``)."""
     parsed = parse_utc(value)
-    if parsed is None:
-        return value.strip() or None if isinstance(value, str) else None
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if parsed is not None:
+        try:
+            return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC: keep the text as sent
+            pass
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _lookup(sources: Iterable[Mapping[str, Any] | None], *keys: str) -> str | None:
