@@ -69,14 +69,15 @@ def backfill_event_id(ws: WorkspaceRef, run_id: str, status: str) -> str:
 def run_to_event(ws: WorkspaceRef, run: Mapping[str, Any]) -> dict[str, Any]:
     """A run history run (``/runs:query`` item) as the Event Grid event AML would have sent."""
     run_id = run.get("runId")
-    status = normalise_status(run.get("status")) or "Unknown"
+    # No status: the event carries none (the record takes the run details' status, or has none).
+    status = normalise_status(run.get("status"))
     run_type = run.get("runType")
     properties = run.get("properties") if isinstance(run.get("properties"), Mapping) else {}
     if not isinstance(run_type, str) or not run_type:
         run_type = properties.get("azureml.runsource") if isinstance(properties, Mapping) else None
     experiment_id = run.get("experimentId")
     return {
-        "id": backfill_event_id(ws, str(run_id), status),
+        "id": backfill_event_id(ws, str(run_id), status or ""),
         "eventType": RUN_STATUS_CHANGED,
         "eventTime": run.get("endTimeUtc") or run.get("startTimeUtc") or run.get("createdUtc"),
         "topic": ws.resource_id,

@@ -263,6 +263,28 @@ def test_backfill_resumes_after_an_interruption_without_duplicates(app: App, tmp
     assert sorted(recorded) == sorted(run_ids)  # every run once: nothing lost, nothing twice
 
 
+def test_backfill_invents_no_status_for_a_run_the_api_gives_none(app: App, tmp_path: Path) -> None:
+    workspace = app.aml.workspace()
+    _pipeline, [step] = workspace.add_pipeline_run(steps=1)
+    workspace.runs[step["runId"]]["status"] = None
+    workspace.details[step["runId"]]["status"] = None
+
+    code, _out, err = run_cli(
+        "backfill",
+        "--workspace",
+        workspace.resource_id,
+        "--since",
+        "2024-01-01",
+        "--checkpoint",
+        str(tmp_path / "c.json"),
+    )
+
+    assert code == 0, err
+    [record] = [r for r in app.records() if r["run_id"] == step["runId"]]
+    assert "status" not in record  # unknown is absent, not "Unknown" (itself a real AML status)
+    assert record["execution_time_ms"] == "20000"  # the rest of the record is there
+
+
 def test_backfill_dry_run_prints_and_sends_nothing(
     app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
