@@ -133,7 +133,6 @@ var workspaces = [
     resourceGroup: split(id, '/')[4]
     name: last(split(id, '/'))
     roleGuid: guid(toLower(id), environmentName, 'aml-run-reader-role')
-    assignmentGuid: guid(toLower(id), environmentName, 'aml-run-reader-assignment')
     topicName: take('${abbrs.eventGridSystemTopics}${replace(last(split(id, '/')), '_', '-')}-${take(uniqueString(toLower(id)), 6)}', 64)
   }
 ]
@@ -276,7 +275,10 @@ module workspaceAccess './modules/workspace-access.bicep' = [
       workspaceName: ws.name
       principalId: identity.outputs.principalId
       amlReaderRoleDefinitionId: readerRoles[i].outputs.roleDefinitionId
-      assignmentGuid: ws.assignmentGuid
+      // The principal is part of the name: an assignment left behind for a deleted identity (a
+      // teardown that could not remove it) must not block the next environment's identity, since a
+      // role assignment's principal cannot be changed under the same name.
+      assignmentGuid: guid(toLower(ws.id), environmentName, identity.outputs.principalId, 'aml-run-reader-assignment')
     }
     dependsOn: [
       demoWorkspace
@@ -388,7 +390,11 @@ output AML_EVENT_FUNCTION_NAME string = eventFunctionName
 // What lives outside rg-<env>, for the predown hook (deterministic, so it is known even when a
 // detached provision leaves these out). Comma-separated resource ids.
 output AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS string = join(
-  map(workspaceIds, id => '${id}/providers/Microsoft.Authorization/roleAssignments/${guid(toLower(id), environmentName, 'aml-run-reader-assignment')}'),
+  map(
+    workspaceIds,
+    id =>
+      '${id}/providers/Microsoft.Authorization/roleAssignments/${guid(toLower(id), environmentName, identity.outputs.principalId, 'aml-run-reader-assignment')}'
+  ),
   ','
 )
 output AML_OBS_READER_ROLE_DEFINITION_IDS string = join(

@@ -463,6 +463,20 @@ def test_the_custom_role_has_only_the_three_aml_read_actions_and_is_what_workspa
     assert text(path(assignment.body, "scope")) == "workspace"
 
 
+def test_workspace_role_assignment_name_has_the_principal_and_is_the_one_teardown_removes() -> None:
+    """A role assignment's principal cannot change under the same name (RoleAssignmentUpdateNotPermitted),
+    and one left on a customer's workspace for a deleted identity is not removed by Azure: the name
+    must change with the identity. The postdown hook deletes the ids of AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS,
+    so that output must name exactly the assignment deployed."""
+    main = load("main.bicep")
+    _, access_module, _ = main.modules()["workspaceAccess"]
+    deployed = text(path(access_module, "params.assignmentGuid"))
+    assert "identity.outputs.principalId" in deployed
+    output = text(main.outputs()["AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS"])
+    (guid_call,) = re.findall(r"guid\([^)]*\([^)]*\)[^)]*\)", output)
+    assert guid_call == deployed.replace("ws.id", "id")
+
+
 def test_only_the_role_assignment_is_deployed_into_an_observed_workspace_resource_group() -> None:
     """`azd down` deletes every resource group holding a resource of the deployment; anything else
     placed in a workspace's own group would take the customer's workspace down with it."""

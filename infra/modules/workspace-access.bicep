@@ -11,7 +11,7 @@ param principalId string
 @description('Full resource id of the custom AML reader role (aml-reader-role.bicep) in this subscription.')
 param amlReaderRoleDefinitionId string
 
-@description('Name of the role assignment (a GUID computed by main.bicep, so teardown can find it).')
+@description('Name of the role assignment (a GUID of the workspace, environment and principal, computed by main.bicep so teardown can find it).')
 param assignmentGuid string
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = {
