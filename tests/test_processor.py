@@ -3,9 +3,13 @@ have their own loopback tests): what it does with events the layers below cannot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from amlobs.events import RUN_STATUS_CHANGED
+import pytest
+
+from amlobs.errors import RunNotFound, StorageUnavailable
+from amlobs.events import RUN_COMPLETED, RUN_STATUS_CHANGED
 from amlobs.processor import EventProcessor
 from amlobs.storage import MemoryDedupeStore, MemoryRejectedEventStore
 from amlobs.telemetry import RecordingTelemetry
@@ -51,3 +55,55 @@ def test_an_event_nested_too_deeply_for_json_is_stored_as_rejected_not_raised() 
     assert stored.document["payload"]  # something says what arrived, even if not the whole event
     assert [item.reason for item in telemetry.rejected] == ["not_json"]
     assert telemetry.flush_count == 1
+
+
+class _DeletedRuns:
+    """Every run is gone (404): the processor records what the event carries."""
+
+    def get_run_details(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RunNotFound("HTTP 404")
+
+    get_run = get_run_details
+
+
+class _SecondWriteFails(MemoryDedupeStore):
+    """Table storage that fails one write, the second one, as a blip between two upserts would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def mark_processed(self, event_id: str, context: Mapping[str, str]) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise StorageUnavailable("marking event processed failed: HTTP 503")
+        super().mark_processed(event_id, context)
+
+
+def _run_event(event_id: str, event_type: str = RUN_STATUS_CHANGED, **data: Any) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "eventType": event_type,
+        "topic": WORKSPACE,
+        "eventTime": "2024-05-01T10:00:00Z",
+        "data": {"runId": "run-1", "experimentId": "exp-1", "runType": "azureml.StepRun", **data},
+    }
+
+
+def test_a_dedupe_write_failing_half_way_still_deduplicates_the_run_status() -> None:
+    # An event is marked under two keys: its id and (workspace, run, status). When only one write lands,
+    # the redelivery is skipped as a duplicate and the other key is never written again; the one that
+    # landed must therefore be the run's key, which also covers RunCompleted and backfill.
+    telemetry, dedupe = RecordingTelemetry(), _SecondWriteFails()
+    processor = EventProcessor(
+        runs=_DeletedRuns(), telemetry=telemetry, dedupe=dedupe, rejected=MemoryRejectedEventStore()
+    )
+    status_changed = _run_event("status-changed", runStatus="Completed")
+
+    with pytest.raises(StorageUnavailable):
+        processor.process(status_changed)  # telemetry flushed, then the second write fails
+    assert processor.process(status_changed).kind == "duplicate"  # Event Grid's redelivery
+    run_completed = processor.process(_run_event("run-completed", RUN_COMPLETED))
+
+    assert run_completed.kind == "duplicate"
+    assert len(telemetry.run_records) == 1

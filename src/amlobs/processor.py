@@ -136,7 +136,9 @@ class EventProcessor:
         self._telemetry.flush()
         status = str(record.get("status", ""))
         context = {"source_event_id": event.event_id, "run_id": event.run_id, "status": status}
-        for key in keys:
+        # The run's key first: if the second write fails, the redelivery is a duplicate by the first
+        # and never writes the other; only the run's key also covers RunCompleted and backfill.
+        for key in reversed(keys):
             self._dedupe.mark_processed(key, context)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
         logger.info(
