@@ -204,6 +204,33 @@ def test_development_storage_shortcut_is_refused_with_a_hint() -> None:
     assert "AzureWebJobsStorage" in message and "Azurite" in message
 
 
+ACCOUNT_KEY = "c2VjcmV0LWFjY291bnQta2V5LW5vdC10by1iZS1sb2dnZWQ="
+
+
+@pytest.mark.parametrize(
+    "connection_string",
+    [
+        # Every endpoint derived from the account name, over plain http.
+        f"DefaultEndpointsProtocol=http;AccountName=stamlobs;AccountKey={ACCOUNT_KEY};EndpointSuffix=core.windows.net",
+        # Azurite's blob endpoint, but the table endpoint derived (http://devstoreaccount1.table...).
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+        "EndpointSuffix=core.windows.net;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1",
+        # An explicit plain-http endpoint on another machine.
+        f"AccountName=x;AccountKey={ACCOUNT_KEY};BlobEndpoint=https://x.blob.core.windows.net;"
+        "TableEndpoint=http://10.0.0.5:10002/x",
+    ],
+    ids=["default-protocol-http", "derived-table-endpoint", "explicit-remote-http"],
+)
+def test_storage_connection_string_with_http_to_a_non_loopback_host_is_refused(
+    connection_string: str,
+) -> None:
+    # The same rule as every other endpoint setting: http:// only for loopback (Azurite).
+    message = error_for({"AzureWebJobsStorage": connection_string})
+    assert "AzureWebJobsStorage" in message
+    assert "loopback" in message
+    assert ACCOUNT_KEY not in message  # the message is logged: it must not carry the account key
+
+
 def test_account_name_gives_the_public_cloud_service_uris() -> None:
     storage = StorageSettings.from_env(
         {"AzureWebJobsStorage__accountName": "stamlobs", "AzureWebJobsStorage__clientId": " 1234 "}

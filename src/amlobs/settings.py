@@ -43,6 +43,29 @@ def validate_endpoint(name: str, url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def _check_connection_string_endpoints(connection_string: str) -> None:
+    """http:// only for loopback hosts here too. Messages never quote the string: it holds the key."""
+    pairs: dict[str, str] = {}
+    for segment in connection_string.split(";"):
+        key, sep, value = segment.partition("=")
+        if sep:
+            pairs[key.strip().lower()] = value.strip()
+    # What the storage SDKs derive for a service without an explicit endpoint: the protocol is used
+    # only together with EndpointSuffix (else https), and the host is <account>.<service>.<suffix>.
+    derived_http = pairs.get("defaultendpointsprotocol", "").lower() == "http" and bool(
+        pairs.get("endpointsuffix")
+    )
+    for service in ("Blob", "Table"):
+        endpoint = pairs.get(f"{service.lower()}endpoint")
+        if endpoint:
+            validate_endpoint(f"{STORAGE_SETTING} {service}Endpoint", endpoint)
+        elif derived_http:
+            raise SettingsError(
+                f"{STORAGE_SETTING}: DefaultEndpointsProtocol=http would reach the {service.lower()} "
+                f"service over plain http; http:// is allowed only for a loopback {service}Endpoint"
+            )
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     """Where dedupe state and rejected events live.
@@ -65,6 +88,7 @@ class StorageSettings:
                     f"{STORAGE_SETTING}=UseDevelopmentStorage=true is not supported: "
                     "give Azurite's full connection string"
                 )
+            _check_connection_string_endpoints(connection_string)
             return cls(connection_string=connection_string)
         account = env.get(f"{STORAGE_SETTING}__accountName", "").strip()
         blob_uri = env.get(f"{STORAGE_SETTING}__blobServiceUri", "").strip()
