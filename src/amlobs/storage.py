@@ -317,6 +317,57 @@ class _Lazy(Generic[T]):
         return self._value
 
 
+class _CreatedOnce:
+    """The table or container a store writes to: created on the first write (Bicep creates it too),
+    and once more if it was deleted behind the store's back."""
+
+    def __init__(self, kind: str, name: str, not_found_code: str) -> None:
+        self.kind = kind
+        self.name = name
+        self._not_found_code = not_found_code
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def write(self, create: Callable[[], object], write: Callable[[], object]) -> None:
+        from azure.core.exceptions import AzureError
+
+        self._ensure(create)
+        try:
+            write()
+        except AzureError as exc:
+            if not _is_not_found(exc, self._not_found_code):
+                raise
+            self._ready = False
+            self._ensure(create)
+            write()
+
+    def _ensure(self, create: Callable[[], object]) -> None:
+        if self._ready:
+            return
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                create()
+                logger.info("created %s %s", self.kind, self.name)
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as exc:
+                if exc.status_code != 403:
+                    raise
+                # An identity may hold data rights without create rights; Bicep creates the
+                # table and containers, and a missing one still surfaces on the write itself.
+                logger.info(
+                    "may not create %s %s (%s): assuming it exists",
+                    self.kind,
+                    self.name,
+                    getattr(exc, "error_code", None),
+                )
+            self._ready = True
+
+
 def _check_identity(storage: StorageSettings, credential: TokenCredential | None) -> None:
     if storage.connection_string:
         return
@@ -366,8 +417,7 @@ class TableDedupeStore:
         self._timeouts = timeouts or StorageTimeouts()
         self._clock = clock
         self._client: _Lazy[TableClient] = _Lazy(self._build_client)
-        self._table_ready = False
-        self._ready_lock = threading.Lock()
+        self._table = _CreatedOnce("table", table_name, "TableNotFound")
 
     def _build_client(self) -> TableClient:
         from azure.data.tables import TableClient
@@ -419,45 +469,13 @@ class TableDedupeStore:
         entity = dedupe_entity(event_id, context, self._clock())
         client = self._client_or_raise()
         try:
-            self._ensure_table(client)
-            try:
-                client.upsert_entity(entity, mode=UpdateMode.REPLACE)
-            except AzureError as exc:
-                if not _is_not_found(exc, "TableNotFound"):
-                    raise
-                # Deleted behind our back since we created it: create again, once.
-                self._table_ready = False
-                self._ensure_table(client)
-                client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            self._table.write(
+                client.create_table, lambda: client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            )
         except AzureError as exc:
             raise StorageUnavailable(
                 f"marking event processed in table {self.table_name} failed: {_describe(exc)}"
             ) from exc
-
-    def _ensure_table(self, client: TableClient) -> None:
-        if self._table_ready:
-            return
-        from azure.core.exceptions import HttpResponseError, ResourceExistsError
-
-        with self._ready_lock:
-            if self._table_ready:
-                return
-            try:
-                client.create_table()
-                logger.info("created table %s", self.table_name)
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as exc:
-                if exc.status_code != 403:
-                    raise
-                # An identity may hold data rights without table-create rights; Bicep creates the
-                # table, and a missing one still surfaces on the write itself.
-                logger.info(
-                    "may not create table %s (%s): assuming it exists",
-                    self.table_name,
-                    getattr(exc, "error_code", None),
-                )
-            self._table_ready = True
 
 
 class BlobRejectedEventStore:
@@ -484,8 +502,7 @@ class BlobRejectedEventStore:
         self._clock = clock
         self._max_payload_bytes = max_payload_bytes
         self._client: _Lazy[ContainerClient] = _Lazy(self._build_client)
-        self._container_ready = False
-        self._ready_lock = threading.Lock()
+        self._container = _CreatedOnce("blob container", container_name, "ContainerNotFound")
 
     def _build_client(self) -> ContainerClient:
         from azure.storage.blob import ContainerClient, LinearRetry
@@ -536,43 +553,12 @@ class BlobRejectedEventStore:
         except ValueError as exc:
             raise StorageUnavailable(f"blob storage is misconfigured: {exc}") from exc
         try:
-            self._ensure_container(client)
-            try:
-                client.upload_blob(name, body, **upload)
-            except AzureError as exc:
-                if not _is_not_found(exc, "ContainerNotFound"):
-                    raise
-                self._container_ready = False
-                self._ensure_container(client)
-                client.upload_blob(name, body, **upload)
+            self._container.write(client.create_container, lambda: client.upload_blob(name, body, **upload))
         except AzureError as exc:
             raise StorageUnavailable(
                 f"storing rejected event in container {self.container_name} failed: {_describe(exc)}"
             ) from exc
         return name
-
-    def _ensure_container(self, client: ContainerClient) -> None:
-        if self._container_ready:
-            return
-        from azure.core.exceptions import HttpResponseError, ResourceExistsError
-
-        with self._ready_lock:
-            if self._container_ready:
-                return
-            try:
-                client.create_container()
-                logger.info("created blob container %s", self.container_name)
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as exc:
-                if exc.status_code != 403:
-                    raise
-                logger.info(
-                    "may not create container %s (%s): assuming it exists",
-                    self.container_name,
-                    getattr(exc, "error_code", None),
-                )
-            self._container_ready = True
 
 
 # ---------------------------------------------------------------------------------------------
