@@ -30,9 +30,10 @@ def _processor(settings: Settings, dry_run: bool) -> tuple[EventProcessor, RunHi
     from .storage import MemoryDedupeStore, MemoryRejectedEventStore
     from .telemetry import RecordingTelemetry
 
-    runs = RunHistoryClient(settings, build_credential(settings))
+    credential = build_credential(settings)
+    runs = RunHistoryClient(settings, credential)
     if not dry_run:
-        return build_processor(settings, runs), runs
+        return build_processor(settings, credential, runs), runs
     processor = EventProcessor(
         runs=runs,
         telemetry=RecordingTelemetry(),

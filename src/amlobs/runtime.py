@@ -16,19 +16,26 @@ from .processor import EventProcessor
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from .runhistory import RunHistoryClient
 
 _lock = threading.Lock()
 _processor: EventProcessor | None = None
 
 
-def build_processor(settings: Settings, runs: RunHistoryClient | None = None) -> EventProcessor:
+def build_processor(
+    settings: Settings,
+    credential: TokenCredential | None = None,
+    runs: RunHistoryClient | None = None,
+) -> EventProcessor:
+    """The processor and everything it talks to, sharing one credential."""
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
     from .storage import create_stores
     from .telemetry import create_telemetry
 
-    credential = build_credential(settings)
+    credential = credential or build_credential(settings)
     dedupe, rejected = create_stores(settings, credential)
     return EventProcessor(
         runs=runs or RunHistoryClient(settings, credential),

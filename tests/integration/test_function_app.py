@@ -340,6 +340,8 @@ def test_without_storage_the_app_still_records_with_one_warning(
     from amlobs import runtime
 
     monkeypatch.delenv("AzureWebJobsStorage")
+    # A fresh worker process: the warning is once per process, and earlier tests may have used it up.
+    monkeypatch.setattr("amlobs.storage._storage_off_warned", False)
     runtime.reset_processor()
     caplog.set_level("WARNING")
     invoke(sample_event("step_run_completed", id="no-storage-1"))
