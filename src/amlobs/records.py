@@ -82,6 +82,13 @@ def parse_utc_ms(value: object) -> int | None:
     return None if parsed is None else round(parsed.timestamp() * 1000)
 
 
+def elapsed_ms(start_ms: int | None, end_ms: int | None) -> int | None:
+    """``end - start``, or None when either is unknown or the clock went backwards (unknown, not 0)."""
+    if start_ms is None or end_ms is None or end_ms < start_ms:
+        return None
+    return end_ms - start_ms
+
+
 def iso_utc(value: object) -> str | None:
     """One spelling for event times whichever path delivered them (the Functions host re-serialises
     ``eventTime`` with six fractional digits and an offset; replay files keep .NET's seven and ``Z``)."""
@@ -172,9 +179,7 @@ def build_record(
         "amlWorkSpace": ws.workspace_name,
         "start_time_utc_ms": start_ms,
         "end_time_utc_ms": end_ms,
-        "execution_time_ms": end_ms - start_ms
-        if start_ms is not None and end_ms is not None and end_ms >= start_ms
-        else None,
+        "execution_time_ms": elapsed_ms(start_ms, end_ms),
         "target": _text(_path(details, "target")) or _text(_path(run, "target")),
         "compute_target_type": _lookup(
             properties, "computeTargetType", "azureml.computeTargetType", "_azureml.ComputeTargetType"
@@ -194,9 +199,7 @@ def build_record(
         "event_type": event.event_type,
         "parent_run_id": _text(_path(details, "parentRunId")) or _text(_path(run, "parentRunId")),
         "created_time_utc_ms": created_ms,
-        "queue_time_ms": start_ms - created_ms
-        if start_ms is not None and created_ms is not None and start_ms >= created_ms
-        else None,
+        "queue_time_ms": elapsed_ms(created_ms, start_ms),
         "error_code": error_code,
         "error_message": error_message,
         "enrichment_error": enrichment_error,

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
-from .records import Record, RecordValue, parse_utc_ms
+from .records import Record, RecordValue, elapsed_ms, parse_utc_ms
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "run_id",
@@ -72,11 +72,7 @@ def _node_id(child: Mapping[str, Any]) -> str | None:
 
 
 def _duration_ms(run: Mapping[str, Any]) -> int | None:
-    start = parse_utc_ms(run.get("startTimeUtc"))
-    end = parse_utc_ms(run.get("endTimeUtc"))
-    if start is None or end is None or end < start:
-        return None
-    return end - start
+    return elapsed_ms(parse_utc_ms(run.get("startTimeUtc")), parse_utc_ms(run.get("endTimeUtc")))
 
 
 def summarize_pipeline(
@@ -137,12 +133,8 @@ def summarize_pipeline(
         "amlWorkSpace": ws.workspace_name,
         "event_id": event.event_id,
         **(step_values if children is not None else {}),
-        "wall_time_ms": end_ms - start_ms
-        if start_ms is not None and end_ms is not None and end_ms >= start_ms
-        else None,
-        "queue_time_ms": start_ms - created_ms
-        if start_ms is not None and created_ms is not None and start_ms >= created_ms
-        else None,
+        "wall_time_ms": elapsed_ms(start_ms, end_ms),
+        "queue_time_ms": elapsed_ms(created_ms, start_ms),
         "start_time_utc_ms": start_ms,
         "end_time_utc_ms": end_ms,
         "summary_error": summary_error,
