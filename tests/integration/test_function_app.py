@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -357,3 +358,69 @@ def test_the_sample_pipeline_event_is_recorded(app: App) -> None:
     assert record["run_id"] == SAMPLE_PIPELINE_RUN_ID
     assert record["run_type"] == "azureml.PipelineRun"
     assert record["status"] == "Completed"
+
+
+def _finished_pipeline_event(pipeline: dict[str, Any], status: str, event_id: str) -> dict[str, Any]:
+    return sample_event(
+        "pipeline_run_completed",
+        id=event_id,
+        data={"runId": pipeline["runId"], "experimentId": pipeline["experimentId"], "runStatus": status},
+    )
+
+
+def test_summary_of_a_failed_pipeline_over_several_child_pages(app: App) -> None:
+    """Reused, failed and still-running steps, listed three to a page, through the loopback run history."""
+    workspace = app.aml.workspace()
+    pipeline, steps = workspace.add_pipeline_run(steps=7, step_seconds=10)
+    app.aml.page_size = 3
+    reused, failed, running, slow = steps[0], steps[1], steps[2], steps[3]
+    reused["properties"]["azureml.isreused"] = "true"
+    reused["endTimeUtc"] = "2024-05-01T12:00:00Z"  # its copied times must not make it the slowest
+    failed["status"] = "Failed"
+    running["status"] = "Running"
+    running["endTimeUtc"] = None
+    slow_start = datetime.fromisoformat(slow["startTimeUtc"].replace("Z", "+00:00"))
+    slow["endTimeUtc"] = (slow_start + timedelta(minutes=30)).isoformat().replace("+00:00", "Z")
+    pipeline["status"] = "Failed"
+
+    invoke(_finished_pipeline_event(pipeline, "Failed", "failed-pipeline"))
+
+    [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert summary["status"] == "Failed"
+    assert summary["step_count"] == "7"
+    assert summary["failed_step_count"] == "1"
+    assert summary["reused_step_count"] == "1"
+    assert summary["unfinished_step_count"] == "1"
+    assert summary["canceled_step_count"] == "0"
+    assert summary["slowest_step_run_id"] == slow["runId"]
+    assert summary["slowest_step_duration_ms"] == str(30 * 60_000)
+    children_calls = app.aml.requests_to(f"/runs/{pipeline['runId']}/children")
+    assert len(children_calls) == 3  # 7 children, 3 per page
+    # The slow one, the failed one and the three ordinary ones; not the reused or the running one.
+    assert summary["steps_execution_time_ms"] == str(30 * 60_000 + 10_000 + 3 * 10_000)
+
+
+def test_summary_of_an_empty_pipeline(app: App) -> None:
+    workspace = app.aml.workspace()
+    pipeline, _ = workspace.add_pipeline_run(steps=0)
+
+    invoke(_finished_pipeline_event(pipeline, "Completed", "empty-pipeline"))
+
+    [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert summary["step_count"] == "0"
+    assert summary["steps_execution_time_ms"] == "0"
+    assert "slowest_step_run_id" not in summary
+
+
+def test_summary_of_a_pipeline_run_history_cannot_find(app: App) -> None:
+    invoke(
+        sample_event(
+            "pipeline_run_completed",
+            id="vanished-pipeline",
+            data={"runId": "pipeline-that-was-deleted", "runStatus": "Canceled"},
+        )
+    )
+    [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert summary["summary_error"]
+    assert "step_count" not in summary  # unknown, not zero
+    assert app.records()[0]["enrichment_error"]
