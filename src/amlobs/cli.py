@@ -132,7 +132,7 @@ def backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.complete and not report.failures else EXIT_FAILURES
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -174,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill_parser.add_argument(
         "--since", required=True, metavar="DURATION|DATE", help="e.g. 7d, 12h, 2w or 2026-11-01"
     )
-    backfill_parser.add_argument("--concurrency", type=_positive_int, default=4, help="runs at once (1-32)")
-    backfill_parser.add_argument("--checkpoint", metavar="FILE", help="default: .amlobs/backfill-<ws>.json")
+    backfill_parser.add_argument("--concurrency", type=_whole_number, default=4, help="runs at once (1-32)")
+    backfill_parser.add_argument(
+        "--checkpoint", metavar="FILE", help="default: .amlobs/backfill-<ws>-<hash>.json"
+    )
     backfill_parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     backfill_parser.add_argument(
         "--dry-run", action="store_true", help="print the records as JSON lines instead of sending them"

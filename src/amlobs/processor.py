@@ -128,8 +128,8 @@ class EventProcessor:
             logger.info("event %s (run %s) already recorded: skipped", event.event_id, event.run_id)
             return Outcome("duplicate", event.event_id)
 
-        record = self._enriched_record(event)
-        summary = self._pipeline_summary(event) if needs_summary(event) else None
+        record, run = self._enriched_record(event)
+        summary = self._pipeline_summary(event, run) if needs_summary(event) else None
         self._telemetry.emit_run_record(record)
         if summary is not None:
             self._telemetry.emit_pipeline_summary(summary)
@@ -150,23 +150,30 @@ class EventProcessor:
         )
         return Outcome(kind, event.event_id, record=record, summary=summary)
 
-    def _enriched_record(self, event: RunEvent) -> Record:
+    def _enriched_record(self, event: RunEvent) -> tuple[Record, dict[str, Any] | None]:
+        """The record, and the ``/runs/{id}`` answer it used (None when the run was not found)."""
         where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
         try:
             details = self._runs.get_run_details(event.workspace, event.run_id, **where)
             run = self._runs.get_run(event.workspace, event.run_id, **where)
         except RunNotFound as missing:
             logger.warning("run %s not found in run history: recording the event alone", event.run_id)
-            return build_record(event, enrichment_error=str(missing) or "run not found")
-        return build_record(event, details, run)
+            return build_record(event, enrichment_error=str(missing) or "run not found"), None
+        return build_record(event, details, run), run
 
-    def _pipeline_summary(self, event: RunEvent) -> Record:
+    def _pipeline_summary(self, event: RunEvent, pipeline_run: dict[str, Any] | None) -> Record:
+        if pipeline_run is None:
+            # The record already found the run missing: the listing of its children would be too.
+            return summarize_pipeline(
+                event, None, None, summary_error="pipeline run not found in run history"
+            )
         where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
         try:
-            pipeline_run = self._runs.get_run(event.workspace, event.run_id, **where)
             children = list(self._runs.iter_children(event.workspace, event.run_id, **where))
         except RunNotFound as missing:
-            return summarize_pipeline(event, None, None, summary_error=str(missing) or "run not found")
+            return summarize_pipeline(
+                event, pipeline_run, None, summary_error=str(missing) or "run not found"
+            )
         return summarize_pipeline(event, pipeline_run, children)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
