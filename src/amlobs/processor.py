@@ -78,12 +78,15 @@ def _payload_text(payload: str | bytes | Mapping[str, Any]) -> str | bytes:
     return payload
 
 
-def _best_effort_field(payload: str | bytes | Mapping[str, Any], *keys: str) -> str | None:
-    """A field of an event that failed validation, for the rejected-event blob and log line."""
+def _best_effort_fields(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
+    """What can still be read of an event that failed validation (for the blob and the log line)."""
     try:
-        decoded = decode_event(payload)
+        return decode_event(payload)
     except EventRejected:
-        return None
+        return {}
+
+
+def _field(decoded: Mapping[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = decoded.get(key)
         if isinstance(value, str) and value.strip():
@@ -177,7 +180,8 @@ class EventProcessor:
         return summarize_pipeline(event, pipeline_run, children)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
-        event_id = _best_effort_field(payload, "id")
+        readable = _best_effort_fields(payload)
+        event_id = _field(readable, "id")
         blob_name = self._rejected.store(
             _payload_text(payload), reason=rejection.code, detail=rejection.detail, event_id=event_id
         )
@@ -185,8 +189,8 @@ class EventProcessor:
             key: value
             for key, value in {
                 "event_id": event_id,
-                "event_type": _best_effort_field(payload, "eventType", "event_type"),
-                "topic": _best_effort_field(payload, "topic"),
+                "event_type": _field(readable, "eventType", "event_type"),
+                "topic": _field(readable, "topic"),
                 "blob_name": blob_name,
             }.items()
             if value
