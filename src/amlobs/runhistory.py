@@ -487,6 +487,16 @@ class _RunListing:
         return None
 
 
+def _discovered_endpoint(name: str, raw: object, *, missing: str, refusing: str) -> str:
+    """A URL read from a discovery answer, held to the same rules as the settings' endpoints."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise EnrichmentUnavailable(missing)
+    try:
+        return validate_endpoint(name, raw)
+    except SettingsError as exc:
+        raise EnrichmentUnavailable(f"{refusing}: {exc}") from None
+
+
 class RunHistoryClient:
     """Run details, runs and child runs of AML workspaces, over one shared azure-core pipeline."""
 
@@ -655,17 +665,13 @@ class RunHistoryClient:
             not_found="workspace",
         )
         properties = workspace.get("properties")
-        raw_discovery = properties.get("discoveryUrl") if isinstance(properties, dict) else None
-        if not isinstance(raw_discovery, str) or not raw_discovery.strip():
-            raise EnrichmentUnavailable(
-                f"workspace {ws.workspace_name}: its Resource Manager resource has no properties.discoveryUrl"
-            )
-        try:
-            discovery_url = validate_endpoint("discoveryUrl", raw_discovery)
-        except SettingsError as exc:
-            raise EnrichmentUnavailable(
-                f"workspace {ws.workspace_name}: refusing discovery URL: {exc}"
-            ) from None
+        discovery_url = _discovered_endpoint(
+            "discoveryUrl",
+            properties.get("discoveryUrl") if isinstance(properties, dict) else None,
+            missing=f"workspace {ws.workspace_name}: its Resource Manager resource has no "
+            "properties.discoveryUrl",
+            refusing=f"workspace {ws.workspace_name}: refusing discovery URL",
+        )
         document = self._call_json(
             f"endpoint discovery of {ws.workspace_name}",
             "GET",
@@ -673,17 +679,12 @@ class RunHistoryClient:
             anonymous=True,
             not_found="unavailable",
         )
-        raw_api = document.get("api")
-        if not isinstance(raw_api, str) or not raw_api.strip():
-            raise EnrichmentUnavailable(
-                f"the discovery document of {ws.workspace_name} has no 'api' endpoint"
-            )
-        try:
-            api = validate_endpoint("api", raw_api)
-        except SettingsError as exc:
-            raise EnrichmentUnavailable(
-                f"workspace {ws.workspace_name}: refusing discovered endpoint: {exc}"
-            ) from None
+        api = _discovered_endpoint(
+            "api",
+            document.get("api"),
+            missing=f"the discovery document of {ws.workspace_name} has no 'api' endpoint",
+            refusing=f"workspace {ws.workspace_name}: refusing discovered endpoint",
+        )
         host = (urlsplit(api).hostname or "").lower()
         if not is_trusted_api_host(host):
             raise EnrichmentUnavailable(
