@@ -49,6 +49,18 @@ SEED_RECORD: dict[str, str] = {
     "status": "Completed",
 }
 NUMERIC_SEED_FIELDS = ("execution_time_ms", "start_time_utc_ms", "end_time_utc_ms")
+SAMPLE_EXPERIMENT_ID = "eea3758a-4a75-42a7-b215-32739323a0a7"
+
+
+def seed_record_as_built() -> dict[str, str | int]:
+    """The seed record as build_record gives it: numbers as ints, the event's own experimentId."""
+    expected: dict[str, str | int] = {
+        k: int(v) if k in NUMERIC_SEED_FIELDS else v for k, v in SEED_RECORD.items()
+    }
+    expected["experimentId"] = SAMPLE_EXPERIMENT_ID
+    return expected
+
+
 STEP_RUN_ID = "9a9d8f51-1e44-4c23-b0a0-8246046eeb28"
 PIPELINE_RUN_ID = "096a41be-218d-4bdb-857d-be3222caa891"
 
@@ -188,9 +200,7 @@ def test_seed_record_reproduced_field_for_field() -> None:
 
     record = build_record(event, STEP_RUN_DETAILS, STEP_RUN)
 
-    expected = {k: int(v) if k in NUMERIC_SEED_FIELDS else v for k, v in SEED_RECORD.items()}
-    expected["experimentId"] = "eea3758a-4a75-42a7-b215-32739323a0a7"
-    assert {k: record[k] for k in SEED_FIELDS if k in record} == expected
+    assert {k: record[k] for k in SEED_FIELDS if k in record} == seed_record_as_built()
     assert record["execution_time_ms"] == 111
     assert record["start_time_utc_ms"] == 1591557375869
     assert record["end_time_utc_ms"] == 1591557375980
@@ -214,9 +224,7 @@ def test_seed_record_from_the_run_history_fixtures_the_fake_serves() -> None:
 
     record = build_record(event, details, run)
 
-    expected = {k: int(v) if k in NUMERIC_SEED_FIELDS else v for k, v in SEED_RECORD.items()}
-    expected["experimentId"] = "eea3758a-4a75-42a7-b215-32739323a0a7"
-    assert {k: record[k] for k in SEED_FIELDS if k in record} == expected
+    assert {k: record[k] for k in SEED_FIELDS if k in record} == seed_record_as_built()
     assert record["parent_run_id"] == PIPELINE_RUN_ID
     assert record["queue_time_ms"] == record["start_time_utc_ms"] - record["created_time_utc_ms"] > 0
 

@@ -12,30 +12,11 @@ from amlobs.errors import EnrichmentUnavailable, TelemetryExportFailed
 from tests.fakes.aml_api import SAMPLE_PIPELINE_RUN_ID, SAMPLE_STEP_RUN_ID, Fault
 from tests.integration.conftest import App, sample_event
 from tests.integration.host import invoke, trigger_binding
+from tests.test_records import seed_record_as_built
 
-SEED_STEP_RECORD = {
-    # The 2020 sample's README record for its step-run event, key for key (values as strings, as
-    # Application Insights stores customDimensions).
-    "compute_target_type": "AmlCompute",
-    "execution_time_ms": "111",
-    "start_time_utc_ms": "1591557375869",
-    "end_time_utc_ms": "1591557375980",
-    "experimentName": "experimentName",
-    "pipelinerunid": "096a41be-218d-4bdb-857d-be3222caa891",
-    "docker_image": "mcr.microsoft.com/azureml/base:intelmpi2018.3-ubuntu16.04",
-    "experimentId": "eea3758a-4a75-42a7-b215-32739323a0a7",
-    "resourceGroup": "sample",
-    "subscriptions": "38e0c6f9-393e-413e-9d17-6e95dc2b5a5b",
-    "amlWorkSpace": "sample-ws",
-    "snapshot_id": "119c3ec1-9e46-46d2-8236-5f533e84a799",
-    "step_type": "PythonScriptStep",
-    "run_type": "azureml.StepRun",
-    "node_id": "254c70df",
-    "run_id": "9a9d8f51-1e44-4c23-b0a0-8246046eeb28",
-    "target": "sample-compute",
-    "script": "sampleStep.py",
-    "status": "Completed",
-}
+# The 2020 sample's README record for its step-run event, key for key, as Application Insights stores
+# customDimensions (strings).
+SEED_STEP_RECORD = {key: str(value) for key, value in seed_record_as_built().items()}
 
 
 def test_the_host_sees_one_event_grid_function_named_as_the_subscription_expects() -> None:
