@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.tools_on_path import find_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_YAML = ROOT / "azure.yaml"
 SCRIPTS = ROOT / "scripts"
@@ -192,11 +194,11 @@ def test_sh_hooks_pass_shellcheck() -> None:
 
 
 def test_pwsh_hooks_parse() -> None:
-    pwsh = shutil.which("pwsh")
-    if pwsh is None:
-        pytest.skip(
-            "pwsh not on PATH: the PowerShell hooks were not parsed here (install PowerShell 7 to check them)"
-        )
+    pwsh = find_tool(
+        "pwsh",
+        env_var="PWSH",
+        how_to_install="the PowerShell hooks were not run here (install PowerShell 7; CI takes it from ../shared/bin)",
+    )
     for script in _hook_scripts(".ps1"):
         command = (
             "$errors = $null; "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import tree_sitter_bicep
 from tree_sitter import Language, Node, Parser
 
 from amlobs import events, settings
+from tests.tools_on_path import find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -306,13 +306,12 @@ def test_deploy_time_constant_properties_read_nothing_known_only_at_run_time(fil
 
 
 def _bicep_cli() -> str:
-    bicep = shutil.which("bicep")
-    if bicep is None:
-        pytest.skip(
-            "bicep CLI not on PATH: bicep build / bicep lint did not run here "
-            "(install it with `az bicep install` or from the Bicep releases; the CI workflow does)"
-        )
-    return bicep
+    return find_tool(
+        "bicep",
+        env_var="BICEP",
+        how_to_install="bicep build / bicep lint did not run here (install it with `az bicep install` "
+        "or from the Bicep releases; CI takes it from ../shared/bin)",
+    )
 
 
 def test_bicep_build_compiles_main_and_every_module_without_warnings() -> None:
