@@ -71,9 +71,42 @@ class Run:
         return [c["args"] for c in self.state["calls"] if c["cli"] == cli]
 
 
-@pytest.fixture
-def hook(tmp_path: Path) -> Callable[..., Run]:
-    """Run scripts/<name> with /bin/sh, with fake azd (and az unless with_az=False) first on PATH."""
+# The shared pwsh (../shared/bin/pwsh) is a sh launcher that unpacks PowerShell once into a cache
+# under $XDG_CACHE_HOME (else $HOME/.cache) and needs `dirname` to find itself. The hook still sees
+# only the fakes and these few tools on PATH; HOME points into the test's own folder.
+_CACHE_HOME = os.environ.get("XDG_CACHE_HOME") or str(Path(os.environ.get("HOME", "/tmp")) / ".cache")
+PWSH_LAUNCHER_TOOLS: dict[str, tuple[str, ...]] = {"sh": (), "pwsh": ("dirname",)}
+PWSH_ENV: dict[str, dict[str, str]] = {
+    "sh": {},
+    "pwsh": {
+        "XDG_CACHE_HOME": _CACHE_HOME,
+        "POWERSHELL_TELEMETRY_OPTOUT": "1",
+        "POWERSHELL_UPDATECHECK": "Off",
+    },
+}
+
+SHELLS = ("sh", "pwsh")
+
+
+def _shell_command(shell: str, script: Path) -> list[str]:
+    if shell == "sh":
+        return ["/bin/sh", str(script)]
+    pwsh = find_tool(
+        "pwsh",
+        env_var="PWSH",
+        how_to_install="the PowerShell hooks were not run here (install PowerShell 7; CI takes it from ../shared/bin)",
+    )
+    # azd runs a pwsh hook as `pwsh <script>` (Azure/azure-dev cli/azd/pkg/tools/powershell/powershell.go,
+    # through `cmd /c` on Windows and `/bin/sh -c` elsewhere); a script path as first argument is -File.
+    # -NoProfile keeps this machine's profile out of the test, -NonInteractive turns a prompt into an error.
+    return [pwsh, "-NoProfile", "-NonInteractive", "-File", str(script)]
+
+
+@pytest.fixture(params=SHELLS)
+def hook(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Run]:
+    """Run scripts/<name>.sh with /bin/sh, or scripts/<name>.ps1 with pwsh, as azd does; fake azd
+    (and az unless with_az=False) first on PATH."""
+    shell: str = request.param
 
     def run(
         name: str,
@@ -83,6 +116,8 @@ def hook(tmp_path: Path) -> Callable[..., Run]:
         with_az: bool = True,
         extra_env: dict[str, str] | None = None,
     ) -> Run:
+        script = SCRIPTS / f"{name}.{'sh' if shell == 'sh' else 'ps1'}"
+        command = _shell_command(shell, script)
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         for cli in ("azd", "az"):
@@ -95,7 +130,7 @@ def hook(tmp_path: Path) -> Callable[..., Run]:
         # Only the tools the hooks use, so a real az installed on this machine cannot leak in.
         tools = tmp_path / "tools"
         tools.mkdir(exist_ok=True)
-        for tool in ("tr", "cut", "grep", "sleep", "cat"):
+        for tool in ("tr", "cut", "grep", "sleep", "cat", *PWSH_LAUNCHER_TOOLS[shell]):
             link = tools / tool
             if not link.exists():
                 real = shutil.which(tool)
@@ -111,19 +146,22 @@ def hook(tmp_path: Path) -> Callable[..., Run]:
             "PATH": f"{bin_dir}:{tools}",
             "FAKE_CLI_STATE": str(state_path),
             "AML_OBS_RETRY_DELAY_SECONDS": "0",
+            **PWSH_ENV[shell],
+            **({"HOME": str(tmp_path)} if shell == "pwsh" else {}),
             **(extra_env or {}),
         }
         result = subprocess.run(
-            ["/bin/sh", str(SCRIPTS / name)],
+            command,
             env=process_env,
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             check=False,
         )
         return Run(result.returncode, result.stdout, result.stderr, json.loads(state_path.read_text()))
 
+    run.shell = shell  # type: ignore[attr-defined]
     return run
 
 
@@ -215,7 +253,7 @@ def test_pwsh_hooks_parse() -> None:
 
 
 def test_first_deploy_enables_event_subscriptions_and_provisions_once(hook: Callable[..., Run]) -> None:
-    run = hook("postdeploy.sh", {})
+    run = hook("postdeploy", {})
     assert run.returncode == 0, run.stderr
     assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "true"
     provisions = [c for c in run.calls("azd") if c[0] == "provision"]
@@ -229,21 +267,21 @@ def test_first_deploy_enables_event_subscriptions_and_provisions_once(hook: Call
 
 @pytest.mark.parametrize("value", ["true", "True", "TRUE"])
 def test_later_deploys_do_not_provision_again(hook: Callable[..., Run], value: str) -> None:
-    run = hook("postdeploy.sh", {"ENABLE_EVENT_SUBSCRIPTION": value})
+    run = hook("postdeploy", {"ENABLE_EVENT_SUBSCRIPTION": value})
     assert run.returncode == 0, run.stderr
     assert run.calls("azd") == [["env", "get-value", "ENABLE_EVENT_SUBSCRIPTION"]]
     assert "already enabled" in run.stdout
 
 
 def test_a_provision_that_fails_once_is_retried(hook: Callable[..., Run]) -> None:
-    run = hook("postdeploy.sh", {"ENABLE_EVENT_SUBSCRIPTION": "false"}, failing_provisions=1)
+    run = hook("postdeploy", {"ENABLE_EVENT_SUBSCRIPTION": "false"}, failing_provisions=1)
     assert run.returncode == 0, run.stderr
     assert run.state["provisions"] == 2
     assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "true"
 
 
 def test_when_every_attempt_fails_the_environment_stays_retryable(hook: Callable[..., Run]) -> None:
-    run = hook("postdeploy.sh", {}, failing_provisions=5, extra_env={"AML_OBS_PROVISION_ATTEMPTS": "2"})
+    run = hook("postdeploy", {}, failing_provisions=5, extra_env={"AML_OBS_PROVISION_ATTEMPTS": "2"})
     assert run.returncode != 0
     assert run.state["provisions"] == 2
     # false again, so the next `azd up` provisions without the subscription and this hook retries.
@@ -255,14 +293,14 @@ def test_when_every_attempt_fails_the_environment_stays_retryable(hook: Callable
 
 
 def test_well_formed_workspace_ids_are_accepted(hook: Callable[..., Run]) -> None:
-    run = hook("preprovision.sh", {"AML_WORKSPACE_IDS": f" {WS_A} ,{WS_B},"})
+    run = hook("preprovision", {"AML_WORKSPACE_IDS": f" {WS_A} ,{WS_B},"})
     assert run.returncode == 0, run.stderr
     assert f"Observing workspace: {WS_A}" in run.stdout and f"Observing workspace: {WS_B}" in run.stdout
 
 
 def test_empty_workspace_ids_mean_the_demo_workspace(hook: Callable[..., Run]) -> None:
     for env in ({}, {"AML_WORKSPACE_IDS": ""}, {"AML_WORKSPACE_IDS": " , "}):
-        run = hook("preprovision.sh", env)
+        run = hook("preprovision", env)
         assert run.returncode == 0, run.stderr
         assert "demo workspace" in run.stdout
 
@@ -277,20 +315,20 @@ def test_empty_workspace_ids_mean_the_demo_workspace(hook: Callable[..., Run]) -
     ],
 )
 def test_a_malformed_workspace_id_stops_provisioning_and_is_named(hook: Callable[..., Run], bad: str) -> None:
-    run = hook("preprovision.sh", {"AML_WORKSPACE_IDS": f"{WS_A},{bad}"})
+    run = hook("preprovision", {"AML_WORKSPACE_IDS": f"{WS_A},{bad}"})
     assert run.returncode != 0
     assert f"'{bad}'" in run.stderr
 
 
 def test_preprovision_reattaches_after_an_interrupted_down(hook: Callable[..., Run]) -> None:
-    run = hook("preprovision.sh", {"AML_OBS_DETACH": "true", "AML_WORKSPACE_IDS": WS_A})
+    run = hook("preprovision", {"AML_OBS_DETACH": "true", "AML_WORKSPACE_IDS": WS_A})
     assert run.returncode == 0, run.stderr
     assert run.state["env"]["AML_OBS_DETACH"] == "false"
 
 
 def test_preprovision_keeps_the_detach_of_predown(hook: Callable[..., Run]) -> None:
     run = hook(
-        "preprovision.sh",
+        "preprovision",
         {"AML_OBS_DETACH": "true", "AML_WORKSPACE_IDS": WS_A},
         extra_env={"AML_OBS_IN_PREDOWN": "1"},
     )
@@ -308,7 +346,7 @@ EXTERNAL = {
 
 
 def test_predown_detaches_observed_workspaces_before_down(hook: Callable[..., Run]) -> None:
-    run = hook("predown.sh", {"AML_WORKSPACE_IDS": f"{WS_A},{WS_B}", **EXTERNAL})
+    run = hook("predown", {"AML_WORKSPACE_IDS": f"{WS_A},{WS_B}", **EXTERNAL})
     assert run.returncode == 0, run.stderr
     env = run.state["env"]
     assert env["AML_OBS_DETACH"] == "true"
@@ -323,14 +361,14 @@ def test_predown_detaches_observed_workspaces_before_down(hook: Callable[..., Ru
 
 def test_predown_detaches_when_the_ids_come_from_the_process_environment(hook: Callable[..., Run]) -> None:
     # CI sets AML_WORKSPACE_IDS as a workflow variable, not in the azd environment file.
-    run = hook("predown.sh", {}, extra_env={"AML_WORKSPACE_IDS": WS_A})
+    run = hook("predown", {}, extra_env={"AML_WORKSPACE_IDS": WS_A})
     assert run.returncode == 0, run.stderr
     assert run.state["env"]["AML_OBS_DETACH"] == "true" and run.state["provisions"] == 1
 
 
 def test_predown_with_only_the_demo_workspace_does_not_provision(hook: Callable[..., Run]) -> None:
     run = hook(
-        "predown.sh",
+        "predown",
         {
             "AML_OBS_READER_ROLE_DEFINITION_IDS": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/r"
         },
@@ -341,7 +379,7 @@ def test_predown_with_only_the_demo_workspace_does_not_provision(hook: Callable[
 
 
 def test_predown_fails_down_when_the_detach_cannot_be_deployed(hook: Callable[..., Run]) -> None:
-    run = hook("predown.sh", {"AML_WORKSPACE_IDS": WS_A}, failing_provisions=1)
+    run = hook("predown", {"AML_WORKSPACE_IDS": WS_A}, failing_provisions=1)
     assert run.returncode != 0
 
 
@@ -356,7 +394,7 @@ def _cleanup_env() -> dict[str, str]:
 
 
 def test_postdown_removes_what_lives_outside_the_environment_and_resets(hook: Callable[..., Run]) -> None:
-    run = hook("postdown.sh", _cleanup_env())
+    run = hook("postdown", _cleanup_env())
     assert run.returncode == 0, run.stderr
     az = run.calls("az")
     assignment_deletes = [c for c in az if c[:3] == ["role", "assignment", "delete"]]
@@ -380,7 +418,7 @@ def test_postdown_removes_what_lives_outside_the_environment_and_resets(hook: Ca
 
 
 def test_postdown_without_az_prints_the_commands_and_still_resets(hook: Callable[..., Run]) -> None:
-    run = hook("postdown.sh", _cleanup_env(), with_az=False)
+    run = hook("postdown", _cleanup_env(), with_az=False)
     assert run.returncode == 0, run.stderr
     assert "az role assignment delete --ids " + WS_A in run.stderr
     assert (
@@ -400,7 +438,7 @@ def test_postdown_without_az_prints_the_commands_and_still_resets(hook: Callable
 
 
 def test_postdown_with_nothing_outside_only_resets(hook: Callable[..., Run]) -> None:
-    run = hook("postdown.sh", {"ENABLE_EVENT_SUBSCRIPTION": "true"})
+    run = hook("postdown", {"ENABLE_EVENT_SUBSCRIPTION": "true"})
     assert run.returncode == 0, run.stderr
     assert not run.calls("az")
     assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "false"
