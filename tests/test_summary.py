@@ -101,6 +101,9 @@ def test_completed_pipeline_with_a_reused_step() -> None:
         "queue_time_ms": 5_500,
         "start_time_utc_ms": ms("2020-06-07T19:15:45.500Z"),
         "end_time_utc_ms": ms("2020-06-07T19:21:08.000Z"),
+        "sub_pipeline_count": 0,
+        "pipeline_depth": 1,
+        "incomplete_sub_pipeline_count": 0,
     }
     assert summary["wall_time_ms"] == 322_500
     assert set(summary) <= set(SUMMARY_FIELDS)
