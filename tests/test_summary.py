@@ -245,6 +245,23 @@ def test_needs_summary(status: str | None, run_type: str | None, expected: bool)
     assert needs_summary(pipeline_event(status, **data)) is expected
 
 
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        # The event said runType null; run history said pipeline (the enriched record's run_type).
+        ({"run_type": "azureml.PipelineRun", "status": "Completed"}, True),
+        ({"run_type": "azureml.PipelineRun", "status": "Failed"}, True),
+        ({"run_type": "azureml.PipelineRun", "status": "Running"}, False),
+        # A nested sub-pipeline is summarised inside its top-level pipeline's summary.
+        ({"run_type": "azureml.PipelineRun", "status": "Completed", "parent_run_id": "root"}, False),
+        ({"run_type": "automl", "status": "Completed"}, False),
+        ({"status": "Completed"}, False),
+    ],
+)
+def test_needs_summary_is_decided_on_the_enriched_record(record: dict[str, Any], expected: bool) -> None:
+    assert needs_summary(record) is expected
+
+
 def test_run_completed_pipeline_event_needs_a_summary() -> None:
     payload = wire_event(SAMPLE_PIPELINE_EVENT, eventType=RUN_COMPLETED)
     del payload["data"]["runStatus"]

@@ -217,7 +217,7 @@ def step_name(
     module = lookup(properties, "azureml.moduleName")
     if module is not None and module != ANONYMOUS_COMPONENT:
         return module
-    return first_text(path(run, "displayName"), module, path(run, "name"))
+    return text(path(run, "displayName"))
 
 
 def _root_error(answer: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
