@@ -8,7 +8,7 @@ import email.utils
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from amlobs.credentials import build_credential
 from amlobs.errors import EnrichmentUnavailable, RunNotFound
 from amlobs.events import WorkspaceRef, parse_event
 from amlobs.records import build_record
+from amlobs.run_listing import created_since_filter
 from amlobs.runhistory import RunHistoryClient, RunHistoryRejected, RunPage
 from amlobs.settings import Settings
 from tests.fakes.aml_api import (
@@ -574,3 +575,40 @@ def test_real_short_retry_after_is_actually_waited(aml_api: FakeAmlApi) -> None:
         started = time.monotonic()
         client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
         assert time.monotonic() - started >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("since", "literal"),
+    [
+        (datetime(2024, 5, 1, 10, tzinfo=UTC), "(CreatedUtc ge 2024-05-01 10:00:00+00:00)"),
+        (
+            datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=UTC),
+            "(CreatedUtc ge 2024-05-01 10:00:00.123000+00:00)",
+        ),
+        # another offset is the same instant in UTC
+        (
+            datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+            "(CreatedUtc ge 2024-05-01 10:00:00+00:00)",
+        ),
+    ],
+)
+def test_created_since_filter_is_azureml_cores_literal(since: datetime, literal: str) -> None:
+    # azureml-core 1.61 _restclient/_odata/constants.py:16 CREATED_AFTER_FORMAT_STR.format(datetime)
+    assert created_since_filter(since) == literal
+
+
+def test_run_data_request_selects_everything_as_the_v2_client_does(
+    client: RunHistoryClient, aml_api: FakeAmlApi
+) -> None:
+    data = client.get_run_data(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
+    [request] = aml_api.requests_to("/rundata", "POST")
+    # azure-ai-ml 1.35.2 operations/_run_operations.py:82-95 (GetRunDataRequest, every select True)
+    assert request.json() == {
+        "runId": SAMPLE_STEP_RUN_ID,
+        "selectRunMetadata": True,
+        "selectRunDefinition": True,
+        "selectJobSpecification": True,
+    }
+    assert request.query == {"api-version": "v1.0"}
+    assert data["runMetadata"]["runId"] == SAMPLE_STEP_RUN_ID
+    assert data["runDefinition"]["script"] == "sampleStep.py"
