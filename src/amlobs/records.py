@@ -122,6 +122,11 @@ def iso_utc(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _first_known(*values: int | None) -> int | None:
+    """The first value that is known (0 is a value, unlike with ``or``)."""
+    return next((value for value in values if value is not None), None)
+
+
 def _bool_text(value: str | None) -> str | None:
     if value is None:
         return None
@@ -218,9 +223,10 @@ def build_record(
         "compute_name": name,
         "compute_target_type_raw": raw_type,
         "environment": facts.environment(definition),
-        "compute_duration_ms": facts.timespan_ms(facts.path(run, "computeDuration"))
-        if facts.path(run, "computeDuration") is not None
-        else facts.timespan_ms(facts.path(details, "computeDuration")),
+        "compute_duration_ms": _first_known(
+            facts.timespan_ms(facts.path(run, "computeDuration")),
+            facts.timespan_ms(facts.path(details, "computeDuration")),
+        ),
         **facts.error_facts(details, run),
     }
     return {key: value for key, value in candidates.items() if value is not None and value != ""}

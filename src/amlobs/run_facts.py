@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 PIPELINE_RUN_TYPE = "azureml.PipelineRun"
-STEP_RUN_TYPES = frozenset({"azureml.steprun", "azureml.reusedsteprun"})
 MAX_SCRIPT_CHARS = 1024
 MAX_ERROR_MESSAGE_CHARS = 4096
 ANONYMOUS_COMPONENT = "azureml_anonymous"
