@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from .enrichment import RunAnswers, RunSource, fetch_run_answers, list_pipeline
 from .errors import EventRejected, RunNotFound
-from .events import RunEvent, WorkspaceRef, decode_event, parse_event
+from .events import RunEvent, decode_event, parse_event
 from .records import Record, build_record
 from .summary import needs_summary, summarize_pipeline
 
@@ -23,18 +24,7 @@ logger = logging.getLogger("amlobs")
 OutcomeKind = Literal["recorded", "partial", "duplicate", "rejected"]
 
 
-class RunSource(Protocol):
-    def get_run_details(
-        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
-    ) -> dict[str, Any]: ...
-
-    def get_run(
-        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
-    ) -> dict[str, Any]: ...
-
-    def iter_children(
-        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
-    ) -> Iterator[dict[str, Any]]: ...
+__all__ = ["EventProcessor", "Outcome", "RunSource"]
 
 
 class Telemetry(Protocol):
@@ -131,8 +121,9 @@ class EventProcessor:
             logger.info("event %s (run %s) already recorded: skipped", event.event_id, event.run_id)
             return Outcome("duplicate", event.event_id)
 
-        record, run = self._enriched_record(event)
-        summary = self._pipeline_summary(event, run) if needs_summary(event) else None
+        record, answers = self._enriched_record(event)
+        # Decided on the enriched record, not the event's runType (which may be null).
+        summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
         self._telemetry.emit_run_record(record)
         if summary is not None:
             self._telemetry.emit_pipeline_summary(summary)
@@ -153,31 +144,24 @@ class EventProcessor:
         )
         return Outcome(kind, event.event_id, record=record, summary=summary)
 
-    def _enriched_record(self, event: RunEvent) -> tuple[Record, dict[str, Any] | None]:
-        """The record, and the ``/runs/{id}`` answer it used (None when the run was not found)."""
-        where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
+    def _enriched_record(self, event: RunEvent) -> tuple[Record, RunAnswers | None]:
+        """The record, and the run history answers it used (None when the run was not found)."""
         try:
-            details = self._runs.get_run_details(event.workspace, event.run_id, **where)
-            run = self._runs.get_run(event.workspace, event.run_id, **where)
+            answers = fetch_run_answers(self._runs, event.workspace, event.run_id)
         except RunNotFound as missing:
             logger.warning("run %s not found in run history: recording the event alone", event.run_id)
             return build_record(event, enrichment_error=str(missing) or "run not found"), None
-        return build_record(event, details, run), run
+        record = build_record(event, answers.details, answers.run, definition=answers.definition)
+        return record, answers
 
-    def _pipeline_summary(self, event: RunEvent, pipeline_run: dict[str, Any] | None) -> Record:
-        if pipeline_run is None:
+    def _pipeline_summary(self, event: RunEvent, answers: RunAnswers | None) -> Record:
+        if answers is None:
             # The record already found the run missing: the listing of its children would be too.
             return summarize_pipeline(
                 event, None, None, summary_error="pipeline run not found in run history"
             )
-        where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
-        try:
-            children = list(self._runs.iter_children(event.workspace, event.run_id, **where))
-        except RunNotFound as missing:
-            return summarize_pipeline(
-                event, pipeline_run, None, summary_error=str(missing) or "run not found"
-            )
-        return summarize_pipeline(event, pipeline_run, children)
+        listing = list_pipeline(self._runs, event.workspace, event.run_id)
+        return summarize_pipeline(event, answers.run, listing)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
         readable = _best_effort_fields(payload)
