@@ -923,7 +923,7 @@ def test_dashboard_module_takes_exactly_the_parameters_main_bicep_passes() -> No
     assert bicep_params(DASHBOARD_BICEP) == {
         "name": ("string", False),
         "location": ("string", False),
-        "tags": ("object", False),
+        "tags": ("resourceTags", False),
         "appInsightsId": ("string", False),
     }
 
@@ -932,12 +932,12 @@ def test_alerts_module_takes_the_parameters_main_bicep_passes_and_defaults_the_r
     params = bicep_params(ALERTS_BICEP)
     expected = {
         "location": ("string", False),
-        "tags": ("object", False),
+        "tags": ("resourceTags", False),
         "resourceToken": ("string", False),
         "appInsightsId": ("string", False),
-        "alertEmailReceivers": ("array", False),
+        "alertEmailReceivers": ("string[]", False),
         "durationRegressionPercent": ("int", True),
-        "systemTopicIds": ("array", False),
+        "systemTopicIds": ("string[]", False),
     }
     assert {k: params[k] for k in expected if k in params} == expected
     extra = {k: v for k, v in params.items() if k not in expected}

@@ -2,11 +2,13 @@
 // topics' delivery metrics, plus the action group that notifies people. Every log query here may only
 // use the telemetry names of DESIGN.md: tests/test_dashboard_queries.py checks them against the code.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Azure region of the log search alert rules (the region of the Application Insights component).')
 param location string
 
 @description('Tags applied to every resource of this module.')
-param tags object
+param tags resourceTags
 
 @description('Suffix that keeps resource names unique (azd resourceToken).')
 param resourceToken string
@@ -15,14 +17,14 @@ param resourceToken string
 param appInsightsId string
 
 @description('Email addresses notified when an alert fires. Empty: no action group is created and the rules fire without notifying anyone (they still show under Monitor > Alerts).')
-param alertEmailReceivers array
+param alertEmailReceivers string[]
 
 @description('A completed pipeline run alerts when its wall time exceeds this percentage of its own pipeline\'s recent p95 (150 = 1.5 x p95).')
 @minValue(100)
 param durationRegressionPercent int = 150
 
 @description('Resource ids of the Event Grid system topics whose dead-lettered deliveries alert (one metric alert per topic).')
-param systemTopicIds array
+param systemTopicIds string[]
 
 @description('Completed runs of a pipeline needed in the last two days before its p95 is trusted as a baseline.')
 @minValue(1)
@@ -32,9 +34,13 @@ param durationBaselineMinRuns int = 5
 @minValue(1)
 param processorFailureThreshold int = 5
 
+@description('Whether an action group is created: only when someone is to be notified.')
 var hasReceivers = !empty(alertEmailReceivers)
+
+@description('Name of the action group.')
 var actionGroupName = 'ag-amlobs-${resourceToken}'
-// By id rather than through the (conditional) symbol, which may be null; the rules depend on it explicitly.
+
+@description('Id of the action group, by name rather than through the (conditional) symbol, which may be null; the rules depend on it explicitly.')
 var actionGroupResourceId = resourceId('Microsoft.Insights/actionGroups', actionGroupName)
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasReceivers) {
@@ -54,13 +60,13 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasRecei
   }
 }
 
+@description('The action groups every log search alert notifies: none without receivers.')
 var actionGroupIds = hasReceivers ? [actionGroupResourceId] : []
 
-// Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises
-// exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry
-// ingested a few minutes late is still seen).
+@description('Every value of a dimension. Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry ingested a few minutes late is still seen).')
 var allValues = ['*']
 
+@description('Log query of the pipeline-failed rule: one row per failed pipeline run, with a link to it in Azure ML studio.')
 var pipelineFailedQuery = '''
 customEvents
 | where name == 'AmlRunStatusChanged'
@@ -75,8 +81,7 @@ customEvents
 | project timestamp, workspace, pipeline, run_id, error_code, studio_url
 '''
 
-// A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline's
-// completed runs in the last two days (excluding the runs being judged).
+@description('Log query of the duration-regression rule, before its placeholders are replaced. A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline\'s completed runs in the last two days (excluding the runs being judged).')
 var durationRegressionQueryTemplate = '''
 let factor = __REGRESSION_PERCENT__ / 100.0;
 let min_baseline_runs = __MIN_BASELINE_RUNS__;
@@ -99,12 +104,14 @@ completed
 | project timestamp, workspace, pipeline, run_id, wall_time_s = wall_time_ms / 1000,
     baseline_p95_s = p95_ms / 1000, baseline_runs
 '''
+@description('Log query of the duration-regression rule with its factor and baseline size.')
 var durationRegressionQuery = replace(
   replace(durationRegressionQueryTemplate, '__REGRESSION_PERCENT__', string(durationRegressionPercent)),
   '__MIN_BASELINE_RUNS__',
   string(durationBaselineMinRuns)
 )
 
+@description('Log query of the processor-failures rule: failed invocations of the event function.')
 var processorFailuresQuery = '''
 requests
 | where operation_Name == 'aml_run_events'
@@ -112,6 +119,7 @@ requests
 | project timestamp, resultCode, operation_Id
 '''
 
+@description('Log query of the events-rejected rule: events the processor stored as rejected.')
 var eventsRejectedQuery = '''
 customEvents
 | where name == 'AmlEventRejected'
@@ -119,6 +127,7 @@ customEvents
 | project timestamp, reason
 '''
 
+@description('The log search alert rules. Adding a rule is one entry here: key (names the rule), displayName, description, severity (0-4), evaluationFrequency and windowSize (ISO 8601), query, dimensions (string columns of the query to split by), operator and threshold on the row count.')
 var logRules = [
   {
     key: 'pipeline-failed'
@@ -182,7 +191,7 @@ var logRules = [
   }
 ]
 
-resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
+resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = [
   for rule in logRules: {
     name: 'amlobs-${rule.key}-${resourceToken}'
     location: location
@@ -237,7 +246,11 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: last(split(appInsightsId, '/'))
 }
 
-var readerRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'acdd72a7-3385-48ef-bd42-f606fba81ae7')
+@description('Reader (built-in role): what a log search alert\'s identity needs to run its query on the component.')
+var readerRoleId = subscriptionResourceId(
+  'Microsoft.Authorization/roleDefinitions',
+  'acdd72a7-3385-48ef-bd42-f606fba81ae7'
+)
 
 resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (rule, i) in logRules: {
@@ -253,7 +266,7 @@ resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 
 // Event Grid system topics are not among the resource types one metric alert may watch together, so
 // there is one rule per topic.
-resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
   for topicId in systemTopicIds: {
     name: 'amlobs-deadlettered-${uniqueString(topicId)}-${resourceToken}'
     location: 'global'
@@ -301,7 +314,7 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
 output actionGroupId string = hasReceivers ? actionGroupResourceId : ''
 
 @description('Names of the log search alert rules.')
-output logAlertNames array = [for i in range(0, length(logRules)): logAlerts[i].name]
+output logAlertNames string[] = [for i in range(0, length(logRules)): logAlerts[i].name]
 
 @description('Names of the dead-letter metric alert rules, one per system topic.')
-output deadLetterAlertNames array = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]
+output deadLetterAlertNames string[] = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]
