@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .events import RunEvent, normalise_status
+from .status_time import STATUS_TIME_FIELDS
 
 RecordValue = str | int
 Record = dict[str, RecordValue]
@@ -49,7 +50,8 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_message",
     "enrichment_error",
 )
-RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS
+# The status time and origin are stamped by the processor (amlobs.status_time).
+RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS
 
 PIPELINE_RUN_TYPE = "azureml.PipelineRun"
 MAX_ERROR_MESSAGE_CHARS = 4096

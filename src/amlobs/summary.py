@@ -11,6 +11,7 @@ from typing import Any
 
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
 from .records import Record, RecordValue, elapsed_ms, parse_utc_ms
+from .status_time import STATUS_TIME_FIELDS
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "run_id",
@@ -36,6 +37,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "start_time_utc_ms",
     "end_time_utc_ms",
     "summary_error",
+    *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
 )
 
 PIPELINE_RUN_TYPES = frozenset({"azureml.pipelinerun"})
