@@ -45,6 +45,7 @@ from tests.dashboard_sources import (
     KQL_CHECK,
     KUSTO_PACKAGE,
     PRODUCT_TABLES,
+    REPO,
     WORKBOOK_PARAMETER,
     WORKBOOK_PARAMETER_SAMPLES,
     WORKBOOK_PATH,
@@ -330,7 +331,10 @@ def run_kusto(queries: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 WORKBOOK: dict[str, Any] = json.loads(WORKBOOK_PATH.read_text(encoding="utf-8"))
 QUERIES: list[Query] = (
-    workbook_queries(WORKBOOK) + bicep_queries(ALERTS_BICEP) + markdown_queries(DASHBOARD_DOC)
+    workbook_queries(WORKBOOK)
+    + bicep_queries(ALERTS_BICEP)
+    + markdown_queries(DASHBOARD_DOC)
+    + markdown_queries(REPO / "README.md")
 )
 QUERY_IDS = [q.origin for q in QUERIES]
 
@@ -363,7 +367,7 @@ def columns(kusto: dict[str, dict[str, Any]], origin: str) -> dict[str, str]:
 
 def test_queries_were_found_in_both_files() -> None:
     origins = {q.origin.split(":")[0] for q in QUERIES}
-    assert origins == {"workbook", "alerts.bicep", "docs/dashboard.md"}
+    assert origins == {"workbook", "alerts.bicep", "docs/dashboard.md", "README.md"}
     assert len([q for q in QUERIES if q.origin.startswith("docs/")]) >= 5
     assert len([q for q in QUERIES if q.origin.startswith("workbook:")]) >= 10
     assert {q.origin for q in QUERIES if q.origin.startswith("alerts.bicep:")} == {
@@ -510,7 +514,13 @@ def test_every_panel_of_runs_filters_and_bins_on_the_status_time_with_timestamp_
     """
     items = {i["name"]: i["content"] for i in workbook_query_items(WORKBOOK)}
     runs = {name for name, content in items.items() if run_telemetry(content["query"])}
-    assert runs >= {"overview-tiles", "runs-over-time", "pipeline-durations", "queue-over-time", "pipeline-runs"}
+    assert runs >= {
+        "overview-tiles",
+        "runs-over-time",
+        "pipeline-durations",
+        "queue-over-time",
+        "pipeline-runs",
+    }
     for name, content in items.items():
         query = content["query"]
         if name in WIDE_PANELS:
@@ -520,7 +530,9 @@ def test_every_panel_of_runs_filters_and_bins_on_the_status_time_with_timestamp_
         assert query.count("{TimeRange}") == (2 if name in runs else 1), name
         if name in runs:
             assert STATUS_TIME in query and "| where status_time {TimeRange}" in query, name
-            assert query.index("{TimeRange}") < query.index(STATUS_TIME) < query.index("where status_time"), name
+            assert query.index("{TimeRange}") < query.index(STATUS_TIME) < query.index("where status_time"), (
+                name
+            )
             assert "bin(timestamp" not in query and "by timestamp" not in query, name
             assert "arg_max(timestamp" not in query and "top 200 by timestamp" not in query, name
         if "bin(" in query:
@@ -784,3 +796,26 @@ def test_duration_regression_uses_the_configured_factor() -> None:
     assert "where wall_time_ms > p95_ms * factor" in query
     # the baseline is the pipeline's own history: joined per workspace and pipeline
     assert "join kind=inner baseline on workspace, pipeline" in query
+
+
+KQL_TIMESPAN = re.compile(r"^let window = (\d+)([mhd]);$", re.MULTILINE)
+ISO_WINDOW = {"PT15M": (15, "m"), "P2D": (2, "d")}
+
+
+def test_run_alerts_judge_the_status_time_within_their_own_window_and_only_live_records() -> None:
+    """A record that arrives later than the rule's window after its status changed never fires: the rule's
+    window filters on `timestamp`, the query on `status_time` over the same span (`let window`)."""
+    rules = {r["key"].value(): r for r in log_rules()}
+    for key in ("pipeline-failed", "pipeline-duration-regression"):
+        query = rules[key]["query"].value()
+        match = KQL_TIMESPAN.search(query)
+        assert match is not None, key
+        assert (int(match[1]), match[2]) == ISO_WINDOW[rules[key]["windowSize"].value()], key
+        assert "status_time = coalesce(todatetime(customDimensions.status_time), timestamp)" in query, key
+        assert "status_time > ago(window)" in query, key
+        assert "record_source !in ('backfill', 'replay')" in query, key
+        assert "by subscription, resource_group, workspace, run_id" in query, key  # each run once
+        assert "project timestamp = status_time" in query, key
+    regression = rules["pipeline-duration-regression"]["query"].value()
+    assert "| where status_time <= ago(recent)" in regression  # the baseline: earlier completions
+    assert "| where status_time > ago(recent) and record_source !in ('backfill', 'replay')" in regression
