@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from tests.dashboard_sources import (
     workbook_query_items,
 )
 from tests.fakes.ingestion import IngestionServer
+from tests.kql_engine import iso_duration
 
 # --------------------------------------------------------------------------------------------------
 # KQL: a small lexer, and the telemetry references of a query
@@ -799,7 +801,7 @@ def test_duration_regression_uses_the_configured_factor() -> None:
 
 
 KQL_TIMESPAN = re.compile(r"^let window = (\d+)([mhd]);$", re.MULTILINE)
-ISO_WINDOW = {"PT15M": (15, "m"), "P2D": (2, "d")}
+KQL_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 
 
 def test_run_alerts_judge_the_status_time_within_their_own_window_and_only_live_records() -> None:
@@ -810,7 +812,7 @@ def test_run_alerts_judge_the_status_time_within_their_own_window_and_only_live_
         query = rules[key]["query"].value()
         match = KQL_TIMESPAN.search(query)
         assert match is not None, key
-        assert (int(match[1]), match[2]) == ISO_WINDOW[rules[key]["windowSize"].value()], key
+        assert int(match[1]) * KQL_UNITS[match[2]] == iso_duration(rules[key]["windowSize"].value()), key
         assert "status_time = coalesce(todatetime(customDimensions.status_time), timestamp)" in query, key
         assert "status_time > ago(window)" in query, key
         assert "record_source !in ('backfill', 'replay')" in query, key

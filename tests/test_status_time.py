@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amlobs.events import KNOWN_STATUSES, TERMINAL_STATUSES
+from amlobs.events import KNOWN_STATUSES, RUN_STATUS_CHANGED, TERMINAL_STATUSES, WorkspaceRef
+from amlobs.processor import EventProcessor
 from amlobs.records import parse_utc_ms
 from amlobs.status_time import (
     RECORD_SOURCES,
@@ -17,6 +18,8 @@ from amlobs.status_time import (
     status_fields,
     status_time_ms,
 )
+from amlobs.storage import MemoryDedupeStore, MemoryRejectedEventStore
+from amlobs.telemetry import RecordingTelemetry
 
 CREATED, START, END, EVENT = 1_000_000, 2_000_000, 3_000_000, 3_500_000
 TIMES = {"created_ms": CREATED, "start_ms": START, "end_ms": END}
@@ -121,3 +124,82 @@ def test_the_time_is_always_one_of_the_times_given(
 def test_iso_form_is_utc() -> None:
     assert iso_from_ms(0) == "1970-01-01T00:00:00.000Z"
     assert datetime(2024, 5, 1, tzinfo=UTC).timestamp() * 1000 == parse_utc_ms(iso_from_ms(1_714_521_600_000))
+
+
+WORKSPACE = "/subscriptions/s-1/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+RUN = {
+    "runId": "pipeline-1",
+    "status": "Completed",
+    "createdUtc": "2024-05-01T09:59:00Z",
+    "startTimeUtc": "2024-05-01T10:00:00Z",
+    "endTimeUtc": "2024-05-01T10:30:00.250Z",
+}
+
+
+class _OneFinishedPipeline:
+    """Run history for one finished pipeline run with no steps."""
+
+    def get_run_details(self, ws: WorkspaceRef, run_id: str, **_: object) -> dict[str, object]:
+        return dict(RUN)
+
+    def get_run(self, ws: WorkspaceRef, run_id: str, **_: object) -> dict[str, object]:
+        return dict(RUN)
+
+    def iter_children(self, ws: WorkspaceRef, run_id: str, **_: object) -> list[dict[str, object]]:
+        return []
+
+
+@pytest.mark.parametrize("source", ["live", "replay", "backfill"])
+def test_the_processor_stamps_the_record_and_the_summary_with_the_source_it_was_given(source: str) -> None:
+    telemetry = RecordingTelemetry()
+    processor = EventProcessor(
+        runs=_OneFinishedPipeline(),  # type: ignore[arg-type]
+        telemetry=telemetry,
+        dedupe=MemoryDedupeStore(),
+        rejected=MemoryRejectedEventStore(),
+    )
+    event = {
+        "id": f"evt-{source}",
+        "eventType": RUN_STATUS_CHANGED,
+        "eventTime": "2024-05-03T08:00:00Z",  # delivered two days late: not when it finished
+        "topic": WORKSPACE,
+        "data": {
+            "runId": "pipeline-1",
+            "experimentName": "train",
+            "runType": "azureml.PipelineRun",
+            "runStatus": "Completed",
+        },
+    }
+
+    outcome = processor.process(event, source=source)  # type: ignore[arg-type]
+
+    assert outcome.kind == "recorded"
+    for stamped in (telemetry.run_records[0], telemetry.pipeline_summaries[0]):
+        assert stamped["record_source"] == source
+        assert stamped["status_time"] == "2024-05-01T10:30:00.250Z"  # the run's end
+        assert stamped["status_time_utc_ms"] == parse_utc_ms("2024-05-01T10:30:00.250Z")
+
+
+def test_the_function_s_default_source_is_live() -> None:
+    telemetry = RecordingTelemetry()
+    processor = EventProcessor(
+        runs=_OneFinishedPipeline(),  # type: ignore[arg-type]
+        telemetry=telemetry,
+        dedupe=MemoryDedupeStore(),
+        rejected=MemoryRejectedEventStore(),
+    )
+    event = {
+        "id": "evt-running",
+        "eventType": RUN_STATUS_CHANGED,
+        "eventTime": "2024-05-01T10:00:01Z",
+        "topic": WORKSPACE,
+        "data": {
+            "runId": "pipeline-1",
+            "experimentName": "train",
+            "runType": "azureml.StepRun",
+            "runStatus": "Running",
+        },
+    }
+    processor.process(event)
+    [record] = telemetry.run_records
+    assert (record["record_source"], record["status_time"]) == ("live", "2024-05-01T10:00:01.000Z")

@@ -138,6 +138,7 @@ class Builder:
         step_seconds: float = 20.0,
         target: str = "cpu-cluster",
         extra_step_queue: timedelta = timedelta(0),
+        run_id: str | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A pipeline run that ended ``ended`` before t0 (or, running, started ``started`` before t0)."""
         if ended is not None:
@@ -147,7 +148,13 @@ class Builder:
             assert started is not None
             created = self.t0 - started - timedelta(seconds=4)
         pipeline, step_runs = ws.add_pipeline_run(
-            name, steps=steps, created=created, status=status, step_seconds=step_seconds, target=target
+            name,
+            steps=steps,
+            created=created,
+            status=status,
+            step_seconds=step_seconds,
+            target=target,
+            run_id=run_id,
         )
         for step in step_runs:  # a longer wait for compute than the fake's default
             moved = _iso(parse_utc(step["createdUtc"]) - extra_step_queue)  # type: ignore[operator]
@@ -269,7 +276,7 @@ class Builder:
         (inside the flush, or Event Grid's redelivery) sends them again: two copies, one status."""
         status = run["status"]
         event = self.event(ws, run, status, _time(run, "endTimeUtc") + timedelta(seconds=1))  # type: ignore[operator]
-        self.ingestion.fail_with("slow", times=1, delay=3.0, matching="Event")
+        self.ingestion.fail_with("slow", times=1, delay=2.0, matching="Event")
         if not self.invoke(event):
             assert self.invoke(event), "the redelivery failed too"
         deadline = time.monotonic() + 10
@@ -309,8 +316,10 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
 
     # 1. History, recorded by backfill.
     for days in (28, 25, 21, 14, 7, 3):
+        # v2 job names are chosen by users: the same run id may exist in two workspaces (see old-ws below)
+        same_name = "nightly-train-0412" if days == 14 else None
         pipeline, _ = b.pipeline(
-            a, "train", ended=days * DAY + 3 * HOUR, step_seconds=500 if days == 21 else 20
+            a, "train", ended=days * DAY + 3 * HOUR, step_seconds=500 if days == 21 else 20, run_id=same_name
         )
         if days == 21:
             runs["old-outlier"] = pipeline["runId"]
@@ -334,7 +343,8 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
         a, "etl", ended=10 * MIN, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
     )[0]["runId"]
     runs["backfilled-running"] = b.pipeline(a, "train", started=3 * HOUR, status="Running")[0]["runId"]
-    b.pipeline(old, "train", ended=20 * DAY, steps=1)
+    b.pipeline(a, "etl", ended=2 * DAY + 5 * HOUR, status="Canceled", steps=1, target="gpu-cluster")
+    b.pipeline(old, "train", ended=20 * DAY, steps=1, run_id="nightly-train-0412")
     b.backfill(a)
     b.backfill(old)
 
@@ -351,7 +361,11 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     runs["late-intermediate"] = late_intermediate["runId"]
     runs["late-intermediate-step"] = late_steps[0]["runId"]
     slow, slow_steps = b.pipeline(a, "train", ended=5 * MIN, step_seconds=150)
-    b.live_pipeline(a, slow, slow_steps)
+    for step in slow_steps:
+        b.live(a, step, "Completed")
+    b.live_with_a_duplicate_in_ingestion(a, slow)
+    within_factor, within_factor_steps = b.pipeline(a, "train", ended=8 * MIN, step_seconds=70)
+    b.live_pipeline(a, within_factor, within_factor_steps)  # slower than the p95, not by the factor
     runs["live-slow"] = slow["runId"]
     late_slow, late_slow_steps = b.pipeline(a, "train", ended=3 * HOUR, step_seconds=60)
     b.live_pipeline(a, late_slow, late_slow_steps)
@@ -359,7 +373,7 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     failure, failure_steps = b.pipeline(
         a, "etl", ended=5 * MIN, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
     )
-    b.live(a, failure_steps[0], "Failed")
+    b.live_with_a_duplicate_in_ingestion(a, failure_steps[0])
     b.live_with_a_duplicate_in_ingestion(a, failure)
     runs["live-failure"] = failure["runId"]
     late_failure, late_failure_steps = b.pipeline(
@@ -367,6 +381,11 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     )
     b.live_pipeline(a, late_failure, late_failure_steps)
     runs["late-failure"] = late_failure["runId"]
+    twenty_late, twenty_late_steps = b.pipeline(
+        a, "etl", ended=20 * MIN, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
+    )
+    b.live_pipeline(a, twenty_late, twenty_late_steps)  # later than the failure rule's 15-minute window
+    runs["failure-20-min-late"] = twenty_late["runId"]
     long, long_steps = b.pipeline(a, "etl", ended=12 * HOUR, steps=1, step_seconds=7200, target="gpu-cluster")
     b.live_pipeline(a, long, long_steps, running=True)
     runs["long"] = long["runId"]

@@ -548,6 +548,7 @@ MUTANTS = [
         "workbook:overview-tiles", "status_time + 36500d", "status_time", "a late intermediate status wins"
     ),
     Mutant("workbook:overview-tiles", RANGE, "", "counts runs whose statuses arrived in the range"),
+    Mutant("workbook:overview-tiles", KEY, "by run_id", "one run of two workspaces that share a run id"),
     Mutant(
         "workbook:pipeline-durations",
         "iff(status == 'Completed', wall_time_ms, long(null))",
@@ -569,12 +570,24 @@ MUTANTS = [
     ),
     Mutant("workbook:slowest-steps", RANGE, "", "old backfilled steps among today's slowest"),
     Mutant(
+        "workbook:slowest-steps",
+        f"| summarize arg_max(status_time, status, execution_time_ms, pipeline, step_type, node_id, target, pipeline_run_id) {KEY}\n",
+        "",
+        "a duplicated step listed twice",
+    ),
+    Mutant(
         "workbook:failures",
         f"| summarize arg_max(status_time, run_type, pipeline, error_code, error_message, pipeline_run_id, target, record_source) {KEY}\n",
         "",
         "a duplicated failure listed twice",
     ),
     Mutant("workbook:failures", STATUS_TIME, "timestamp", "failures dated by arrival"),
+    Mutant(
+        "workbook:failures",
+        "| where status == 'Failed'",
+        "| where status in ('Failed', 'Canceled')",
+        "canceled runs listed as failures",
+    ),
     Mutant(
         "workbook:queue-by-target",
         f"| summarize arg_min(status_time, queue_time_ms, target, compute_target_type) {KEY}\n",
@@ -604,6 +617,9 @@ MUTANTS = [
         "window on arrival time: late failures page",
     ),
     Mutant("alert:pipeline-failed", "| where status_time > ago(window)\n", "", "no status-time window"),
+    Mutant(
+        "alert:pipeline-failed", "let window = 15m;", "let window = 30m;", "a window wider than the rule's"
+    ),
     Mutant(
         "alert:pipeline-failed",
         f"| summarize arg_max(status_time, pipeline, error_code) {KEY}\n",
