@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -278,11 +279,21 @@ class Builder:
         event = self.event(ws, run, status, _time(run, "endTimeUtc") + timedelta(seconds=1))  # type: ignore[operator]
         self.ingestion.fail_with("slow", times=1, delay=2.0, matching="Event")
         if not self.invoke(event):
-            assert self.invoke(event), "the redelivery failed too"
+            self.invoke(event)  # Event Grid redelivers (it may be refused again: "maybe delivered")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self._copies(run["runId"], status) < 2:
             time.sleep(0.1)
         self.ingestion.reset()
+        copies = [e for e in self.ingestion.envelopes if _is_record(e, run["runId"], status)]
+        assert copies, f"the {status} record of {run['runId']} never reached ingestion"
+        if len(copies) == 1:
+            # The processor avoided this duplicate. Ingestion has no idempotency, so some "maybe delivered"
+            # POSTs still end up stored twice (issue 11): hold one the way ingestion would, so the queries
+            # are still shown one.
+            _post(
+                self.ingestion,
+                [envelope for envelope in self.ingestion.envelopes if envelope["time"] == copies[0]["time"]],
+            )
         assert self._copies(run["runId"], status) == 2, "the scenario needs ingestion to hold a duplicate"
         self._status(ws, run, status, _time(run, "endTimeUtc"), "live")  # type: ignore[arg-type]
 
@@ -306,6 +317,27 @@ class Builder:
         assert code == 0, err
         for run in runs:
             self._status(ws, run, run["status"], _time(run, "endTimeUtc"), "replay")  # type: ignore[arg-type]
+
+
+def _is_record(envelope: dict[str, Any], run_id: str, status: str) -> bool:
+    base = envelope.get("data", {}).get("baseData", {})
+    properties = base.get("properties") or {}
+    return base.get("name") == "AmlRunStatusChanged" and (
+        properties.get("run_id"),
+        properties.get("status"),
+    ) == (
+        run_id,
+        status,
+    )
+
+
+def _post(ingestion: IngestionServer, envelopes: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        f"{ingestion.endpoint}v2.1/track", data=json.dumps(envelopes).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
 
 
 def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
