@@ -22,6 +22,7 @@ from amlobs.records import (
     build_record,
     parse_utc_ms,
 )
+from amlobs.status_time import STATUS_TIME_FIELDS
 from tests.test_events import SAMPLE_PIPELINE_EVENT, SAMPLE_STEP_EVENT, SAMPLE_TOPIC, json_values, wire_event
 
 # The record of Azure-Samples/azure-machine-learning-pipeline-observability-sample (README.md), as
@@ -191,7 +192,7 @@ def test_record_keys_are_the_seed_keys_plus_the_design_extras() -> None:
         "error_message",
         "enrichment_error",
     } <= set(EXTRA_FIELDS)
-    assert RECORD_FIELDS == SEED_FIELDS + EXTRA_FIELDS
+    assert RECORD_FIELDS == SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS
     assert len(set(RECORD_FIELDS)) == len(RECORD_FIELDS)
 
 

@@ -66,42 +66,59 @@ var actionGroupIds = hasReceivers ? [actionGroupResourceId] : []
 @description('Every value of a dimension. Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry ingested a few minutes late is still seen).')
 var allValues = ['*']
 
+// The run rules judge the time a status changed (status_time), not the time its record was sent
+// (timestamp, which the rule's window filters on): a record that arrives later than the window after its
+// status changed - history from `backfill`, a dead-letter `replay`, a long Event Grid retry - never fires.
+// It still shows in the workbook, at its own time. `let window` must equal the rule's windowSize
+// (tests/test_dashboard_queries.py checks it).
 @description('Log query of the pipeline-failed rule: one row per failed pipeline run, with a link to it in Azure ML studio.')
 var pipelineFailedQuery = '''
+let window = 15m;
 customEvents
 | where name == 'AmlRunStatusChanged'
-| extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status)
-| where run_type =~ 'azureml.PipelineRun' and status == 'Failed'
+| extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status),
+    record_source = tostring(customDimensions.record_source)
+| where run_type =~ 'azureml.PipelineRun' and status == 'Failed' and record_source !in ('backfill', 'replay')
+| extend status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| where status_time > ago(window)
 | extend run_id = tostring(customDimensions.run_id), pipeline = tostring(customDimensions.experimentName),
     workspace = tostring(customDimensions.amlWorkSpace), error_code = tostring(customDimensions.error_code),
     subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup)
-| summarize arg_max(timestamp, pipeline, workspace, error_code, subscription, resource_group) by run_id
+// each run once, however often its record was sent
+| summarize arg_max(status_time, pipeline, error_code) by subscription, resource_group, workspace, run_id
 | extend studio_url = strcat('https://ml.azure.com/runs/', run_id, '?wsid=/subscriptions/', subscription,
     '/resourcegroups/', resource_group, '/providers/Microsoft.MachineLearningServices/workspaces/', workspace)
-| project timestamp, workspace, pipeline, run_id, error_code, studio_url
+| project timestamp = status_time, workspace, pipeline, run_id, error_code, studio_url
 '''
 
-@description('Log query of the duration-regression rule, before its placeholders are replaced. A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline\'s completed runs in the last two days (excluding the runs being judged).')
+// A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline's
+// completed runs that finished (status_time) in the last two days, excluding the runs being judged;
+// history arriving now from `backfill` counts in the baseline only if it finished in those two days.
+@description('Log query of the duration-regression rule, before its placeholders are replaced.')
 var durationRegressionQueryTemplate = '''
 let factor = __REGRESSION_PERCENT__ / 100.0;
 let min_baseline_runs = __MIN_BASELINE_RUNS__;
+let window = 2d;
 let recent = 30m;
 let completed = customEvents
 | where name == 'AmlPipelineRunSummary'
 | extend run_id = tostring(customDimensions.run_id), status = tostring(customDimensions.status),
     pipeline = tostring(customDimensions.experimentName), workspace = tostring(customDimensions.amlWorkSpace),
-    wall_time_ms = tolong(customDimensions.wall_time_ms)
-| where status == 'Completed' and isnotnull(wall_time_ms)
-| summarize arg_max(timestamp, pipeline, workspace, wall_time_ms) by run_id;
+    subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
+    wall_time_ms = tolong(customDimensions.wall_time_ms), record_source = tostring(customDimensions.record_source),
+    status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| where status == 'Completed' and isnotnull(wall_time_ms) and status_time > ago(window)
+// each run once, however often its summary was sent
+| summarize arg_max(status_time, pipeline, wall_time_ms, record_source) by subscription, resource_group, workspace, run_id;
 let baseline = completed
-| where timestamp < ago(recent)
+| where status_time <= ago(recent)
 | summarize baseline_runs = count(), p95_ms = percentile(wall_time_ms, 95) by workspace, pipeline
 | where baseline_runs >= min_baseline_runs;
 completed
-| where timestamp >= ago(recent)
+| where status_time > ago(recent) and record_source !in ('backfill', 'replay')
 | join kind=inner baseline on workspace, pipeline
 | where wall_time_ms > p95_ms * factor
-| project timestamp, workspace, pipeline, run_id, wall_time_s = wall_time_ms / 1000,
+| project timestamp = status_time, workspace, pipeline, run_id, wall_time_s = wall_time_ms / 1000,
     baseline_p95_s = p95_ms / 1000, baseline_runs
 '''
 @description('Log query of the duration-regression rule with its factor and baseline size.')

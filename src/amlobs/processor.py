@@ -16,7 +16,8 @@ from typing import Any, Literal, Protocol
 from .enrichment import RunAnswers, RunSource, fetch_run_answers, list_pipeline
 from .errors import EventRejected, RunNotFound
 from .events import RunEvent, decode_event, parse_event
-from .records import Record, build_record
+from .records import Record, build_record, parse_utc_ms
+from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
 
 logger = logging.getLogger("amlobs")
@@ -109,8 +110,12 @@ class EventProcessor:
         if callable(close_runs):
             close_runs()
 
-    def process(self, payload: str | bytes | Mapping[str, Any]) -> Outcome:
-        """Record one event. Raises :class:`amlobs.errors.TransientError` when it must be redelivered."""
+    def process(self, payload: str | bytes | Mapping[str, Any], *, source: RecordSource = "live") -> Outcome:
+        """Record one event. Raises :class:`amlobs.errors.TransientError` when it must be redelivered.
+
+        ``source`` says how the event reached us (the Function: live; the CLI: replay or backfill); it is
+        recorded with the status time so that dashboards and alerts can tell late history from news.
+        """
         try:
             event = parse_event(payload)
         except EventRejected as rejection:
@@ -124,6 +129,10 @@ class EventProcessor:
         record, answers = self._enriched_record(event)
         # Decided on the enriched record, not the event's runType (which may be null).
         summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
+        event_time_ms = parse_utc_ms(event.event_time)
+        record.update(status_fields(record, source, event_time_ms=event_time_ms))
+        if summary is not None:
+            summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
         self._telemetry.emit_run_record(record)
         if summary is not None:
             self._telemetry.emit_pipeline_summary(summary)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import run_facts as facts
 from .events import RunEvent, normalise_status
+from .status_time import STATUS_TIME_FIELDS
 
 RecordValue = str | int
 Record = dict[str, RecordValue]
@@ -70,7 +71,8 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_code_chain",
     "error_details",
 )
-RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS
+# The status time and origin are stamped by the processor (amlobs.status_time).
+RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS
 
 PIPELINE_RUN_TYPE = facts.PIPELINE_RUN_TYPE
 MAX_ERROR_MESSAGE_CHARS = facts.MAX_ERROR_MESSAGE_CHARS

@@ -18,6 +18,7 @@ from . import run_facts as facts
 from .enrichment import MAX_PIPELINE_DEPTH, PipelineListing, is_pipeline_child
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
 from .records import Record, RecordValue, elapsed_ms, parse_utc_ms
+from .status_time import STATUS_TIME_FIELDS
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "run_id",
@@ -47,6 +48,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "pipeline_depth",
     "incomplete_sub_pipeline_count",
     "root_run_id",
+    *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
 )
 
 MAX_SUMMARY_ERROR_CHARS = 2048

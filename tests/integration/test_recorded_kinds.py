@@ -8,7 +8,7 @@ recordings' strings, turned into epoch milliseconds by :func:`ms` (independent o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,16 @@ def ms(text: str) -> str:
     return str(round(seconds * 1000))
 
 
+def live_at(text: str) -> dict[str, str]:
+    """The status time and origin a live record carries (amlobs.status_time), to the millisecond."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(ms(text)))
+    return {
+        "status_time": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+        "status_time_utc_ms": ms(text),
+        "record_source": "live",
+    }
+
+
 def diff_ms(later: str, earlier: str) -> str:
     return str(int(ms(later)) - int(ms(earlier)))
 
@@ -51,6 +61,7 @@ def test_v2_pipeline_node_running_a_command(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2023-02-09T17:01:43.4139543+00:00"),  # the run's end (terminal status)
         "run_id": "7a5d9290-d4e1-4d9a-98c8-b0078a5bca04",
         "status": "Completed",
         "run_type": "azureml.StepRun",  # event runType = Run.runType
@@ -101,6 +112,7 @@ def test_v2_pipeline_reused_node(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2023-02-12T05:00:07.8874981+00:00"),  # the run's end
         "run_id": "9fd0d9f9-3a92-4168-bb40-339711114ed3",
         "status": "Completed",
         "run_type": "azureml.StepRun",
@@ -142,6 +154,7 @@ def test_v2_pipeline_with_a_null_run_type_event_gets_its_summary(app: App) -> No
 
     assert record == {
         **WS,
+        **live_at("2023-02-12T05:00:08.2305575+00:00"),  # the run's end
         "run_id": "test_845087997000",
         "status": "Completed",
         "run_type": "azureml.PipelineRun",  # properties.azureml.runsource
@@ -187,6 +200,7 @@ def test_v2_command_job_on_a_cluster(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2023-02-21T20:33:12.309891Z"),  # not terminal: the event's time
         "run_id": "test_829867244508",
         "status": "Starting",  # the recording's only status
         "experimentName": "mfe-test1",  # the job's experimentName; no experiment id is recorded
@@ -213,6 +227,7 @@ def test_serverless_job(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2023-02-21T20:33:22.211468Z"),  # not terminal: the event's time
         "run_id": "test_589279419362",
         "status": "Starting",
         "experimentName": "mfe-test1-dataset",
@@ -238,6 +253,7 @@ def test_automl_parent(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2023-03-08T17:14:42.000000Z"),  # Completed but no end time known: the event's time
         "run_id": "000000000000000000000",
         "status": "Completed",
         "run_type": "automl",  # properties.azureml.runsource
@@ -260,6 +276,7 @@ def test_automl_trial_from_event_grids_own_sample(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2017-06-26T18:41:00.958410Z"),  # Failed but no end time known: the event's time
         "run_id": "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5",
         "status": "Failed",  # runStatus "failed", normalised
         "experimentName": "automl-local-regression",
@@ -277,6 +294,7 @@ def test_sweep_parent_and_trial(app: App) -> None:
     parent, _ = record_of(app, "sweep", "sweep_parent")
     assert parent == {
         **WS,
+        **live_at("2023-04-08T23:36:18.000000Z"),  # not terminal: the event's time
         "run_id": "test_716267682714",
         "status": "Running",
         "run_type": "hyperdrive",  # properties.azureml.runsource
@@ -296,6 +314,7 @@ def test_sweep_parent_and_trial(app: App) -> None:
     trial, _ = record_of(app, "sweep", "sweep_trial")
     assert trial == {
         **WS,
+        **live_at("2023-04-08T23:36:18.000000Z"),  # not terminal: the event's time
         "run_id": "test_716267682714_0",
         "status": "Running",
         "experimentName": "azure-ai-ml",
@@ -320,6 +339,7 @@ def test_designer_step(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2020-06-07T19:20:05.2500000+00:00"),  # the run's end
         "run_id": "c7d8e9f0-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
         "status": "Completed",
         "run_type": "azureml.StepRun",
@@ -357,6 +377,7 @@ def test_failed_run_keeps_the_inner_error_chain(app: App) -> None:
 
     assert record == {
         **WS,
+        **live_at("2022-08-06T11:16:48.1243444+00:00"),  # the run's end
         "run_id": "xxxxxxxxxxxxxxx",
         "status": "Failed",
         "run_type": "azureml.StepRun",
