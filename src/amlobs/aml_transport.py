@@ -62,8 +62,9 @@ BACKOFF_MAX_SECONDS = 8.0
 _CTX_ATTEMPTS = "amlobs_attempts"
 _CTX_RETRY_AFTER_REFUSED = "amlobs_retry_after_refused"
 _OPT_ANONYMOUS = "amlobs_anonymous"
+_OPT_ATTEMPTS = "amlobs_max_attempts"
 
-NotFoundMeaning = Literal["run", "workspace", "unavailable"]
+NotFoundMeaning = Literal["run", "workspace", "compute", "unavailable"]
 
 
 class RunHistoryRejected(RunNotFound):
@@ -71,6 +72,12 @@ class RunHistoryRejected(RunNotFound):
 
     A ``RunNotFound`` so the event is recorded from what it carries, with ``enrichment_error`` set.
     """
+
+
+class AccessRefused(EnrichmentUnavailable):
+    """The last answer was 401 or 403. Still an ``EnrichmentUnavailable`` (run history calls fail the
+    invocation on it, since a new role assignment takes minutes to propagate); a caller for whom access
+    is optional (the compute lookup of the cost estimate) can tell it apart from an outage."""
 
 
 class _GaveUp(Exception):
@@ -158,6 +165,8 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
         return ceiling * (0.5 + self._jitter() / 2)
 
     def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        # A call may ask for fewer attempts than the process default (the cost lookups make one).
+        max_attempts = max(1, int(request.context.options.pop(_OPT_ATTEMPTS, None) or self._max_attempts))
         attempt = 0
         while True:
             attempt += 1
@@ -167,13 +176,13 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
             except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
                 if not _is_transport_failure(exc):
                     raise
-                if attempt >= self._max_attempts:
+                if attempt >= max_attempts:
                     raise _GaveUp(attempt, exc) from exc
                 delay = self._backoff(attempt)
                 logger.info("%s (attempt %d): retrying in %.2fs", type(exc).__name__, attempt, delay)
             else:
                 status = response.http_response.status_code
-                if not _is_retryable(status) or attempt >= self._max_attempts:
+                if not _is_retryable(status) or attempt >= max_attempts:
                     return response
                 retry_after = _retry_after_seconds(response.http_response.headers)
                 if retry_after is not None and retry_after > self._max_retry_after:
@@ -230,6 +239,24 @@ def _error_code(body: bytes) -> str | None:
     return code if isinstance(code, str) and len(code) <= 100 else None
 
 
+_NOT_FOUND_MEANINGS = {
+    "run": "the run is deleted or not visible to this identity",
+    "workspace": "the workspace is deleted or not visible to this identity",
+    "compute": "the compute target is deleted or not visible to this identity",
+}
+
+
+def _refusal(call: str, detail: str, status: int, not_found: NotFoundMeaning, tried: int) -> Exception:
+    """What a final answer other than 200 means for the caller (the module docstring's rules)."""
+    if status == 404 and not_found in _NOT_FOUND_MEANINGS:
+        return RunNotFound(f"{call}: {detail}: {_NOT_FOUND_MEANINGS[not_found]}")
+    if 400 <= status < 500 and not _is_retryable(status) and not_found != "unavailable":
+        return RunHistoryRejected(f"{call}: {detail}: the request was refused and would be again")
+    if status in (401, 403):
+        return AccessRefused(f"{call} failed: {detail} after {tried} attempt(s)")
+    return EnrichmentUnavailable(f"{call} failed: {detail} after {tried} attempt(s)")
+
+
 class AmlHttp:
     """JSON over the shared pipeline, with the error rules above applied to every answer."""
 
@@ -280,13 +307,19 @@ class AmlHttp:
         *,
         anonymous: bool = False,
         not_found: NotFoundMeaning = "run",
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        """``attempts`` and ``timeout`` override the process settings for this one call."""
         from azure.core.rest import HttpRequest as RestRequest
 
         request = RestRequest(method, url, json=dict(json_body) if json_body is not None else None)
-        options: dict[str, Any] = {"connection_timeout": self._timeout, "read_timeout": self._timeout}
+        per_request = self._timeout if timeout is None else timeout
+        options: dict[str, Any] = {"connection_timeout": per_request, "read_timeout": per_request}
         if anonymous:
             options[_OPT_ANONYMOUS] = True
+        if attempts is not None:
+            options[_OPT_ATTEMPTS] = attempts
         try:
             result = self._pipeline.run(request, **options)  # type: ignore[arg-type]
         except _GaveUp as gave_up:
@@ -300,7 +333,7 @@ class AmlHttp:
         except ClientAuthenticationError as exc:
             raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
         response = result.http_response
-        attempts = int(result.context.get(_CTX_ATTEMPTS, 1))
+        tried = int(result.context.get(_CTX_ATTEMPTS, 1))
         status = response.status_code
         body = response.body()
         if status == 200:
@@ -320,12 +353,6 @@ class AmlHttp:
             raise EnrichmentUnavailable(
                 f"{call} failed: {detail}; the service asked to retry after {refused:.0f}s, more than "
                 f"the {self._settings.max_retry_after_seconds:.0f}s this invocation may wait "
-                f"(attempt {attempts})"
+                f"(attempt {tried})"
             )
-        if status == 404 and not_found == "run":
-            raise RunNotFound(f"{call}: {detail}: the run is deleted or not visible to this identity")
-        if status == 404 and not_found == "workspace":
-            raise RunNotFound(f"{call}: {detail}: the workspace is deleted or not visible to this identity")
-        if 400 <= status < 500 and not _is_retryable(status) and not_found != "unavailable":
-            raise RunHistoryRejected(f"{call}: {detail}: the request was refused and would be again")
-        raise EnrichmentUnavailable(f"{call} failed: {detail} after {attempts} attempt(s)")
+        raise _refusal(call, detail, status, not_found, tried)

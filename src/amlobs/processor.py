@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .enrichment import RunAnswers, RunSource, fetch_run_answers, list_pipeline
+from .enrichment import PipelineListing, RunAnswers, RunSource, fetch_run_answers, list_pipeline
 from .errors import EventRejected, RunNotFound
-from .events import RunEvent, decode_event, parse_event
+from .events import RunEvent, WorkspaceRef, decode_event, parse_event
 from .records import Record, build_record, parse_utc_ms
 from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
@@ -39,6 +39,16 @@ class Telemetry(Protocol):
 class Dedupe(Protocol):
     def is_processed(self, event_id: str) -> bool: ...
     def mark_processed(self, event_id: str, context: Mapping[str, str]) -> None: ...
+
+
+class CostEstimates(Protocol):
+    """amlobs.costing.CostEstimator: the cost keys of a finished run and of a pipeline summary."""
+
+    def for_record(
+        self, ws: WorkspaceRef, record: Mapping[str, Any], answers: RunAnswers | None
+    ) -> Mapping[str, str]: ...
+    def for_summary(self, ws: WorkspaceRef, listing: PipelineListing | None) -> Mapping[str, str | int]: ...
+    def close(self) -> None: ...
 
 
 class RejectedEvents(Protocol):
@@ -97,15 +107,24 @@ def dedupe_keys(event: RunEvent) -> list[str]:
 
 class EventProcessor:
     def __init__(
-        self, *, runs: RunSource, telemetry: Telemetry, dedupe: Dedupe, rejected: RejectedEvents
+        self,
+        *,
+        runs: RunSource,
+        telemetry: Telemetry,
+        dedupe: Dedupe,
+        rejected: RejectedEvents,
+        costs: CostEstimates | None = None,
     ) -> None:
         self._runs = runs
         self._telemetry = telemetry
         self._dedupe = dedupe
         self._rejected = rejected
+        self._costs = costs  # None: records carry no cost keys
 
     def close(self) -> None:
         self._telemetry.shutdown()
+        if self._costs is not None:
+            self._costs.close()
         close_runs = getattr(self._runs, "close", None)
         if callable(close_runs):
             close_runs()
@@ -127,6 +146,8 @@ class EventProcessor:
             return Outcome("duplicate", event.event_id)
 
         record, answers = self._enriched_record(event)
+        if self._costs is not None:
+            record.update(self._costs.for_record(event.workspace, record, answers))
         # Decided on the enriched record, not the event's runType (which may be null).
         summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
         event_time_ms = parse_utc_ms(event.event_time)
@@ -170,7 +191,10 @@ class EventProcessor:
                 event, None, None, summary_error="pipeline run not found in run history"
             )
         listing = list_pipeline(self._runs, event.workspace, event.run_id)
-        return summarize_pipeline(event, answers.run, listing)
+        summary = summarize_pipeline(event, answers.run, listing)
+        if self._costs is not None:
+            summary.update(self._costs.for_summary(event.workspace, listing))
+        return summary
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
         readable = _best_effort_fields(payload)
