@@ -86,12 +86,10 @@ def query_url(endpoint: str, region: str, sku: str, currency: str) -> str:
 class PricesUnavailable(Exception):
     """The API could not answer usefully; ``cooldown`` is how long to leave it alone."""
 
-    def __init__(
-        self, reason: str, cooldown: float = FAILURE_COOLDOWN_SECONDS, *, outage: bool = True
-    ) -> None:
+    def __init__(self, reason: str, cooldown: float | None = None, *, outage: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.cooldown = cooldown
+        self.cooldown = FAILURE_COOLDOWN_SECONDS if cooldown is None else cooldown
         self.outage = outage  # the whole API (every key waits), rather than this one query
 
 

@@ -66,11 +66,15 @@ class RetailPricesData:
     def answer(self, query: dict[str, str], base_url: str) -> tuple[int, Any]:
         version = query.get("api-version")
         if version is not None and version not in KNOWN_VERSIONS:
-            return 400, {"Error": {"Code": "InvalidApiVersion", "Message": f"api-version {version} is not supported"}}
+            return 400, {
+                "Error": {"Code": "InvalidApiVersion", "Message": f"api-version {version} is not supported"}
+            }
         case_sensitive = version is not None and version >= CASE_SENSITIVE_FROM
         currency = query.get("currencyCode", "'USD'").strip("'").upper()
         if currency not in RATES:
-            return 400, {"Error": {"Code": "InvalidCurrency", "Message": f"currencyCode {currency} is not supported"}}
+            return 400, {
+                "Error": {"Code": "InvalidCurrency", "Message": f"currencyCode {currency} is not supported"}
+            }
         try:
             clauses = self._clauses(query.get("$filter", ""))
         except ValueError as bad:
@@ -128,7 +132,9 @@ def _in_currency(row: dict[str, Any], currency: str) -> dict[str, Any]:
     return converted
 
 
-def price_of(region: str, sku: str, *, windows: bool = False, kind: str = "", currency: str = "USD") -> Decimal:
+def price_of(
+    region: str, sku: str, *, windows: bool = False, kind: str = "", currency: str = "USD"
+) -> Decimal:
     """The hourly consumption price the fake lists (ground truth for the tests): ``kind`` is "", "Spot" or
     "Low Priority"; the newest primary meter wins, as documented in amlobs.cost."""
     candidates = [
@@ -139,7 +145,11 @@ def price_of(region: str, sku: str, *, windows: bool = False, kind: str = "", cu
         and row["type"] == "Consumption"
         and row["isPrimaryMeterRegion"]
         and row["productName"].endswith(" Windows") == windows
-        and (row["skuName"].endswith(f" {kind}") if kind else not row["skuName"].endswith((" Spot", " Low Priority")))
+        and (
+            row["skuName"].endswith(f" {kind}")
+            if kind
+            else not row["skuName"].endswith((" Spot", " Low Priority"))
+        )
     ]
     best = max(candidates, key=lambda row: (row["effectiveStartDate"], row["retailPrice"]))
     return (Decimal(str(best["retailPrice"])) * RATES[currency]).quantize(Decimal("0.0001")).normalize()
