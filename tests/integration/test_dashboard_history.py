@@ -306,6 +306,51 @@ MUTANTS = [
         "",
         "baseline over backfilled runs of any age",
     ),
+    Mutant(
+        "alert:pipeline-cost-regression",
+        " and record_source !in ('backfill', 'replay')",
+        "",
+        "backfilled and replayed expensive runs page",
+    ),
+    Mutant(
+        "alert:pipeline-cost-regression",
+        f"status_time = {STATUS_TIME}",
+        "status_time = timestamp",
+        "cost baseline and judging on arrival time",
+    ),
+    Mutant(
+        "alert:pipeline-cost-regression",
+        "p95_cost * factor",
+        "p95_cost",
+        "the configured factor ignored",
+    ),
+    Mutant("workbook:cost-by-pipeline", STATUS_TIME, "timestamp", "cost binned on arrival time"),
+    Mutant(
+        "workbook:cost-by-pipeline",
+        "| summarize arg_max(status_time, pipeline, estimated_cost, currency) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated summary's cost counted twice",
+    ),
+    Mutant("workbook:cost-by-target", RANGE, "", "costs of runs whose records arrived in the range"),
+    Mutant(
+        "workbook:cost-by-target",
+        "| summarize arg_max(status_time, estimated_cost, currency, target, compute_target_type, cost_basis) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated step's cost counted twice",
+    ),
+    Mutant(
+        "workbook:expensive-pipeline-runs",
+        "| summarize arg_max(status_time, pipeline, status, estimated_cost, currency, unestimated, wall_time_ms, record_source) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated pipeline run listed twice",
+    ),
+    Mutant(
+        "workbook:expensive-runs",
+        "| summarize arg_max(status_time, status, estimated_cost, currency, pipeline, step_name, job_kind, target, cost_basis, pipeline_run_id) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated step listed twice",
+    ),
+    Mutant("workbook:expensive-runs", RANGE, "", "old backfilled runs among the range's most expensive"),
 ]
 
 
