@@ -362,3 +362,27 @@ def test_a_wrong_query_is_caught(
     assert mutant.old in run.queries.texts[mutant.origin], "the mutant no longer applies to the query"
     with pytest.raises(AssertionError):
         CHECKS[mutant.origin](run.mutated(mutant.origin, mutant.old, mutant.new), history)
+
+
+def test_the_readme_monthly_cost_query_counts_each_pipeline_run_once(run: Runner, history: History) -> None:
+    """The README's cost-by-month query: the sum of the pipeline summaries' estimates per month and experiment
+    (steps are not counted again; the summary a duplicate POST left twice in ingestion is counted once)."""
+    from collections import defaultdict
+    from decimal import Decimal
+
+    from tests.integration.dashboard_checks import naive
+
+    [origin] = [
+        o for o, text in run.queries.texts.items() if o.startswith("doc:README") and "startofmonth(" in text
+    ]
+    expected: dict[tuple[object, str], Decimal] = defaultdict(Decimal)
+    for summary in history.summaries.values():
+        if summary.cost is not None:
+            month = naive(summary.at).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            expected[(month, summary.pipeline)] += summary.cost
+    rows = run(origin)
+    got = {(r["month"], r["experiment"]): r["estimated_cost"] for r in rows}
+    assert got.keys() == expected.keys()
+    for key, total in expected.items():
+        assert got[key] == pytest.approx(round(float(total), 2), abs=0.011), key
+    assert {r["currency"] for r in rows} == {"USD"}
