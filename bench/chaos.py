@@ -62,7 +62,9 @@ def default_runs(keys: int, seed: int) -> list[tuple[str, ChaosConfig]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keys", type=int, default=900, help="(run, status) keys per run (default 900)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--only", action="append", help="run only these (none, 10%%, 20%%, 20%%-b)")

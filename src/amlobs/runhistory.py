@@ -37,11 +37,12 @@ is recorded alone), while any failure of the discovery document itself, or a dis
 fails validation, is ``EnrichmentUnavailable``: that is a service or configuration fault, not a
 property of the run, and the event should wait for it to be fixed. Failed discoveries are not cached.
 
-Who gets the bearer token: only Resource Manager (``settings.arm_endpoint``), the configured
-``settings.api_endpoint``, and discovered API hosts under Azure ML's own domains (or loopback).
-The discovery document is fetched without a token, as azureml-core did: it is public service
-metadata, and sending an ARM token to whatever URL a response names would be a token leak waiting
-to happen. Exception messages carry the call, the status and the attempt count, never a token.
+Who gets the bearer token (:mod:`amlobs.trust`): only Resource Manager (``settings.arm_endpoint``),
+the configured ``settings.api_endpoint``, and discovered API hosts under Azure ML's own domains (or
+loopback), each an unambiguous https origin, decided again on every send. The discovery document is
+fetched without a token, as azureml-core did: it is public service metadata, and sending an ARM token
+to whatever URL a response names would be a token leak waiting to happen. Exception messages carry
+the call, the status and the attempt count, never a token.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
     HeadersPolicy,
     HTTPPolicy,
     RequestIdPolicy,
@@ -81,7 +81,17 @@ from azure.core.pipeline.policies import (
 from . import __version__
 from .errors import EnrichmentUnavailable, RunNotFound
 from .events import WorkspaceRef
-from .settings import Settings, SettingsError, is_loopback_host, validate_endpoint
+from .settings import Settings, SettingsError, validate_endpoint
+from .trust import (
+    ANONYMOUS,
+    Origin,
+    TokenGate,
+    TrustedOrigins,
+    UntrustedHost,
+    UntrustedUrl,
+    check_token_url,
+    is_trusted_api_host,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -98,9 +108,6 @@ _ARM_SCOPES_BY_HOST = {
     "management.chinacloudapi.cn": "https://management.chinacloudapi.cn/.default",
     "management.usgovcloudapi.net": "https://management.usgovcloudapi.net/.default",
 }
-# Regional AML API hosts: <region>.api.azureml.ms, private link <id>.workspace.<region>.api.azureml.ms,
-# the older *.experiments.azureml.net, and the China / US Government clouds.
-TRUSTED_API_HOST_SUFFIXES: tuple[str, ...] = (".azureml.ms", ".azureml.net", ".ml.azure.cn", ".ml.azure.us")
 RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0
@@ -111,7 +118,6 @@ _TOKEN_VERSION = 1
 # Keys this module keeps in an azure-core PipelineContext.
 _CTX_ATTEMPTS = "amlobs_attempts"
 _CTX_RETRY_AFTER_REFUSED = "amlobs_retry_after_refused"
-_OPT_ANONYMOUS = "amlobs_anonymous"
 
 
 class RunHistoryRejected(RunNotFound):
@@ -140,10 +146,6 @@ class _GaveUp(Exception):
         super().__init__(str(error))
         self.attempts = attempts
         self.error = error
-
-
-class _UntrustedHost(Exception):
-    """The pipeline was asked to send the bearer token to a host outside the trusted set."""
 
 
 def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -244,30 +246,6 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
             self._sleep(delay)
 
 
-class _TrustedBearerPolicy(BearerTokenCredentialPolicy[Any, Any]):
-    """Bearer token for trusted hosts only; requests marked anonymous go out without one."""
-
-    def __init__(self, credential: TokenCredential, scope: str, trusted: Callable[[str], bool]) -> None:
-        super().__init__(credential, scope)
-        self._trusted = trusted
-
-    def on_request(self, request: PipelineRequest[Any]) -> None:
-        # Options are consumed on the first attempt; the context keeps the choice for retries.
-        if request.context.options.pop(_OPT_ANONYMOUS, False):
-            request.context[_OPT_ANONYMOUS] = True
-        if request.context.get(_OPT_ANONYMOUS, False):
-            return
-        parts = urlsplit(request.http_request.url)
-        host = (parts.hostname or "").lower()
-        if not self._trusted(host):
-            raise _UntrustedHost(host)
-        if parts.scheme == "http" and is_loopback_host(host):
-            # validate_endpoint admitted http for loopback only (the test fakes); tell azure-core
-            # that this one plain-text hop is intended.
-            request.context["enforce_https"] = False
-        super().on_request(request)
-
-
 class _CountingPolicy(SansIOHTTPPolicy[Any, Any]):
     """Counts the HTTP requests that reach the transport (every attempt), for the benchmark."""
 
@@ -283,12 +261,6 @@ class _CountingPolicy(SansIOHTTPPolicy[Any, Any]):
 def arm_scope_for(arm_endpoint: str) -> str:
     host = (urlsplit(arm_endpoint).hostname or "").lower()
     return _ARM_SCOPES_BY_HOST.get(host, ARM_SCOPE)
-
-
-def is_trusted_api_host(host: str) -> bool:
-    """Hosts a discovered ``api`` endpoint may have before it receives a Resource Manager token."""
-    host = host.lower().rstrip(".")
-    return is_loopback_host(host) or any(host.endswith(suffix) for suffix in TRUSTED_API_HOST_SUFFIXES)
 
 
 def _segment(value: str) -> str:
@@ -488,13 +460,23 @@ class _RunListing:
 
 
 def _discovered_endpoint(name: str, raw: object, *, missing: str, refusing: str) -> str:
-    """A URL read from a discovery answer, held to the same rules as the settings' endpoints."""
+    """A URL read from a discovery answer, held to the same rules as the settings' endpoints, and
+    unambiguous (:func:`amlobs.trust.check_token_url`) even when it will not carry the token."""
     if not isinstance(raw, str) or not raw.strip():
         raise EnrichmentUnavailable(missing)
     try:
-        return validate_endpoint(name, raw)
-    except SettingsError as exc:
+        url = validate_endpoint(name, raw)
+        check_token_url(url)
+    except (SettingsError, UntrustedUrl) as exc:
         raise EnrichmentUnavailable(f"{refusing}: {exc}") from None
+    return url
+
+
+def _configured_origin(name: str, url: str) -> Origin:
+    try:
+        return check_token_url(url)
+    except UntrustedUrl as exc:
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 class RunHistoryClient:
@@ -518,11 +500,9 @@ class RunHistoryClient:
         self._settings = settings
         self._transport = transport
         self._timeout = settings.http_timeout_seconds
-        self._arm_host = (urlsplit(settings.arm_endpoint).hostname or "").lower()
-        self._configured_api_host = (
-            (urlsplit(settings.api_endpoint).hostname or "").lower() if settings.api_endpoint else None
-        )
-        self._discovered_hosts: set[str] = set()
+        self._trusted = TrustedOrigins([_configured_origin("AML_OBS_ARM_ENDPOINT", settings.arm_endpoint)])
+        if settings.api_endpoint:
+            self._trusted.add(_configured_origin("AML_OBS_API_ENDPOINT", settings.api_endpoint))
         self._api_by_workspace: dict[str, str] = {}
         self._locks_lock = threading.Lock()
         self._workspace_locks: dict[str, threading.Lock] = {}
@@ -533,7 +513,7 @@ class RunHistoryClient:
             HeadersPolicy({"Accept": "application/json"}),
             UserAgentPolicy(base_user_agent=USER_AGENT),
             _BoundedRetryPolicy(settings.http_max_attempts, settings.max_retry_after_seconds, sleep, jitter),
-            _TrustedBearerPolicy(credential, arm_scope_for(settings.arm_endpoint), self._host_is_trusted),
+            TokenGate(credential, arm_scope_for(settings.arm_endpoint), self._trusted.__contains__),
             self._counter,
         ]
         self._pipeline: Pipeline[HttpRequest, HttpResponse] = Pipeline(transport=transport, policies=policies)
@@ -635,9 +615,6 @@ class RunHistoryClient:
             scope += f"/experiments/{_segment(experiment_name)}"
         return f"{scope}/runs/{_segment(run_id)}"
 
-    def _host_is_trusted(self, host: str) -> bool:
-        return host in (self._arm_host, self._configured_api_host) or host in self._discovered_hosts
-
     def _api_base(self, ws: WorkspaceRef) -> str:
         if self._settings.api_endpoint:
             return self._settings.api_endpoint
@@ -685,13 +662,13 @@ class RunHistoryClient:
             missing=f"the discovery document of {ws.workspace_name} has no 'api' endpoint",
             refusing=f"workspace {ws.workspace_name}: refusing discovered endpoint",
         )
-        host = (urlsplit(api).hostname or "").lower()
-        if not is_trusted_api_host(host):
+        origin = check_token_url(api)  # already checked by _discovered_endpoint: cannot fail here
+        if not is_trusted_api_host(origin.host):
             raise EnrichmentUnavailable(
-                f"workspace {ws.workspace_name}: discovered API host {host!r} is not an Azure Machine "
+                f"workspace {ws.workspace_name}: discovered API host {origin.host!r} is not an Azure Machine "
                 "Learning host; refusing to send it a token (set AML_OBS_API_ENDPOINT to override)"
             )
-        self._discovered_hosts.add(host)
+        self._trusted.add(origin)
         logger.info("workspace %s uses AML API endpoint %s", ws.workspace_name, api)
         return api
 
@@ -712,17 +689,15 @@ class RunHistoryClient:
         request = RestRequest(method, url, json=dict(json_body) if json_body is not None else None)
         options: dict[str, Any] = {"connection_timeout": self._timeout, "read_timeout": self._timeout}
         if anonymous:
-            options[_OPT_ANONYMOUS] = True
+            options[ANONYMOUS] = True
         try:
             result = self._pipeline.run(request, **options)  # type: ignore[arg-type]
         except _GaveUp as gave_up:
             raise EnrichmentUnavailable(
                 f"{call} failed after {gave_up.attempts} attempt(s): {type(gave_up.error).__name__}"
             ) from None
-        except _UntrustedHost as untrusted:
-            raise EnrichmentUnavailable(
-                f"{call}: refusing to send a token to untrusted host {untrusted}"
-            ) from None
+        except UntrustedHost as untrusted:
+            raise EnrichmentUnavailable(f"{call}: refusing to send a token to {untrusted}") from None
         except ClientAuthenticationError as exc:
             raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
         response = result.http_response

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from tests.chaos.eventgrid import Attempt
@@ -98,10 +99,17 @@ def stored_items(requests: Iterable[RecordedRequest]) -> tuple[list[Stored], lis
                     if point.get("name") == DURATION_METRIC:
                         duration_points += int(point.get("count") or 1)
                 continue
-            if envelope.get("name") != EVENT_ENVELOPE or base.get("name") not in (RECORD_EVENT, SUMMARY_EVENT):
+            if envelope.get("name") != EVENT_ENVELOPE or base.get("name") not in (
+                RECORD_EVENT,
+                SUMMARY_EVENT,
+            ):
                 continue
             item = Stored(
-                (properties.get("amlWorkSpace", ""), properties.get("run_id", ""), properties.get("status", "")),
+                (
+                    properties.get("amlWorkSpace", ""),
+                    properties.get("run_id", ""),
+                    properties.get("status", ""),
+                ),
                 properties.get("event_id", ""),
                 request.received_at,
                 properties.get(MAYBE_DUPLICATE) == "true",
@@ -173,11 +181,11 @@ def analyse(
     figures.recovered_by_replay = len((scenario.expected_keys - before_replay) & recorded)
     # One duration point is due per recorded (run, status) whose record has an execution time.
     figures.duration_points_expected = sum(1 for stored in by_key.values() if stored[0].has_duration)
-    for key, stored in by_key.items():
+    for stored in by_key.values():
         if len(stored) < 2:
             continue
         figures.duplicated_keys += 1
-        for earlier, later in zip(stored, stored[1:], strict=False):
+        for earlier, later in pairwise(stored):
             figures.extra_records += 1
             cause = classify(earlier, later, attempts, replay_window)
             figures.causes[cause] += 1
@@ -189,4 +197,3 @@ def analyse(
     figures.duplicated_summaries = sum(n - 1 for n in summary_counts.values() if n > 1)
     figures.missing_summaries = len(scenario.expected_summaries - set(summary_counts))
     return figures
-

@@ -281,7 +281,9 @@ class EventGridSimulator:
         )
         try:
             connection.request(
-                "POST", "/runtime/webhooks/eventgrid", body=event.body.encode(),
+                "POST",
+                "/runtime/webhooks/eventgrid",
+                body=event.body.encode(),
                 headers={"Content-Type": "application/json", "aeg-event-type": "Notification"},
             )
             response = connection.getresponse()

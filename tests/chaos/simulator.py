@@ -15,13 +15,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.chaos.analysis import Figures, analyse
-from tests.chaos.eventgrid import ROOT, DeliveryPolicy, EventGridSimulator, WorkerPool
+from tests.chaos.eventgrid import ROOT, Attempt, DeliveryPolicy, EventGridSimulator, WorkerPool
 from tests.chaos.faults import FaultInjector, FaultPlan
 from tests.chaos.scenario import Scenario, build_scenario
 from tests.fakes.aml_api import FakeAmlApi, start_aml_api
@@ -58,6 +59,11 @@ class ChaosResult:
     config: ChaosConfig
     figures: Figures
     replay_exit_code: int | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def failures_by_error(self) -> Counter[str]:
+        """Failed deliveries by what the worker reported (for a test's failure message)."""
+        return Counter(f"{a.outcome}: {a.error}" for a in self.attempts if a.outcome != "ok")
 
 
 def app_settings(
@@ -205,4 +211,4 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
     figures.delivery_seconds = delivered - started
     figures.replay_seconds = finished - delivered
     figures.workers_started = pool.started
-    return ChaosResult(config, figures, replay_code)
+    return ChaosResult(config, figures, replay_code, simulator.attempts)
