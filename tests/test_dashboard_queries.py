@@ -35,6 +35,7 @@ from amlobs.telemetry import (
     METRIC_QUEUE_TIME,
     METRIC_REJECTED,
     AzureMonitorTelemetry,
+    run_record_unit,
 )
 from tests.fakes.ingestion import IngestionServer
 
@@ -518,11 +519,12 @@ def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
     try:
         record = _full(RECORD_FIELDS, frozenset(f for f in RECORD_FIELDS if f.endswith("_ms")))
         record.update(status="Completed", run_type="azureml.StepRun")
-        sink.emit_run_record(record)
-        sink.emit_pipeline_summary(
-            _full(SUMMARY_FIELDS, frozenset(f for f in SUMMARY_FIELDS if f.endswith(("_ms", "_count"))))
+        sink.send(
+            run_record_unit(
+                record,
+                _full(SUMMARY_FIELDS, frozenset(f for f in SUMMARY_FIELDS if f.endswith(("_ms", "_count")))),
+            )
         )
-        sink.flush()
 
         from amlobs.processor import EventProcessor
 

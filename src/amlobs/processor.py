@@ -85,12 +85,58 @@ def _payload_text(payload: str | bytes | Mapping[str, Any]) -> str | bytes:
     return payload
 
 
+def _top_level_only(text: str) -> str:
+    """JSON text with every array/object inside the outermost one replaced by ``null``.
+
+    An event refused for its nesting still has readable top-level fields (id, eventType, topic) that
+    say which event it was; this reads them with a flat, iterative scan instead of a recursive decode.
+    """
+    out: list[str] = []
+    depth = 0
+    skipping = False
+    index, size = 0, len(text)
+    while index < size:
+        char = text[index]
+        if char == '"':
+            end = index + 1
+            while end < size and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            if not skipping:
+                out.append(text[index : end + 1])
+            index = end + 1
+            continue
+        if char in "[{":
+            depth += 1
+            if depth == 2 and not skipping:
+                skipping = True
+                out.append("null")
+            elif not skipping:
+                out.append(char)
+        elif char in "]}":
+            if not skipping:
+                out.append(char)
+            elif depth == 2:
+                skipping = False
+            depth -= 1
+        elif not skipping:
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
 def _best_effort_fields(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
     """What can still be read of an event that failed validation (for the blob and the log line)."""
     try:
         return decode_event(payload)
-    except EventRejected:
+    except EventRejected as rejection:
+        if rejection.code != "nested_too_deeply" or isinstance(payload, Mapping):
+            return {}
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    try:
+        shallow = json.loads(_top_level_only(text))
+    except (ValueError, RecursionError):
         return {}
+    return shallow if isinstance(shallow, dict) else {}
 
 
 def _field(decoded: Mapping[str, Any], *keys: str) -> str | None:
@@ -155,8 +201,8 @@ class EventProcessor:
         except TransientError as failure:
             self._release(claim, failure)
             raise
-        except BaseException:
-            self._release(claim, None)  # a bug must not block the run status until the lease expires
+        except BaseException as bug:
+            self._release(claim, bug)  # a bug must not block the run status until the lease expires
             raise
         self._complete(claim)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
@@ -181,7 +227,7 @@ class EventProcessor:
             )
         return unit.without(claim.accepted)
 
-    def _release(self, claim: Claim, failure: BaseException | None) -> None:
+    def _release(self, claim: Claim, failure: BaseException) -> None:
         """Hand the key back for the redelivery, with what this attempt left stored (best effort)."""
         from .errors import ClaimLost
 
@@ -191,8 +237,8 @@ class EventProcessor:
         if isinstance(failure, TelemetryExportFailed):
             accepted |= failure.accepted
             maybe = maybe or failure.maybe_delivered
-        elif claim.state == "sending" and failure is not None and not isinstance(failure, TransientError):
-            maybe = True
+        elif claim.state == "sending" and not isinstance(failure, TransientError):
+            maybe = True  # something broke after the claim said "sending": the POST may have gone out
         try:
             self._dedupe.release(claim, accepted=accepted, maybe_delivered=maybe)
         except StorageUnavailable as exc:
