@@ -62,6 +62,7 @@ class Figures:
     extra_records: int = 0
     counted_extra_records: int = 0
     duplicated_summaries: int = 0
+    counted_duplicated_summaries: int = 0
     missing_summaries: int = 0
     duration_points_expected: int = 0
     duration_points_stored: int = 0
@@ -193,7 +194,11 @@ def analyse(
                 figures.counted_extra_records += 1
                 figures.counted_causes[cause] += 1
 
-    summary_counts = Counter(s.key for s in summaries)
-    figures.duplicated_summaries = sum(n - 1 for n in summary_counts.values() if n > 1)
-    figures.missing_summaries = len(scenario.expected_summaries - set(summary_counts))
+    by_pipeline: dict[Key, list[Stored]] = defaultdict(list)
+    for summary in summaries:
+        by_pipeline[summary.key].append(summary)
+    for stored in by_pipeline.values():
+        figures.duplicated_summaries += len(stored) - 1
+        figures.counted_duplicated_summaries += sum(1 for s in stored[1:] if s.maybe_duplicate)
+    figures.missing_summaries = len(scenario.expected_summaries - set(by_pipeline))
     return figures

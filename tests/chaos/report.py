@@ -21,7 +21,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("**lost**", "lost"),
     ("**duplicated** keys (extra records)", "duplicated_keys"),
     ("extra records counted as maybe delivered / not counted", "counted_extra_records"),
-    ("duplicated pipeline summaries", "duplicated_summaries"),
+    ("duplicated pipeline summaries (counted)", "duplicated_summaries"),
     ("duration metric points stored / due", "duration_points_stored"),
     ("time: deliveries + replay", "delivery_seconds"),
 )
@@ -46,6 +46,8 @@ def cell(result: ChaosResult, field: str) -> str:
         return f"{f.duplicated_keys} ({f.extra_records})"
     if field == "counted_extra_records":
         return f"{f.counted_extra_records} / {f.uncounted_extra_records}"
+    if field == "duplicated_summaries":
+        return f"{f.duplicated_summaries} ({f.counted_duplicated_summaries})"
     if field == "duration_points_stored":
         return f"{f.duration_points_stored} / {f.duration_points_expected}"
     if field == "delivery_seconds":

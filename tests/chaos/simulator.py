@@ -117,13 +117,15 @@ class _Outages:
         self._azurite = azurite
         self._simulator = simulator
         self._rng = rng
-        actions = (
-            ["worker_kill"] * plan.worker_kills
-            + ["azurite_pause"] * plan.azurite_pauses
+        # Kills are instant: they go in the first half of the window, while many invocations are in
+        # flight; the storage and AML outages (seconds each, one after the other) anywhere in it.
+        kills = [(rng.uniform(0.3, window_seconds / 2), "worker_kill") for _ in range(plan.worker_kills)]
+        outages = (
+            ["azurite_pause"] * plan.azurite_pauses
             + ["azurite_restart"] * plan.azurite_restarts
             + ["aml_403_window"] * plan.aml_403_windows
         )
-        self._schedule = sorted((rng.uniform(0.5, window_seconds), action) for action in actions)
+        self._schedule = sorted(kills + [(rng.uniform(0.5, window_seconds), action) for action in outages])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-outages", daemon=True)
 
@@ -189,7 +191,7 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
             simulator = EventGridSimulator(pool, config.delivery, rng, deadletter_dir)
             simulator.publish(scenario.events)
             started = time.time()
-            window = config.delivery.spread_seconds + 2.0
+            window = config.delivery.spread_seconds
             with _Outages(plan, injector, pool, azurite, simulator, rng, window):
                 simulator.run()
             delivered = time.time()
