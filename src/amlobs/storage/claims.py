@@ -40,6 +40,7 @@ from ._azure import logger, utc_now
 DEDUPE_TABLE = "processedevents"
 
 CLAIMED, SENDING, RETRY, DONE = "claimed", "sending", "retry", "done"
+MAX_POLL_SECONDS = 0.5  # a waiting delivery looks again at most this often
 STATES = frozenset({CLAIMED, SENDING, RETRY, DONE})
 
 # 256 partitions: enough spread for any event rate this app sees, few enough to scan per partition.
@@ -244,18 +245,20 @@ class ClaimStoreBase(ABC):
     def claim(self, key: str, context: Mapping[str, str]) -> Claim | None:
         owner = uuid.uuid4().hex
         deadline = time.monotonic() + self.policy.wait_seconds
+        delay = self.policy.poll_seconds
+        insert = True  # after the first conflict, read until the key is recorded, released or free
         while True:
             now = self._clock()
             fresh = Claim(key, owner, None, CLAIMED, context=dict(context))
-            try:
-                version = self._insert(self._entity(fresh, now))
-            except VersionConflict:
-                pass
-            else:
-                return replace(fresh, version=version)
+            if insert:
+                try:
+                    return replace(fresh, version=self._insert(self._entity(fresh, now)))
+                except VersionConflict:
+                    insert = False
             found = self._read(key)
             if found is None:
-                continue  # removed between the insert and the read: insert again
+                insert = True  # removed meanwhile (the table was deleted): insert again
+                continue
             stored, version = found
             if stored.owner == owner:  # our own insert, retried by the SDK after a lost answer
                 return replace(fresh, version=version)
@@ -271,13 +274,13 @@ class ClaimStoreBase(ABC):
                 logger.info("took over the %s claim on %s (attempt %d)", stored.state, key, successor.attempt)
                 return replace(successor, version=new_version)
             if time.monotonic() >= deadline:
+                until = f", lease until {stored.lease_until:%H:%M:%S}Z" if stored.lease_until else ""
                 raise DeliveryInProgress(
-                    f"{key} is being recorded by another invocation (claim {stored.state}, lease until "
-                    f"{stored.lease_until:%H:%M:%S}Z): retry later"
-                    if stored.lease_until
-                    else f"{key} is being recorded by another invocation: retry later"
+                    f"{key} is being recorded by another invocation (claim {stored.state}{until}): "
+                    "retry later"
                 )
-            self._sleep(self.policy.poll_seconds)
+            self._sleep(delay)
+            delay = min(delay * 2, MAX_POLL_SECONDS)
 
     def start_sending(self, claim: Claim) -> Claim:
         sending = replace(claim, state=SENDING)
