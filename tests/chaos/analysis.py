@@ -31,7 +31,7 @@ CAUSE_KILLED = "worker killed after sending, before the mark"
 CAUSE_METRICS_FAILED = "events stored, then the metrics export failed"
 CAUSE_TIMEOUT = "client timeout on a POST that ingestion stored"
 CAUSE_PARTIAL = "206 (or a shared batch's failure) failed an invocation whose items were stored"
-CAUSE_MARK_FAILED = "dedupe write failed after the flush"
+CAUSE_MARK_FAILED = "dedupe write failed after the flush (or its claim expired first)"
 CAUSE_EVENTGRID_TIMEOUT = "Event Grid stopped waiting; the invocation finished"
 CAUSE_AFTER_SUCCESS = "recorded again after a successful invocation"
 CAUSE_UNKNOWN = "unattributed"
@@ -134,23 +134,29 @@ def _overlap(a: Attempt, b: Attempt) -> bool:
 def classify(
     earlier: Stored, later: Stored, attempts: list[Attempt], replay_window: tuple[float, float]
 ) -> str:
+    """Why ``later`` was stored although ``earlier`` already was (both of one key)."""
     if replay_window[0] <= later.received_at <= replay_window[1]:
         return CAUSE_REPLAY
-    firsts, seconds = _producers(earlier, attempts), _producers(later, attempts)
-    for a in firsts:
-        for b in seconds:
-            if a is not b and _overlap(a, b):
-                return CAUSE_RACE_SAME_EVENT if a.event_id == b.event_id else CAUSE_RACE_RUN_COMPLETED
-    if not firsts:
+    # An attempt that waited on another's claim never sent anything: it cannot be a producer.
+    firsts = [a for a in _producers(earlier, attempts) if a.error != "DeliveryInProgress"]
+    seconds = [a for a in _producers(later, attempts) if a.error != "DeliveryInProgress"]
+    if not later.maybe_duplicate:
+        # The app saw no trace of an earlier attempt: two attempts raced past the dedupe check.
+        for a in firsts:
+            for b in seconds:
+                if a is not b and _overlap(a, b):
+                    return CAUSE_RACE_SAME_EVENT if a.event_id == b.event_id else CAUSE_RACE_RUN_COMPLETED
+    # The earlier record's attempt, preferring one that failed: its failure is why a copy was sent.
+    first = next((a for a in firsts if a.outcome != "ok"), firsts[0] if firsts else None)
+    if first is None:
         return CAUSE_UNKNOWN
-    first = firsts[0]
     text = f"{first.error} {first.message}".lower()
     if first.outcome == "killed":
         return CAUSE_KILLED
     if first.outcome == "timeout":
         return CAUSE_EVENTGRID_TIMEOUT
     if first.outcome == "ok":
-        return CAUSE_AFTER_SUCCESS
+        return CAUSE_MARK_FAILED if later.maybe_duplicate else CAUSE_AFTER_SUCCESS
     if "storageunavailable" in text:
         return CAUSE_MARK_FAILED
     if "metrics:" in text:
