@@ -11,7 +11,10 @@ flight on 2 worker processes of 8 threads, retries with backoff, dead-letter aft
   * ``10%``: 10 % of the app's requests to AML and to ingestion answered with a fault;
   * ``20%``: 20 %, plus 3 workers killed with SIGKILL mid-invocation, Azurite paused once and restarted
     once, and one window of 403 from run history;
-  * ``20%-b``: the same with another seed.
+  * ``20%-b``: the same with another seed;
+  * ``20%-dl``: the same faults, but Event Grid gives up after 3 attempts, so that deliveries caught
+    in an outage are dead-lettered and ``python -m amlobs replay`` of the dead-letter blobs must
+    recover them.
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def default_runs(keys: int, seed: int) -> list[tuple[str, ChaosConfig]]:
-    def config(rate: float, seed_offset: int, outages: bool) -> ChaosConfig:
+    def config(rate: float, seed_offset: int, outages: bool, attempts: int = 5) -> ChaosConfig:
         return ChaosConfig(
             keys=keys,
             seed=seed + seed_offset,
-            delivery=DeliveryPolicy(spread_seconds=max(4.0, keys / 40), max_attempts=5),
+            delivery=DeliveryPolicy(spread_seconds=max(4.0, keys / 40), max_attempts=attempts),
             faults=FaultPlan(
                 rate=rate,
                 worker_kills=3 if outages else 0,
@@ -58,6 +61,7 @@ def default_runs(keys: int, seed: int) -> list[tuple[str, ChaosConfig]]:
         ("10%", config(0.10, 1, False)),
         ("20%", config(0.20, 2, True)),
         ("20%-b", config(0.20, 3, True)),
+        ("20%-dl", config(0.20, 4, True, attempts=3)),
     ]
 
 
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keys", type=int, default=900, help="(run, status) keys per run (default 900)")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--only", action="append", help="run only these (none, 10%%, 20%%, 20%%-b)")
+    parser.add_argument("--only", action="append", help="run only these (none, 10%%, 20%%, 20%%-b, 20%%-dl)")
     args = parser.parse_args(argv)
     results: list[tuple[str, ChaosResult]] = []
     for name, config in default_runs(args.keys, args.seed):
