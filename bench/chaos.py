@@ -88,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "runs": {name: result.figures.as_dict() for name, result in results},
+                "runs": {
+                    name: {
+                        **result.figures.as_dict(),
+                        "failed_deliveries_by_error": dict(result.failures_by_error()),
+                    }
+                    for name, result in results
+                },
             },
             indent=2,
         )
