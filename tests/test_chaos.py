@@ -49,12 +49,21 @@ def test_with_faults_nothing_is_lost_and_every_duplicate_is_counted() -> None:
         seed=7,
         # Few attempts, so that deliveries caught in an outage are dead-lettered and replay recovers them.
         delivery=DeliveryPolicy(spread_seconds=6.0, max_attempts=4, backoff_seconds=0.2),
-        faults=FaultPlan(rate=0.2, worker_kills=1, azurite_pauses=1, azurite_restarts=1, aml_403_windows=1),
+        faults=FaultPlan(
+            rate=0.2,
+            worker_kills=1,
+            azurite_pauses=1,
+            azurite_restarts=1,
+            aml_403_windows=1,
+            outage_window_fraction=0.6,  # all outages while deliveries are still going on
+        ),
     )
     result = run_chaos(config)
     figures = result.figures
     assert sum(figures.faults.values()) > 20, _explain(result)
-    assert figures.faults["worker_kill"] == 1 and figures.faults["azurite_restart"] == 1, _explain(result)
+    outages = {name: figures.faults[name] for name in ("worker_kill", "azurite_pause", "azurite_restart")}
+    assert outages == {"worker_kill": 1, "azurite_pause": 1, "azurite_restart": 1}, _explain(result)
+    assert figures.faults["aml_403_window"] == 1, _explain(result)
     assert figures.lost == 0, _explain(result)
     assert figures.missing_summaries == 0, _explain(result)
     assert figures.uncounted_extra_records == 0, _explain(result)

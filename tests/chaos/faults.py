@@ -32,6 +32,7 @@ class FaultPlan:
     azurite_restarts: int = 0
     aml_403_windows: int = 0
     outage_seconds: float = 1.5
+    outage_window_fraction: float = 1.0  # outages start within this share of the delivery window
 
     @property
     def any(self) -> bool:

@@ -117,15 +117,18 @@ class _Outages:
         self._azurite = azurite
         self._simulator = simulator
         self._rng = rng
-        # Kills are instant: they go in the first half of the window, while many invocations are in
-        # flight; the storage and AML outages (seconds each, one after the other) anywhere in it.
+        # While many invocations are in flight: kills (instant) in the first half of the window, the
+        # storage and AML outages (seconds each, one after the other) in its first
+        # ``outage_window_fraction`` (a short run lowers it, so that all happen before deliveries end).
         kills = [(rng.uniform(0.3, window_seconds / 2), "worker_kill") for _ in range(plan.worker_kills)]
         outages = (
             ["azurite_pause"] * plan.azurite_pauses
             + ["azurite_restart"] * plan.azurite_restarts
             + ["aml_403_window"] * plan.aml_403_windows
         )
-        self._schedule = sorted(kills + [(rng.uniform(0.5, window_seconds), action) for action in outages])
+        latest = max(0.5, window_seconds * plan.outage_window_fraction)
+        timed = [(rng.uniform(0.5, latest), action) for action in outages]
+        self._schedule = sorted(kills + timed)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-outages", daemon=True)
 
