@@ -1,6 +1,12 @@
 // AML run observability: everything `azd up` provisions. Subscription scope, because the observed
 // workspaces may live in other resource groups and subscriptions. See docs/infra.md.
+//
+// Every name and id inside rg-<env> is computed here from deterministic inputs (parameters, the
+// subscription, uniqueString) and handed to the modules, never taken from another module's outputs:
+// what-if (`azd provision --preview`, `bicep snapshot`) can then predict every resource exactly.
 targetScope = 'subscription'
+
+import { amlEventType, amlRunStatus } from 'types.bicep'
 
 @minLength(1)
 @maxLength(64)
@@ -33,33 +39,13 @@ param alertEmails string = ''
 param durationRegressionPercent int = 150
 
 @description('Event types delivered to the function; the function accepts exactly these (amlobs.events.SUPPORTED_EVENT_TYPES).')
-@allowed([
-  'Microsoft.MachineLearningServices.RunStatusChanged'
-  'Microsoft.MachineLearningServices.RunCompleted'
-])
-param includedEventTypes array = [
+param includedEventTypes amlEventType[] = [
   'Microsoft.MachineLearningServices.RunStatusChanged'
   'Microsoft.MachineLearningServices.RunCompleted'
 ]
 
 @description('Run statuses delivered to the function (RunStatusChanged events with any other status are filtered out by Event Grid).')
-@allowed([
-  'NotStarted'
-  'Queued'
-  'Preparing'
-  'Provisioning'
-  'Starting'
-  'Running'
-  'Finalizing'
-  'CancelRequested'
-  'Completed'
-  'Failed'
-  'Canceled'
-  'NotResponding'
-  'Paused'
-  'Unknown'
-])
-param runStatuses array = [
+param runStatuses amlRunStatus[] = [
   'NotStarted'
   'Queued'
   'Preparing'
@@ -87,20 +73,94 @@ param pythonVersion string = '3.11'
 @description('Name of the Key Vault; empty derives one. azd writes the output AZURE_KEY_VAULT_NAME back, so the name stays stable (see docs/infra.md on purge protection).')
 param keyVaultName string = ''
 
+@description('Resource name prefixes of the Azure Cloud Adoption Framework, as in the Azure-Samples azd templates.')
 var abbrs = loadJsonContent('./abbreviations.json')
+
+@description('Suffix that makes resource names unique per subscription, environment and region.')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+
+@description('Tags of every resource; azd finds the environment\'s resources by azd-env-name.')
 var tags = {
   'azd-env-name': environmentName
 }
+
+@description('This environment\'s resource group; the same name is used in other subscriptions for their system topics.')
 var resourceGroupName = '${abbrs.resourcesResourceGroups}${environmentName}'
 
-// The function Event Grid delivers to; tests/test_infra.py checks it against src/function_app.py.
+@description('The function Event Grid delivers to; tests/test_infra.py checks it against src/function_app.py.')
 var eventFunctionName = 'aml_run_events'
+
+@description('azd service name of the function app (azure.yaml).')
 var serviceName = 'processor'
 
-// Every status the code knows (amlobs.events.KNOWN_STATUSES). The subscription filter excludes
-// the ones not asked for, rather than including the ones asked for, so that RunCompleted events,
-// which have no data.runStatus, still pass.
+// Names of everything in rg-<env>, and the ids built from them.
+@description('Name of the user-assigned identity the Function App runs as.')
+var identityName = '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+
+@description('Name of the storage account of the Functions host, dedupe table, rejected events and dead letters.')
+var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
+
+@description('Blob container of the Flex Consumption deployment package.')
+var deploymentContainerName = 'app-package'
+
+@description('Blob container where Event Grid dead-letters events it could not deliver.')
+var deadLetterContainerName = 'deadletter-events'
+
+@description('Blob container where the function writes the events it rejects (DESIGN.md: rejected-events).')
+var rejectedEventsContainerName = 'rejected-events'
+
+@description('Table the function uses to record each (workspace, run, status) once (DESIGN.md: processedevents).')
+var processedEventsTableName = 'processedevents'
+
+@description('Name of the Log Analytics workspace behind Application Insights.')
+var logAnalyticsName = '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+
+@description('Name of the Application Insights component.')
+var applicationInsightsName = '${abbrs.insightsComponents}${resourceToken}'
+
+@description('Name of the Key Vault holding the referenced settings.')
+var vaultName = !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+
+@description('Name of the secret holding the Application Insights connection string.')
+var appInsightsConnectionStringSecretName = 'appinsights-connection-string'
+
+@description('Name of the Function App.')
+var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+
+@description('Resource id of the function identity: what the role assignments of rg-<env> are named after.')
+var identityId = resourceId(
+  subscription().subscriptionId,
+  resourceGroupName,
+  'Microsoft.ManagedIdentity/userAssignedIdentities',
+  identityName
+)
+
+@description('Resource id of the storage account.')
+var storageAccountId = resourceId(
+  subscription().subscriptionId,
+  resourceGroupName,
+  'Microsoft.Storage/storageAccounts',
+  storageAccountName
+)
+
+@description('Resource id of the Application Insights component.')
+var applicationInsightsId = resourceId(
+  subscription().subscriptionId,
+  resourceGroupName,
+  'Microsoft.Insights/components',
+  applicationInsightsName
+)
+
+@description('Resource id of the function Event Grid delivers to.')
+var eventFunctionId = resourceId(
+  subscription().subscriptionId,
+  resourceGroupName,
+  'Microsoft.Web/sites/functions',
+  functionAppName,
+  eventFunctionName
+)
+
+@description('Every status the code knows (amlobs.events.KNOWN_STATUSES), the same list as the amlRunStatus type.')
 var knownRunStatuses = [
   'NotStarted'
   'Queued'
@@ -117,34 +177,73 @@ var knownRunStatuses = [
   'Paused'
   'Unknown'
 ]
+
+@description('The statuses not asked for. The subscription filter excludes these rather than including the ones asked for, so that RunCompleted events, which have no data.runStatus, still pass.')
 var excludedRunStatuses = filter(knownRunStatuses, status => !contains(runStatuses, status))
 
+@description('The workspace ids of AML_WORKSPACE_IDS, trimmed, without empty entries.')
 var requestedWorkspaceIds = filter(map(split(amlWorkspaceIds, ','), id => trim(id)), id => !empty(id))
+
+@description('No workspace given: create a demo workspace in rg-<env> and observe it.')
 var deployDemoWorkspace = empty(requestedWorkspaceIds)
+
+@description('Name of the demo workspace.')
 var demoWorkspaceName = '${abbrs.machineLearningServicesWorkspaces}${resourceToken}'
-var demoWorkspaceId = '${subscription().id}/resourceGroups/${resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/${demoWorkspaceName}'
-var workspaceIds = deployDemoWorkspace ? [demoWorkspaceId] : requestedWorkspaceIds
-var observedWorkspaceIds = detachObservedWorkspaces ? [] : workspaceIds
 
-var workspaces = [
-  for id in observedWorkspaceIds: {
-    id: id
-    subscriptionId: split(id, '/')[2]
-    resourceGroup: split(id, '/')[4]
-    name: last(split(id, '/'))
-    roleGuid: guid(toLower(id), environmentName, 'aml-run-reader-role')
-    topicName: take('${abbrs.eventGridSystemTopics}${replace(last(split(id, '/')), '_', '-')}-${take(uniqueString(toLower(id)), 6)}', 64)
-  }
-]
-
-// Subscriptions other than this one that hold observed workspaces: their system topics need a
-// resource group there (a system topic lives in its source's subscription).
-var foreignSubscriptionIds = filter(
-  union(map(observedWorkspaceIds, id => toLower(split(id, '/')[2])), []),
-  sub => sub != toLower(subscription().subscriptionId)
+@description('Resource id of the demo workspace.')
+var demoWorkspaceId = resourceId(
+  subscription().subscriptionId,
+  resourceGroupName,
+  'Microsoft.MachineLearningServices/workspaces',
+  demoWorkspaceName
 )
 
+@description('The workspaces this environment observes (also while detached: the teardown outputs name them).')
+var workspaceIds = deployDemoWorkspace ? [demoWorkspaceId] : requestedWorkspaceIds
+
+@description('Each observed workspace with the names derived from its id.')
+var allWorkspaces = map(workspaceIds, id => {
+  id: id
+  subscriptionId: split(id, '/')[2]
+  resourceGroup: split(id, '/')[4]
+  name: last(split(id, '/'))
+  roleGuid: readerRoleGuid(id, environmentName)
+  // A system topic name takes letters, digits and hyphens.
+  topicName: take(
+    '${abbrs.eventGridSystemTopics}${replace(replace(last(split(id, '/')), '_', '-'), '.', '-')}-${take(uniqueString(toLower(id)), 6)}',
+    64
+  )
+  // Deleted together with the identity when rg-<env> is deleted (the demo workspace).
+  inEnvironmentGroup: toLower(split(id, '/')[2]) == toLower(subscription().subscriptionId) && toLower(split(id, '/')[4]) == toLower(resourceGroupName)
+})
+
+@description('The workspaces deployed to: none while detached (the predown hook), so `azd down` only sees rg-<env>.')
+var workspaces = detachObservedWorkspaces ? [] : allWorkspaces
+
+@description('Subscriptions other than this one that hold observed workspaces: their system topics need a resource group there (a system topic lives in its source\'s subscription).')
+var foreignSubscriptionIds = filter(union(map(workspaceIds, id => toLower(split(id, '/')[2])), []), sub => sub != toLower(subscription().subscriptionId))
+
+@description('The foreign subscriptions deployed to: none while detached.')
+var deployedForeignSubscriptionIds = detachObservedWorkspaces ? [] : foreignSubscriptionIds
+
+@description('The addresses of ALERT_EMAILS, trimmed, without empty entries.')
 var alertEmailReceivers = filter(map(split(alertEmails, ','), email => trim(email)), email => !empty(email))
+
+@description('Name (GUID) of the custom reader role of one workspace: deterministic per workspace and environment.')
+func readerRoleGuid(workspaceId string, environment string) string =>
+  guid(toLower(workspaceId), environment, 'aml-run-reader-role')
+
+@description('Resource id of the custom reader role of one workspace, in the workspace\'s subscription.')
+func readerRoleDefinitionId(workspaceId string, environment string) string =>
+  subscriptionResourceId(
+    split(workspaceId, '/')[2],
+    'Microsoft.Authorization/roleDefinitions',
+    readerRoleGuid(workspaceId, environment)
+  )
+
+@description('Name (GUID) of the role assignment of the custom reader role on one workspace for one identity (see workspaceAccess).')
+func workspaceAssignmentGuid(workspaceId string, environment string, identityKey string) string =>
+  guid(toLower(workspaceId), environment, identityKey, 'aml-run-reader-assignment')
 
 resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: resourceGroupName
@@ -153,85 +252,92 @@ resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
 }
 
 module identity './modules/identity.bicep' = {
-  name: 'identity'
   scope: rg
   params: {
-    name: '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+    name: identityName
     location: location
     tags: tags
   }
 }
 
 module storage './modules/storage.bicep' = {
-  name: 'storage'
   scope: rg
   params: {
-    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    name: storageAccountName
     location: location
     tags: tags
-    deploymentContainerName: 'app-package'
+    deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
+    rejectedEventsContainerName: rejectedEventsContainerName
+    processedEventsTableName: processedEventsTableName
   }
 }
 
 module monitoring './modules/monitoring.bicep' = {
-  name: 'monitoring'
   scope: rg
   params: {
-    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
-    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    logAnalyticsName: logAnalyticsName
+    applicationInsightsName: applicationInsightsName
     location: location
     tags: tags
   }
 }
 
 module keyVault './modules/keyvault.bicep' = {
-  name: 'keyvault'
   scope: rg
   params: {
-    name: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+    name: vaultName
     location: location
     tags: tags
-    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    applicationInsightsName: applicationInsightsName
+    appInsightsConnectionStringSecretName: appInsightsConnectionStringSecretName
   }
+  dependsOn: [
+    monitoring
+  ]
 }
 
 module rbac './modules/rbac.bicep' = {
-  name: 'rbac'
   scope: rg
   params: {
+    identityId: identityId
     principalId: identity.outputs.principalId
-    storageAccountName: storage.outputs.name
-    applicationInsightsName: monitoring.outputs.applicationInsightsName
-    keyVaultName: keyVault.outputs.name
-    appInsightsConnectionStringSecretName: keyVault.outputs.appInsightsConnectionStringSecretName
+    storageAccountName: storageAccountName
+    applicationInsightsName: applicationInsightsName
+    keyVaultName: vaultName
+    appInsightsConnectionStringSecretName: appInsightsConnectionStringSecretName
   }
+  dependsOn: [
+    storage
+    monitoring
+    keyVault
+  ]
 }
 
 module functionApp './modules/functionapp.bicep' = {
-  name: 'functionapp'
   scope: rg
   params: {
-    name: '${abbrs.webSitesFunctions}${resourceToken}'
+    name: functionAppName
     planName: '${abbrs.webServerFarms}${resourceToken}'
     location: location
     tags: tags
     serviceName: serviceName
     pythonVersion: pythonVersion
-    identityId: identity.outputs.id
+    identityId: identityId
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
-    deploymentContainerName: storage.outputs.deploymentContainerName
+    storageAccountName: storageAccountName
+    deploymentContainerName: deploymentContainerName
     appInsightsConnectionStringSecretUri: keyVault.outputs.appInsightsConnectionStringSecretUri
   }
   // The app's first start downloads the package and resolves the Key Vault reference with the
   // identity: its roles must exist first.
   dependsOn: [
+    storage
     rbac
   ]
 }
 
 module demoWorkspace './modules/demo-workspace.bicep' = if (deployDemoWorkspace) {
-  name: 'demo-workspace'
   scope: rg
   params: {
     name: demoWorkspaceName
@@ -239,13 +345,15 @@ module demoWorkspace './modules/demo-workspace.bicep' = if (deployDemoWorkspace)
     keyVaultName: 'kvml${resourceToken}'
     location: location
     tags: tags
-    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    applicationInsightsId: applicationInsightsId
   }
+  dependsOn: [
+    monitoring
+  ]
 }
 
 module foreignResourceGroups './modules/foreign-resource-group.bicep' = [
-  for sub in foreignSubscriptionIds: {
-    name: 'aml-obs-${resourceToken}-rg-${sub}'
+  for sub in deployedForeignSubscriptionIds: {
     scope: subscription(sub)
     params: {
       name: resourceGroupName
@@ -256,31 +364,43 @@ module foreignResourceGroups './modules/foreign-resource-group.bicep' = [
 ]
 
 module readerRoles './modules/aml-reader-role.bicep' = [
-  for (ws, i) in workspaces: {
-    name: 'aml-obs-${resourceToken}-role-${i}'
+  for ws in workspaces: {
     scope: subscription(ws.subscriptionId)
     params: {
       roleGuid: ws.roleGuid
       roleName: 'AML run observer (${environmentName}, ${ws.name}, ${take(uniqueString(toLower(ws.id)), 6)})'
       assignableScope: '/subscriptions/${ws.subscriptionId}/resourceGroups/${ws.resourceGroup}'
     }
+    // A role definition's assignable scope must exist: the demo workspace's group is rg-<env>,
+    // created by this deployment.
+    dependsOn: [
+      rg
+    ]
   }
 ]
 
 module workspaceAccess './modules/workspace-access.bicep' = [
-  for (ws, i) in workspaces: {
-    name: 'aml-obs-${resourceToken}-access-${i}'
+  for ws in workspaces: {
     scope: resourceGroup(ws.subscriptionId, ws.resourceGroup)
     params: {
       workspaceName: ws.name
       principalId: identity.outputs.principalId
-      amlReaderRoleDefinitionId: readerRoles[i].outputs.roleDefinitionId
-      // The principal is part of the name: an assignment left behind for a deleted identity (a
-      // teardown that could not remove it) must not block the next environment's identity, since a
-      // role assignment's principal cannot be changed under the same name.
-      assignmentGuid: guid(toLower(ws.id), environmentName, identity.outputs.principalId, 'aml-run-reader-assignment')
+      amlReaderRoleDefinitionId: readerRoleDefinitionId(ws.id, environmentName)
+      // Outside rg-<env> the principal is part of the name: an assignment left on a customer's
+      // workspace for a deleted identity (a teardown that could not remove it) must not block the next
+      // identity of this environment, since a role assignment's principal cannot change under the
+      // same name (RoleAssignmentUpdateNotPermitted). Inside rg-<env> (the demo workspace) the
+      // assignment is deleted with the identity, so the identity's resource id names it and what-if
+      // predicts it. See docs/infra.md, "Names that what-if cannot predict".
+      #disable-next-line what-if-short-circuiting
+      assignmentGuid: workspaceAssignmentGuid(
+        ws.id,
+        environmentName,
+        ws.inEnvironmentGroup ? identityId : identity.outputs.principalId
+      )
     }
     dependsOn: [
+      readerRoles
       demoWorkspace
     ]
   }
@@ -289,7 +409,7 @@ module workspaceAccess './modules/workspace-access.bicep' = [
 // Read-only references to the observed workspaces, for their regions: a system topic must be in its
 // workspace's region, and a resource's location cannot be read from an existing resource inside the
 // module that declares it (it must be known when that deployment starts), but a module parameter can.
-resource observedWorkspaces 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = [
+resource observedWorkspaces 'Microsoft.MachineLearningServices/workspaces@2026-05-01' existing = [
   for ws in workspaces: {
     name: ws.name
     scope: resourceGroup(ws.subscriptionId, ws.resourceGroup)
@@ -298,7 +418,6 @@ resource observedWorkspaces 'Microsoft.MachineLearningServices/workspaces@2025-0
 
 module systemTopics './modules/system-topic.bicep' = [
   for (ws, i) in workspaces: {
-    name: 'aml-obs-${resourceToken}-topic-${i}'
     scope: resourceGroup(ws.subscriptionId, resourceGroupName)
     params: {
       name: ws.topicName
@@ -317,97 +436,143 @@ module systemTopics './modules/system-topic.bicep' = [
 
 module deadLetterAccess './modules/deadletter-access.bicep' = [
   for (ws, i) in workspaces: {
-    name: 'aml-obs-${resourceToken}-deadletter-${i}'
     scope: rg
     params: {
-      storageAccountName: storage.outputs.name
-      deadLetterContainerName: storage.outputs.deadLetterContainerName
+      storageAccountName: storageAccountName
+      deadLetterContainerName: deadLetterContainerName
+      topicId: resourceId(ws.subscriptionId, resourceGroupName, 'Microsoft.EventGrid/systemTopics', ws.topicName)
       topicPrincipalId: systemTopics[i].outputs.principalId
     }
+    dependsOn: [
+      storage
+    ]
   }
 ]
 
 module eventSubscriptions './modules/event-subscription.bicep' = [
-  for (ws, i) in workspaces: if (enableEventSubscription) {
-    name: 'aml-obs-${resourceToken}-subscription-${i}'
+  for ws in workspaces: if (enableEventSubscription) {
     scope: resourceGroup(ws.subscriptionId, resourceGroupName)
     params: {
-      systemTopicName: systemTopics[i].outputs.name
-      functionAppId: functionApp.outputs.id
-      functionName: eventFunctionName
+      systemTopicName: ws.topicName
+      functionResourceId: eventFunctionId
       includedEventTypes: includedEventTypes
       excludedRunStatuses: excludedRunStatuses
-      deadLetterStorageAccountId: storage.outputs.id
-      deadLetterContainerName: storage.outputs.deadLetterContainerName
+      deadLetterStorageAccountId: storageAccountId
+      deadLetterContainerName: deadLetterContainerName
     }
-    // Dead-lettering through the topic's identity needs its role on the container first.
+    // Event Grid checks that the function exists; dead-lettering through the topic's identity needs
+    // its role on the container first.
     dependsOn: [
+      systemTopics
+      functionApp
       deadLetterAccess
     ]
   }
 ]
 
 module dashboard './modules/dashboard.bicep' = {
-  name: 'dashboard'
   scope: rg
   params: {
     name: 'AML pipeline runs (${environmentName})'
     location: location
     tags: tags
-    appInsightsId: monitoring.outputs.applicationInsightsId
+    appInsightsId: applicationInsightsId
   }
+  dependsOn: [
+    monitoring
+  ]
 }
 
 module alerts './modules/alerts.bicep' = {
-  name: 'alerts'
   scope: rg
   params: {
     location: location
     tags: tags
     resourceToken: resourceToken
-    appInsightsId: monitoring.outputs.applicationInsightsId
+    appInsightsId: applicationInsightsId
     alertEmailReceivers: alertEmailReceivers
     durationRegressionPercent: durationRegressionPercent
-    systemTopicIds: [for (ws, i) in workspaces: systemTopics[i].outputs.id]
+    // Computed, not read from the topic modules' outputs: a module loop's outputs collected outside
+    // it compile to a copyIndex() without a loop name, which Resource Manager rejects
+    // (Azure/bicep#5101).
+    systemTopicIds: [
+      for ws in workspaces: resourceId(
+        ws.subscriptionId,
+        resourceGroupName,
+        'Microsoft.EventGrid/systemTopics',
+        ws.topicName
+      )
+    ]
   }
+  dependsOn: [
+    monitoring
+    systemTopics
+  ]
 }
 
 // Outputs become azd env values (no secrets: names and ids only).
+@description('Region of rg-<env>.')
 output AZURE_LOCATION string = location
+
+@description('Tenant of the deployment.')
 output AZURE_TENANT_ID string = tenant().tenantId
+
+@description('Name of this environment\'s resource group.')
 output AZURE_RESOURCE_GROUP string = rg.name
-output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('Name of the Function App (azd deploys the processor service to it).')
+output AZURE_FUNCTION_APP_NAME string = functionAppName
+
+@description('Default host name of the Function App.')
 output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
+
+@description('Client id of the function identity.')
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+
+@description('Object (principal) id of the function identity.')
 output AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
-output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
-output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
-output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
-output AML_DEAD_LETTER_CONTAINER string = storage.outputs.deadLetterContainerName
-output AML_REJECTED_EVENTS_CONTAINER string = storage.outputs.rejectedEventsContainerName
+
+@description('Name of the Application Insights component.')
+output APPLICATIONINSIGHTS_NAME string = applicationInsightsName
+
+@description('Name of the Key Vault; azd writes it back so the name stays stable.')
+output AZURE_KEY_VAULT_NAME string = vaultName
+
+@description('Name of the storage account.')
+output AZURE_STORAGE_ACCOUNT_NAME string = storageAccountName
+
+@description('Blob container of the dead letters (the replay command reads it).')
+output AML_DEAD_LETTER_CONTAINER string = deadLetterContainerName
+
+@description('Blob container of the rejected events.')
+output AML_REJECTED_EVENTS_CONTAINER string = rejectedEventsContainerName
+
+@description('Comma-separated resource ids of the observed workspaces.')
 output AML_OBSERVED_WORKSPACE_IDS string = join(workspaceIds, ',')
+
+@description('Name of the function Event Grid delivers to.')
 output AML_EVENT_FUNCTION_NAME string = eventFunctionName
-// What lives outside rg-<env>, for the predown hook (deterministic, so it is known even when a
-// detached provision leaves these out). Comma-separated resource ids.
+
+// What lives outside rg-<env>, for the teardown hooks (computed from the parameters, so it is known
+// even when a detached provision leaves these out). Comma-separated resource ids.
+@description('Comma-separated ids of the role assignments on the observed workspaces (the postdown hook deletes them).')
 output AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS string = join(
   map(
-    workspaceIds,
-    id =>
-      '${id}/providers/Microsoft.Authorization/roleAssignments/${guid(toLower(id), environmentName, identity.outputs.principalId, 'aml-run-reader-assignment')}'
+    allWorkspaces,
+    ws =>
+      '${ws.id}/providers/Microsoft.Authorization/roleAssignments/${workspaceAssignmentGuid(ws.id, environmentName, ws.inEnvironmentGroup ? identityId : identity.outputs.principalId)}'
   ),
   ','
 )
+
+@description('Comma-separated full resource ids of the custom reader roles, one per observed workspace, each in its workspace\'s subscription (the postdown hook deletes them by these ids).')
 output AML_OBS_READER_ROLE_DEFINITION_IDS string = join(
-  map(workspaceIds, id => '/subscriptions/${split(id, '/')[2]}/providers/Microsoft.Authorization/roleDefinitions/${guid(toLower(id), environmentName, 'aml-run-reader-role')}'),
+  map(workspaceIds, id => readerRoleDefinitionId(id, environmentName)),
   ','
 )
+
+@description('Comma-separated ids of the rg-<env> groups in other subscriptions (the postdown hook deletes them).')
 output AML_OBS_FOREIGN_RESOURCE_GROUP_IDS string = join(
-  map(
-    filter(
-      union(map(workspaceIds, id => toLower(split(id, '/')[2])), []),
-      sub => sub != toLower(subscription().subscriptionId)
-    ),
-    sub => '/subscriptions/${sub}/resourceGroups/${resourceGroupName}'
-  ),
+  map(foreignSubscriptionIds, sub => '/subscriptions/${sub}/resourceGroups/${resourceGroupName}'),
   ','
 )

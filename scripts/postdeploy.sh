@@ -18,7 +18,7 @@ if [ "$current" = "true" ]; then
 fi
 
 echo "Enabling the Event Grid subscriptions now that the function is deployed."
-azd env set ENABLE_EVENT_SUBSCRIPTION true
+azd env set ENABLE_EVENT_SUBSCRIPTION=true
 
 attempt=1
 while :; do
@@ -37,6 +37,6 @@ while :; do
 done
 
 # Leave the environment as it was so the next `azd up` goes through this hook again.
-azd env set ENABLE_EVENT_SUBSCRIPTION false
+azd env set ENABLE_EVENT_SUBSCRIPTION=false
 echo "Could not create the Event Grid subscriptions after ${attempts} attempts; run 'azd up' again." >&2
 exit 1

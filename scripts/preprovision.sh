@@ -5,9 +5,9 @@
 set -eu
 
 detach=$(azd env get-value AML_OBS_DETACH 2>/dev/null || true)
-if [ "$detach" = "true" ] && [ "${AML_OBS_IN_PREDOWN:-}" != "1" ]; then
+if [ "$(printf '%s' "$detach" | tr '[:upper:]' '[:lower:]')" = "true" ] && [ "${AML_OBS_IN_PREDOWN:-}" != "1" ]; then
   echo "AML_OBS_DETACH was left on by an interrupted 'azd down': observing the workspaces again."
-  azd env set AML_OBS_DETACH false
+  azd env set AML_OBS_DETACH=false
 fi
 
 # CI passes it as a process variable rather than an azd env value: accept either.

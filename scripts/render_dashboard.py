@@ -71,6 +71,7 @@ SAMPLE_TEXT = {
     "event type": ["Microsoft.Storage.BlobCreated", "(unknown)"],
     "topic": ["/subscriptions/…/storageAccounts/stdata", "/subscriptions/…/workspaces/mlw-prod"],
     "blob": ["2025/06/01/evt-91c2.json", "2025/06/01/evt-77aa.json"],
+    "recorded": ["live", "live", "backfill", "live", "replay"],
 }
 
 

@@ -15,12 +15,11 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tree_sitter_bicep
-from tree_sitter import Language, Node, Parser
 
 from amlobs.events import KNOWN_STATUSES
 from amlobs.records import RECORD_FIELDS
@@ -38,309 +37,39 @@ from amlobs.telemetry import (
     AzureMonitorTelemetry,
     run_record_unit,
 )
-from tests.fakes.ingestion import IngestionServer
-
-REPO = Path(__file__).resolve().parents[1]
-WORKBOOK_PATH = REPO / "infra" / "workbook.json"
-DASHBOARD_BICEP = REPO / "infra" / "modules" / "dashboard.bicep"
-ALERTS_BICEP = REPO / "infra" / "modules" / "alerts.bicep"
-DASHBOARD_DOC = REPO / "docs" / "dashboard.md"
-KQL_CHECK = REPO / "tests" / "tools" / "kql_check.js"
-KUSTO_PACKAGE = REPO / "tests" / "tools" / "node_modules" / "@kusto" / "language-service-next"
-
-APP_INSIGHTS_TYPE = "microsoft.insights/components"
-APP_INSIGHTS_TOKEN = "__APP_INSIGHTS_RESOURCE_ID__"
-
-# Classic Application Insights tables, as resource-centric queries (workbook, log alerts) see them.
-_COMMON_COLUMNS = (
-    "timestamp: datetime, name: string, itemType: string, customDimensions: dynamic, operation_Name: string,"
-    " operation_Id: string, operation_ParentId: string, operation_SyntheticSource: string, session_Id: string,"
-    " user_Id: string, user_AuthenticatedId: string, user_AccountId: string, application_Version: string,"
-    " client_Type: string, client_Model: string, client_OS: string, client_IP: string, client_City: string,"
-    " client_StateOrProvince: string, client_CountryOrRegion: string, client_Browser: string,"
-    " cloud_RoleName: string, cloud_RoleInstance: string, appId: string, appName: string, iKey: string,"
-    " sdkVersion: string, itemId: string"
+from tests.dashboard_sources import (
+    ALERTS_BICEP,
+    ALL_AI_TABLES,
+    APP_INSIGHTS_TABLES,
+    APP_INSIGHTS_TOKEN,
+    APP_INSIGHTS_TYPE,
+    DASHBOARD_BICEP,
+    DASHBOARD_DOC,
+    KQL_CHECK,
+    KUSTO_PACKAGE,
+    PRODUCT_TABLES,
+    REPO,
+    WORKBOOK_PARAMETER,
+    WORKBOOK_PARAMETER_SAMPLES,
+    WORKBOOK_PATH,
+    BicepFile,
+    Query,
+    bicep_queries,
+    expand_workbook_parameters,
+    first_child,
+    markdown_queries,
+    named_children,
+    property_key,
+    property_value,
+    text_of,
+    walk,
+    workbook_items,
+    workbook_parameters,
+    workbook_queries,
+    workbook_query_items,
 )
-APP_INSIGHTS_TABLES = {
-    "customEvents": f"({_COMMON_COLUMNS}, customMeasurements: dynamic, itemCount: int)",
-    "customMetrics": f"({_COMMON_COLUMNS}, value: real, valueCount: int, valueSum: real, valueMin: real,"
-    " valueMax: real, valueStdDev: real)",
-    "requests": f"({_COMMON_COLUMNS}, id: string, source: string, url: string, success: bool,"
-    " resultCode: string, duration: real, performanceBucket: string, customMeasurements: dynamic,"
-    " itemCount: int)",
-}
-# Tables this product writes to: the custom telemetry, and the Functions host's own requests.
-PRODUCT_TABLES = frozenset(APP_INSIGHTS_TABLES)
-ALL_AI_TABLES = PRODUCT_TABLES | {
-    "traces",
-    "exceptions",
-    "dependencies",
-    "pageViews",
-    "browserTimings",
-    "availabilityResults",
-    "performanceCounters",
-}
-
-# What a workbook parameter expands to, for parsing (multi-select dropdowns expand to quoted lists).
-WORKBOOK_PARAMETER_SAMPLES = {
-    ("TimeRange", None): "> ago(1d)",
-    ("TimeRange", "grain"): "1h",
-    ("Workspace", None): "'ws-a','ws-b'",
-    ("PipelineRunId", None): "pipeline-run-1",
-}
-_WORKBOOK_PARAMETER = re.compile(r"\{([A-Za-z_]\w*)(?::([A-Za-z_]\w*))?\}")
-
-
-@dataclass(frozen=True)
-class Query:
-    origin: str  # "workbook:<item>", "workbook:parameter <name>", "alerts.bicep:<rule key>"
-    kql: str  # as written (workbook parameters not expanded)
-
-
-# --------------------------------------------------------------------------------------------------
-# Extraction: the workbook
-
-
-def workbook_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for item in items:
-        yield item
-        if item.get("type") == 12:  # group
-            yield from workbook_items(item["content"].get("items", []))
-
-
-def workbook_query_items(workbook: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [i for i in workbook_items(workbook["items"]) if i.get("type") == 3]
-
-
-def workbook_parameters(workbook: Mapping[str, Any]) -> list[dict[str, Any]]:
-    found = []
-    for item in workbook_items(workbook["items"]):
-        if item.get("type") == 9:
-            found.extend(item["content"].get("parameters", []))
-    return found
-
-
-def workbook_queries(workbook: Mapping[str, Any]) -> list[Query]:
-    queries = [
-        Query(f"workbook:{i['name']}", i["content"].get("query", "")) for i in workbook_query_items(workbook)
-    ]
-    queries += [
-        Query(f"workbook:parameter {p['name']}", p["query"])
-        for p in workbook_parameters(workbook)
-        if p.get("query")
-    ]
-    return queries
-
-
-def expand_workbook_parameters(kql: str, samples: Mapping[tuple[str, str | None], str]) -> str:
-    def sample(match: re.Match[str]) -> str:
-        key = (match.group(1), match.group(2))
-        if key not in samples:
-            raise KeyError(f"{match.group(0)} is not a parameter this workbook defines")
-        return samples[key]
-
-    return _WORKBOOK_PARAMETER.sub(sample, kql)
-
-
-# --------------------------------------------------------------------------------------------------
-# Extraction: Bicep, through the tree-sitter grammar (the one bicep-typecheck uses)
-
-
-class Unresolvable(Exception):
-    pass
-
-
-_BICEP_ESCAPES = {"\\\\": "\\", "\\'": "'", "\\n": "\n", "\\r": "\r", "\\t": "\t", "\\$": "$"}
-
-
-def bicep_tree(path: Path) -> Node:
-    parser = Parser(Language(tree_sitter_bicep.language()))
-    tree = parser.parse(path.read_bytes())
-    assert not tree.root_node.has_error, f"{path.name} does not parse"
-    return tree.root_node
-
-
-def text_of(node: Node) -> str:
-    return (node.text or b"").decode()
-
-
-def bicep_string(node: Node) -> str:
-    raw = text_of(node)
-    if raw.startswith("'''"):
-        # Multi-line strings are verbatim; Bicep drops a line break right after the opening quotes.
-        body = raw[3:-3]
-        return body[1:] if body.startswith("\n") else body.removeprefix("\r\n")
-    parts = []
-    for child in node.children:
-        if child.type == "string_content":
-            parts.append(text_of(child))
-        elif child.type == "escape_sequence":
-            parts.append(_BICEP_ESCAPES.get(text_of(child), text_of(child)))
-        elif child.type == "interpolation":
-            raise Unresolvable(f"interpolated string {raw[:60]!r}")
-    return "".join(parts)
-
-
-@dataclass
-class BicepFile:
-    root: Node
-    params: dict[str, Node]  # parameter_declaration nodes
-    variables: dict[str, Node]  # value expression nodes
-
-    @classmethod
-    def load(cls, path: Path) -> BicepFile:
-        root = bicep_tree(path)
-        params: dict[str, Node] = {}
-        variables: dict[str, Node] = {}
-        for node in root.children:
-            if node.type == "parameter_declaration":
-                params[text_of(_first(node, "identifier"))] = node
-            elif node.type == "variable_declaration":
-                name = _first(node, "identifier")
-                variables[text_of(name)] = _after_equals(node)
-        return cls(root, params, variables)
-
-    def param_default(self, name: str) -> Node | None:
-        node = self.params[name]
-        return _after_equals(node) if any(c.type == "=" for c in node.children) else None
-
-    def param_type(self, name: str) -> str:
-        type_node = _first(self.params[name], "type")
-        return text_of(type_node)
-
-    def evaluate(self, node: Node) -> Any:
-        """The value of a literal expression: strings, numbers, booleans, arrays, objects, variables,
-        parameter defaults, and the few functions the module uses to build its queries."""
-        kind = node.type
-        if kind == "string":
-            return bicep_string(node)
-        if kind == "number":
-            return int(text_of(node))
-        if kind == "boolean":
-            return text_of(node) == "true"
-        if kind == "parenthesized_expression":
-            return self.evaluate(_named(node)[0])
-        if kind == "identifier":
-            name = text_of(node)
-            if name in self.variables:
-                return self.evaluate(self.variables[name])
-            if name in self.params and (default := self.param_default(name)) is not None:
-                return self.evaluate(default)
-            raise Unresolvable(f"{name} has no value before deployment")
-        if kind == "array":
-            return [self.evaluate(child) for child in _named(node)]
-        if kind == "object":
-            return {
-                _property_key(prop): _Lazy(self, _property_value(prop))
-                for prop in node.children
-                if prop.type == "object_property"
-            }
-        if kind == "call_expression":
-            function = text_of(_first(node, "identifier"))
-            args = _named(_first(node, "arguments"))
-            if function == "replace" and len(args) == 3:
-                return str(self.evaluate(args[0])).replace(
-                    str(self.evaluate(args[1])), str(self.evaluate(args[2]))
-                )
-            if function == "string" and len(args) == 1:
-                return str(self.evaluate(args[0]))
-        raise Unresolvable(f"{kind}: {text_of(node)[:80]!r}")
-
-
-@dataclass
-class _Lazy:
-    """An object property value, evaluated only when read (siblings may be deploy-time expressions)."""
-
-    file: BicepFile
-    node: Node
-
-    def value(self) -> Any:
-        return self.file.evaluate(self.node)
-
-
-def _first(node: Node, kind: str) -> Node:
-    found = next((c for c in node.children if c.type == kind), None)
-    assert found is not None, f"no {kind} in {text_of(node)[:80]!r}"
-    return found
-
-
-def _named(node: Node) -> list[Node]:
-    return [c for c in node.named_children if c.type not in ("comment", "decorators", "decorator")]
-
-
-def _after_equals(node: Node) -> Node:
-    children = node.children
-    index = next(i for i, c in enumerate(children) if c.type == "=")
-    return next(c for c in children[index + 1 :] if c.is_named and c.type != "comment")
-
-
-def _property_key(prop: Node) -> str:
-    key = prop.named_children[0]
-    return bicep_string(key) if key.type == "string" else text_of(key)
-
-
-def _property_value(prop: Node) -> Node:
-    return [c for c in prop.named_children if c.type != "comment"][-1]
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def _loop_variables(node: Node) -> set[str]:
-    """Names bound by the `for` expressions around node: `for x in ...` and `for (x, i) in ...`."""
-    names: set[str] = set()
-    parent = node.parent
-    while parent is not None:
-        if parent.type == "for_statement":
-            keyword = next(i for i, c in enumerate(parent.children) if c.type == "for")
-            bound = parent.children[keyword + 1]
-            if bound.type == "identifier":
-                names.add(text_of(bound))
-            else:
-                names.update(
-                    text_of(c) for c in _walk(bound) if c.type in ("loop_variable", "loop_enumerator")
-                )
-        parent = parent.parent
-    return names
-
-
-def bicep_queries(path: Path) -> list[Query]:
-    """Every `query:` property of the file, resolved to its text.
-
-    A `query:` that reads a loop variable (`rule.query` in a resource loop) is skipped: the loop's
-    source array is itself made of `query:` properties, which are extracted where they are written.
-    """
-    file = BicepFile.load(path)
-    queries: list[Query] = []
-    for node in _walk(file.root):
-        if node.type != "object_property" or _property_key(node) != "query":
-            continue
-        value = _property_value(node)
-        if value.type == "member_expression" and text_of(value).split(".")[0] in _loop_variables(node):
-            continue
-        siblings = {
-            _property_key(p): p
-            for p in (node.parent.children if node.parent else [])
-            if p.type == "object_property"
-        }
-        key = siblings.get("key")
-        origin = (
-            str(file.evaluate(_property_value(key))) if key is not None else f"line {node.start_point[0] + 1}"
-        )
-        queries.append(Query(f"{path.name}:{origin}", str(file.evaluate(value))))
-    return queries
-
-
-def markdown_queries(path: Path) -> list[Query]:
-    """The ```kusto blocks of a page (what readers paste into Logs)."""
-    blocks = re.findall(
-        r"^```kusto\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL
-    )
-    return [Query(f"{path.relative_to(REPO).as_posix()}:{i + 1}", block) for i, block in enumerate(blocks)]
-
+from tests.fakes.ingestion import IngestionServer
+from tests.kql_engine import iso_duration
 
 # --------------------------------------------------------------------------------------------------
 # KQL: a small lexer, and the telemetry references of a query
@@ -605,7 +334,10 @@ def run_kusto(queries: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 WORKBOOK: dict[str, Any] = json.loads(WORKBOOK_PATH.read_text(encoding="utf-8"))
 QUERIES: list[Query] = (
-    workbook_queries(WORKBOOK) + bicep_queries(ALERTS_BICEP) + markdown_queries(DASHBOARD_DOC)
+    workbook_queries(WORKBOOK)
+    + bicep_queries(ALERTS_BICEP)
+    + markdown_queries(DASHBOARD_DOC)
+    + markdown_queries(REPO / "README.md")
 )
 QUERY_IDS = [q.origin for q in QUERIES]
 
@@ -638,7 +370,7 @@ def columns(kusto: dict[str, dict[str, Any]], origin: str) -> dict[str, str]:
 
 def test_queries_were_found_in_both_files() -> None:
     origins = {q.origin.split(":")[0] for q in QUERIES}
-    assert origins == {"workbook", "alerts.bicep", "docs/dashboard.md"}
+    assert origins == {"workbook", "alerts.bicep", "docs/dashboard.md", "README.md"}
     assert len([q for q in QUERIES if q.origin.startswith("docs/")]) >= 5
     assert len([q for q in QUERIES if q.origin.startswith("workbook:")]) >= 10
     assert {q.origin for q in QUERIES if q.origin.startswith("alerts.bicep:")} == {
@@ -706,6 +438,11 @@ def test_the_field_lists_checked_against_are_what_the_exporter_sends(wire: dict[
             "customDimensions.wall_time_ms is not sent",
         ),
         (
+            # the possible-duplicate flag is on run records and summaries only
+            "customEvents | where name == 'AmlEventRejected' | where tostring(customDimensions.delivery_maybe_duplicate) == 'true'",
+            "customDimensions.delivery_maybe_duplicate is not sent",
+        ),
+        (
             # a record key the metrics do not carry
             "customMetrics | where name == 'aml_run_duration_ms' | extend ws = tostring(customDimensions.amlWorkSpace)",
             "customDimensions.amlWorkSpace is not sent",
@@ -766,12 +503,72 @@ def test_workbook_is_a_notebook_whose_query_items_are_complete() -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_every_query_uses_the_time_range() -> None:
-    for item in workbook_query_items(WORKBOOK):
-        assert item["content"]["timeContextFromParameter"] == "TimeRange", item["name"]
-        assert re.search(r"\|\s*where timestamp \{TimeRange\}", item["content"]["query"]), item["name"]
+STATUS_TIME = "| extend status_time = coalesce(todatetime(customDimensions.status_time), timestamp)"
+PREFILTER = re.compile(r"\|\s*where timestamp \{TimeRange\}")
+# The drill-down's steps: every step of the selected pipeline run, whenever it changed status.
+WIDE_PANELS = {"pipeline-run-steps"}
+
+
+def run_telemetry(query: str) -> bool:
+    return bool(refs_of(query).names & {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY})
+
+
+def test_every_panel_of_runs_filters_and_bins_on_the_status_time_with_timestamp_only_as_prefilter() -> None:
+    """`timestamp` is when a record was sent; `status_time` when its status changed (amlobs.status_time).
+
+    A record is sent at or after its status changed, so `timestamp {TimeRange}` (always `> ago(...)`:
+    ranges end now) never drops a record whose status is in the range, whether it came live, from a
+    replay or from a 30-day backfill; `status_time {TimeRange}` then keeps exactly the range.
+    """
+    items = {i["name"]: i["content"] for i in workbook_query_items(WORKBOOK)}
+    runs = {name for name, content in items.items() if run_telemetry(content["query"])}
+    assert runs >= {
+        "overview-tiles",
+        "runs-over-time",
+        "pipeline-durations",
+        "queue-over-time",
+        "pipeline-runs",
+    }
+    for name, content in items.items():
+        query = content["query"]
+        if name in WIDE_PANELS:
+            continue
+        assert content["timeContextFromParameter"] == "TimeRange", name
+        assert PREFILTER.search(query), name
+        assert query.count("{TimeRange}") == (2 if name in runs else 1), name
+        if name in runs:
+            assert STATUS_TIME in query and "| where status_time {TimeRange}" in query, name
+            assert query.index("{TimeRange}") < query.index(STATUS_TIME) < query.index("where status_time"), (
+                name
+            )
+            assert "bin(timestamp" not in query and "by timestamp" not in query, name
+            assert "arg_max(timestamp" not in query and "top 200 by timestamp" not in query, name
+        if "bin(" in query:
+            assert re.search(r"bin\((status_time|timestamp), \{TimeRange:grain\}\)", query), name
+            assert ("bin(status_time" in query) == (name in runs), name
     workspace = next(p for p in workbook_parameters(WORKBOOK) if p["name"] == "Workspace")
-    assert "{TimeRange}" in workspace["query"]
+    assert PREFILTER.search(workspace["query"]) and "| where status_time {TimeRange}" in workspace["query"]
+    assert STATUS_TIME in workspace["query"]
+
+
+def test_time_ranges_end_now_so_the_portal_s_own_time_filter_never_drops_a_late_record() -> None:
+    """A panel bound to the time range is also filtered by the portal on `timestamp`, between the range's
+    start and end. A custom range ending in the past would drop every record sent after its end (a
+    backfill, a replay): the picker therefore offers only ranges that end now."""
+    time_range = next(p for p in workbook_parameters(WORKBOOK) if p["name"] == "TimeRange")
+    settings = time_range["typeSettings"]
+    assert settings["allowCustom"] is False
+    durations = [v["durationMs"] for v in settings["selectableValues"]]
+    assert durations == sorted(durations) and max(durations) == 90 * 86_400_000
+    assert time_range["value"] == {"durationMs": 86_400_000}
+
+
+def test_the_steps_of_a_selected_pipeline_run_are_read_over_90_days_whatever_the_range() -> None:
+    """A pipeline that finished in the range may have started before it: its first steps too."""
+    steps = next(i for i in workbook_query_items(WORKBOOK) if i["name"] == "pipeline-run-steps")["content"]
+    assert "timeContextFromParameter" not in steps
+    assert steps["timeContext"] == {"durationMs": 90 * 86_400_000}
+    assert "{TimeRange" not in steps["query"] and STATUS_TIME.removeprefix("| extend ") in steps["query"]
 
 
 WORKSPACE_FILTER = "| where '*' in ({Workspace}) or workspace in ({Workspace})"
@@ -809,7 +606,7 @@ def test_workspace_dropdown_comes_from_the_data_and_all_expands_to_the_star_the_
     assert "value::all" in workspace["typeSettings"]["additionalResourceOptions"]
     assert workspace["value"] == ["value::all"]
     refs = telemetry_references(expand_workbook_parameters(workspace["query"], WORKBOOK_PARAMETER_SAMPLES))
-    assert refs.fields == {"amlWorkSpace"}
+    assert refs.fields == {"amlWorkSpace", "status_time"}
 
 
 def test_every_parameter_a_query_uses_is_defined_and_every_defined_one_is_used() -> None:
@@ -821,7 +618,7 @@ def test_every_parameter_a_query_uses_is_defined_and_every_defined_one_is_used()
     }
     used: set[str] = set()
     for item in workbook_query_items(WORKBOOK):
-        used.update(m.group(1) for m in _WORKBOOK_PARAMETER.finditer(json.dumps(item["content"])))
+        used.update(m.group(1) for m in WORKBOOK_PARAMETER.finditer(json.dumps(item["content"])))
         if "conditionalVisibility" in item:
             used.add(item["conditionalVisibility"]["parameterName"])
     assert used <= defined | exported
@@ -901,7 +698,7 @@ def refs_of(kql: str) -> References:
 def test_the_panels_the_issue_asks_for_are_there() -> None:
     items = {i["name"]: i["content"] for i in workbook_query_items(WORKBOOK)}
     assert items["runs-over-time"]["visualization"] == "timechart"
-    assert "by status, bin(timestamp, {TimeRange:grain})" in items["runs-over-time"]["query"]
+    assert "by status, bin(status_time, {TimeRange:grain})" in items["runs-over-time"]["query"]
     for name in ("pipeline-durations", "step-type-durations", "queue-by-target"):
         assert "percentile(" in items[name]["query"] and ", 50)" in items[name]["query"], name
         assert ", 95)" in items[name]["query"], name
@@ -924,7 +721,7 @@ def test_dashboard_module_takes_exactly_the_parameters_main_bicep_passes() -> No
     assert bicep_params(DASHBOARD_BICEP) == {
         "name": ("string", False),
         "location": ("string", False),
-        "tags": ("object", False),
+        "tags": ("resourceTags", False),
         "appInsightsId": ("string", False),
     }
 
@@ -933,12 +730,12 @@ def test_alerts_module_takes_the_parameters_main_bicep_passes_and_defaults_the_r
     params = bicep_params(ALERTS_BICEP)
     expected = {
         "location": ("string", False),
-        "tags": ("object", False),
+        "tags": ("resourceTags", False),
         "resourceToken": ("string", False),
         "appInsightsId": ("string", False),
-        "alertEmailReceivers": ("array", False),
+        "alertEmailReceivers": ("string[]", False),
         "durationRegressionPercent": ("int", True),
-        "systemTopicIds": ("array", False),
+        "systemTopicIds": ("string[]", False),
     }
     assert {k: params[k] for k in expected if k in params} == expected
     extra = {k: v for k, v in params.items() if k not in expected}
@@ -952,16 +749,16 @@ def test_workbook_module_loads_the_workbook_and_points_it_at_the_component() -> 
     file = BicepFile.load(DASHBOARD_BICEP)
     calls = [
         n
-        for n in _walk(file.root)
+        for n in walk(file.root)
         if n.type == "call_expression" and text_of(n).startswith("loadTextContent(")
     ]
     assert len(calls) == 1
-    (path_arg,) = _named(_first(calls[0], "arguments"))
+    (path_arg,) = named_children(first_child(calls[0], "arguments"))
     assert (DASHBOARD_BICEP.parent / file.evaluate(path_arg)).resolve() == WORKBOOK_PATH
     serialized = next(
-        _property_value(n)
-        for n in _walk(file.root)
-        if n.type == "object_property" and _property_key(n) == "serializedData"
+        property_value(n)
+        for n in walk(file.root)
+        if n.type == "object_property" and property_key(n) == "serializedData"
     )
     assert text_of(serialized) == f"replace({text_of(calls[0])}, appInsightsToken, appInsightsId)"
     assert file.evaluate(file.variables["appInsightsToken"]) == APP_INSIGHTS_TOKEN
@@ -996,7 +793,8 @@ def test_failed_and_slow_pipeline_alerts_fire_once_per_run() -> None:
         assert "run_id" in dimensions, key
     failed = rules["pipeline-failed"]["query"].value()
     assert "run_type =~ 'azureml.PipelineRun' and status == 'Failed'" in failed
-    assert "summarize arg_max(timestamp" in failed and "by run_id" in failed
+    assert "summarize arg_max(status_time" in failed
+    assert "by subscription, resource_group, workspace, run_id" in failed
 
 
 def test_duration_regression_uses_the_configured_factor() -> None:
@@ -1006,3 +804,26 @@ def test_duration_regression_uses_the_configured_factor() -> None:
     assert "where wall_time_ms > p95_ms * factor" in query
     # the baseline is the pipeline's own history: joined per workspace and pipeline
     assert "join kind=inner baseline on workspace, pipeline" in query
+
+
+KQL_TIMESPAN = re.compile(r"^let window = (\d+)([mhd]);$", re.MULTILINE)
+KQL_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def test_run_alerts_judge_the_status_time_within_their_own_window_and_only_live_records() -> None:
+    """A record that arrives later than the rule's window after its status changed never fires: the rule's
+    window filters on `timestamp`, the query on `status_time` over the same span (`let window`)."""
+    rules = {r["key"].value(): r for r in log_rules()}
+    for key in ("pipeline-failed", "pipeline-duration-regression"):
+        query = rules[key]["query"].value()
+        match = KQL_TIMESPAN.search(query)
+        assert match is not None, key
+        assert int(match[1]) * KQL_UNITS[match[2]] == iso_duration(rules[key]["windowSize"].value()), key
+        assert "status_time = coalesce(todatetime(customDimensions.status_time), timestamp)" in query, key
+        assert "status_time > ago(window)" in query, key
+        assert "record_source !in ('backfill', 'replay')" in query, key
+        assert "by subscription, resource_group, workspace, run_id" in query, key  # each run once
+        assert "project timestamp = status_time" in query, key
+    regression = rules["pipeline-duration-regression"]["query"].value()
+    assert "| where status_time <= ago(recent)" in regression  # the baseline: earlier completions
+    assert "| where status_time > ago(recent) and record_source !in ('backfill', 'replay')" in regression

@@ -1,17 +1,20 @@
-"""azure.yaml and the azd hook scripts.
+"""azure.yaml and the azd hook scripts, each hook run under sh and under pwsh with the same assertions.
 
-The hooks are real POSIX sh run by /bin/sh; only `azd` and `az` are stand-ins (small programs that
-keep an azd environment in a JSON file and log their calls), because no Azure is reachable here.
+The hooks are the real scripts run by /bin/sh and by PowerShell 7 the way azd runs them; only `azd`
+and `az` are stand-ins (tests/fakes/azure_cli.py: executables on PATH that keep an azd environment
+and a little of Azure in a JSON file and log their calls), because no Azure is reachable here.
 What is checked is what `azd up` / `azd down` rely on: the event subscriptions get switched on
 exactly once after the first deploy, a failed attempt leaves the environment retryable, a bad
-AML_WORKSPACE_IDS stops provisioning, and `azd down` is preceded by a detach and followed by the
-clean-up of everything outside the environment's resource group.
+AML_WORKSPACE_IDS stops provisioning, `azd down` is preceded by a detach decided from what is
+deployed, and followed by the removal (verified) of everything outside the environment's resource
+group, keeping whatever could not be removed for a retry.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,57 +26,128 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tools_on_path import find_tool
+from tests.fakes import azure_cli
+from tests.tools_on_path import find_tool, tools_required
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_YAML = ROOT / "azure.yaml"
 SCRIPTS = ROOT / "scripts"
+SHELLS = ("sh", "pwsh")
+API = "api-version=2022-04-01"
 
-FAKE_CLI = r'''#!{python}
-"""Stand-in for `{name}`: an azd environment in a JSON file, every call logged."""
-import json, os, sys
-state_path = os.environ["FAKE_CLI_STATE"]
-with open(state_path) as f:
-    state = json.load(f)
-args = sys.argv[1:]
-state["calls"].append({{"cli": "{name}", "args": args, "in_predown": os.environ.get("AML_OBS_IN_PREDOWN")}})
-code = 0
-if "{name}" == "azd" and args[:2] == ["env", "get-value"]:
-    if args[2] in state["env"]:
-        print(state["env"][args[2]])
-    else:
-        print(f"ERROR: key '{{args[2]}}' not found in the environment values", file=sys.stderr)
-        code = 1
-elif "{name}" == "azd" and args[:2] == ["env", "set"]:
-    state["env"][args[2]] = args[3]
-elif "{name}" == "azd" and args[:1] == ["provision"]:
-    state["provisions"] += 1
-    if state["provisions"] <= state["failing_provisions"]:
-        print("ERROR: deployment failed: function not found", file=sys.stderr)
-        code = 1
-with open(state_path, "w") as f:
-    json.dump(state, f)
-sys.exit(code)
-'''
+SUB_A = "11111111-1111-1111-1111-111111111111"
+SUB_B = "22222222-2222-2222-2222-222222222222"
+ENV_GROUP = "rg-dev"
+WS_A = (
+    f"/subscriptions/{SUB_A}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ws-a"
+)
+WS_B = f"/subscriptions/{SUB_B}/resourceGroups/Team_RG.(x)/providers/Microsoft.MachineLearningServices/workspaces/ws_b"
+DEMO = f"/subscriptions/{SUB_A}/resourceGroups/{ENV_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/mlw-abc"
 
-WS_A = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ws-a"
-WS_B = "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/Team_RG.(x)/providers/Microsoft.MachineLearningServices/workspaces/ws_b"
+
+def assignment_of(workspace: str, name: str) -> str:
+    return f"{workspace}/providers/Microsoft.Authorization/roleAssignments/{name}"
+
+
+def role_in(subscription: str, name: str) -> str:
+    return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{name}"
+
+
+ASSIGNMENT_A, ASSIGNMENT_B = assignment_of(WS_A, "aaaa"), assignment_of(WS_B, "bbbb")
+ROLE_A, ROLE_B = role_in(SUB_A, "r1"), role_in(SUB_B, "r2")
+FOREIGN_GROUP = f"/subscriptions/{SUB_B}/resourceGroups/{ENV_GROUP}"
+
+# The outputs azd stored after provisioning an environment that observes WS_A and WS_B
+# (infra/main.bicep: AML_OBSERVED_WORKSPACE_IDS and the AML_OBS_* ids of what lives outside rg-<env>).
+DEPLOYED = {
+    "AZURE_SUBSCRIPTION_ID": SUB_A,
+    "AZURE_RESOURCE_GROUP": ENV_GROUP,
+    "AML_OBSERVED_WORKSPACE_IDS": f"{WS_A},{WS_B}",
+    "AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS": f"{ASSIGNMENT_A},{ASSIGNMENT_B}",
+    "AML_OBS_READER_ROLE_DEFINITION_IDS": f"{ROLE_A},{ROLE_B}",
+    "AML_OBS_FOREIGN_RESOURCE_GROUP_IDS": FOREIGN_GROUP,
+}
+DEMO_ASSIGNMENT, DEMO_ROLE = assignment_of(DEMO, "dddd"), role_in(SUB_A, "rdemo")
+DEPLOYED_DEMO = {
+    "AZURE_SUBSCRIPTION_ID": SUB_A,
+    "AZURE_RESOURCE_GROUP": ENV_GROUP,
+    "AML_OBSERVED_WORKSPACE_IDS": DEMO,
+    "AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS": DEMO_ASSIGNMENT,
+    "AML_OBS_READER_ROLE_DEFINITION_IDS": DEMO_ROLE,
+    "AML_OBS_FOREIGN_RESOURCE_GROUP_IDS": "",
+}
+CLEANUP_KEYS = (
+    "AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS",
+    "AML_OBS_CLEANUP_ROLE_DEFINITION_IDS",
+    "AML_OBS_CLEANUP_RESOURCE_GROUP_IDS",
+)
 
 
 @dataclass
 class Run:
+    shell: str
     returncode: int
     stdout: str
     stderr: str
     state: dict[str, Any]
 
+    @property
+    def env(self) -> dict[str, str]:
+        return self.state["env"]  # type: ignore[no-any-return]
+
+    @property
+    def azure(self) -> dict[str, list[str]]:
+        return self.state["azure"]  # type: ignore[no-any-return]
+
     def calls(self, cli: str) -> list[list[str]]:
         return [c["args"] for c in self.state["calls"] if c["cli"] == cli]
 
+    def env_sets(self) -> list[tuple[str, str]]:
+        """Every `azd env set`, as (key, value), whichever of azd's two spellings was used."""
+        pairs = []
+        for args in self.calls("azd"):
+            if args[:2] != ["env", "set"]:
+                continue
+            values = args[2:]
+            if len(values) == 2 and "=" not in values[0]:
+                pairs.append((values[0], values[1]))
+            else:
+                pairs.extend(tuple(v.split("=", 1)) for v in values)  # type: ignore[misc]
+        return pairs
 
-@pytest.fixture
-def hook(tmp_path: Path) -> Callable[..., Run]:
-    """Run scripts/<name> with /bin/sh, with fake azd (and az unless with_az=False) first on PATH."""
+    @property
+    def provisions(self) -> list[dict[str, str | None]]:
+        """What each `azd provision` read for the template's parameters."""
+        return self.state["provision_inputs"]  # type: ignore[no-any-return]
+
+
+# The shared pwsh (../shared/bin/pwsh) is a sh launcher that unpacks PowerShell once into a cache
+# under $XDG_CACHE_HOME (else $HOME/.cache) and needs `dirname` to find itself. The hook still sees
+# only the fakes and these few tools on PATH; HOME points into the test's own folder.
+_CACHE_HOME = os.environ.get("XDG_CACHE_HOME") or str(Path(os.environ.get("HOME", "/tmp")) / ".cache")
+HOOK_TOOLS = ("tr", "cut", "grep", "sleep", "cat")
+PWSH_LAUNCHER_TOOLS = ("dirname",)
+
+
+def _shell_command(shell: str, script: Path) -> list[str]:
+    if shell == "sh":
+        return ["/bin/sh", str(script)]
+    pwsh = find_tool(
+        "pwsh",
+        env_var="PWSH",
+        how_to_install="the PowerShell hooks were not run here (install PowerShell 7; CI takes it from ../shared/bin)",
+    )
+    # azd runs a pwsh hook as `pwsh <script>` (Azure/azure-dev cli/azd/pkg/tools/powershell/powershell.go,
+    # through `cmd /c` on Windows and `/bin/sh -c` elsewhere); a script path as first argument is -File.
+    # -NoProfile keeps this machine's profile out of the test, -NonInteractive turns a prompt into an error.
+    return [pwsh, "-NoProfile", "-NonInteractive", "-File", str(script)]
+
+
+@pytest.fixture(params=SHELLS)
+def hook(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Run]:
+    """Run scripts/<name>.sh with /bin/sh, or scripts/<name>.ps1 with pwsh, as azd does, with the
+    fake azd (and az unless with_az=False) first on PATH. ``state`` continues from an earlier run."""
+    shell: str = request.param
 
     def run(
         name: str,
@@ -82,47 +156,57 @@ def hook(tmp_path: Path) -> Callable[..., Run]:
         failing_provisions: int = 0,
         with_az: bool = True,
         extra_env: dict[str, str] | None = None,
+        azure: dict[str, list[str]] | None = None,
+        faults: dict[str, list[str]] | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Run:
+        command = _shell_command(shell, SCRIPTS / f"{name}.{'sh' if shell == 'sh' else 'ps1'}")
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         for cli in ("azd", "az"):
-            target = bin_dir / cli
-            target.unlink(missing_ok=True)
+            (bin_dir / cli).unlink(missing_ok=True)
             if cli == "az" and not with_az:
                 continue
-            target.write_text(FAKE_CLI.format(python=sys.executable, name=cli))
-            target.chmod(0o755)
+            azure_cli.write_executable(bin_dir, cli)
         # Only the tools the hooks use, so a real az installed on this machine cannot leak in.
-        tools = tmp_path / "tools"
+        tools = tmp_path / f"tools-{shell}"
         tools.mkdir(exist_ok=True)
-        for tool in ("tr", "cut", "grep", "sleep", "cat"):
+        for tool in HOOK_TOOLS + (PWSH_LAUNCHER_TOOLS if shell == "pwsh" else ()):
             link = tools / tool
             if not link.exists():
                 real = shutil.which(tool)
                 assert real, f"{tool} is needed to run the hooks"
                 link.symlink_to(real)
-        state_path = tmp_path / "state.json"
-        state_path.write_text(
-            json.dumps(
-                {"env": env or {}, "calls": [], "provisions": 0, "failing_provisions": failing_provisions}
+        if state is None:
+            state = azure_cli.new_state(
+                env, failing_provisions=failing_provisions, azure=azure, faults=faults
             )
-        )
+        else:
+            assert env is None and azure is None, "a continued run starts from the earlier state"
+            if faults is not None:
+                state["faults"] = azure_cli.new_state(faults=faults)["faults"]
+        state_path = tmp_path / "state.json"
+        state_path.write_text(json.dumps(state))
         process_env = {
             "PATH": f"{bin_dir}:{tools}",
-            "FAKE_CLI_STATE": str(state_path),
+            azure_cli.STATE_ENV: str(state_path),
             "AML_OBS_RETRY_DELAY_SECONDS": "0",
+            **(
+                {
+                    "HOME": str(tmp_path),
+                    "XDG_CACHE_HOME": _CACHE_HOME,
+                    "POWERSHELL_TELEMETRY_OPTOUT": "1",
+                    "POWERSHELL_UPDATECHECK": "Off",
+                }
+                if shell == "pwsh"
+                else {}
+            ),
             **(extra_env or {}),
         }
         result = subprocess.run(
-            ["/bin/sh", str(SCRIPTS / name)],
-            env=process_env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            command, env=process_env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
         )
-        return Run(result.returncode, result.stdout, result.stderr, json.loads(state_path.read_text()))
+        return Run(shell, result.returncode, result.stdout, result.stderr, json.loads(state_path.read_text()))
 
     return run
 
@@ -165,6 +249,49 @@ def test_azure_yaml_names_hooks_that_exist_for_both_shells() -> None:
         assert Path(posix["run"]).stem == Path(windows["run"]).stem == event
         # A failing hook must stop azd: a half-enabled subscription or an undetached down is worse.
         assert posix["continueOnError"] is False and windows["continueOnError"] is False
+        # Both shells behave alike in azd too: the same options on both sides.
+        assert {k: v for k, v in posix.items() if k not in ("shell", "run")} == {
+            k: v for k, v in windows.items() if k not in ("shell", "run")
+        }, event
+
+
+def test_hooks_that_provision_show_their_output_during_up_and_down() -> None:
+    # A nested provision takes minutes and retries: in azd's 8-line preview (or hidden, in azd
+    # 1.25+'s graph-driven `azd up`) it looks like a hang. interactive binds the console
+    # (Azure/azure-dev cli/azd/pkg/ext/hooks_runner.go, configureExecContext).
+    hooks = _hooks()
+    for event in ("postdeploy", "predown"):
+        assert hooks[event]["posix"]["interactive"] is True, event
+        assert hooks[event]["windows"]["interactive"] is True, event
+
+
+def test_azd_up_runs_deploy_as_its_own_step() -> None:
+    # A custom `workflows.up` makes azd run package, provision and deploy as sub-commands (azd
+    # 1.24's default workflow, cli/azd/cmd/up.go), so postdeploy runs after deploy's progress table
+    # is done instead of inside azd 1.25+'s single up graph, which hides hook output until the end.
+    steps = _azure_yaml()["workflows"]["up"]["steps"]
+    assert [step["azd"] for step in steps] == ["package --all", "provision", "deploy --all"]
+
+
+def test_azure_yaml_requires_the_azd_the_hooks_were_checked_against() -> None:
+    required = _azure_yaml()["requiredVersions"]["azd"]
+    assert re.fullmatch(r">= 1\.24\.0", required), required
+
+
+def test_azure_yaml_matches_the_azd_schema() -> None:
+    shared = Path(os.environ.get("SHARED_DIR") or ROOT.parent / "shared")
+    validator = shared / "tools" / "azure-yaml-validate"
+    if not validator.is_file():
+        message = f"{validator} not found: azure.yaml was not checked against azd's schema (CI has ../shared)"
+        if tools_required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    # This interpreter has PyYAML and jsonschema (requirements-dev.txt): the tool needs nothing else.
+    result = subprocess.run(
+        [sys.executable, str(validator), str(AZURE_YAML)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
 
 
 def _hook_scripts(suffix: str) -> list[Path]:
@@ -211,201 +338,6 @@ def test_pwsh_hooks_parse() -> None:
         assert result.returncode == 0, f"{script.name}: {result.stdout}{result.stderr}"
 
 
-# ---- postdeploy: the ordering solution ---------------------------------------------------------
-
-
-def test_first_deploy_enables_event_subscriptions_and_provisions_once(hook: Callable[..., Run]) -> None:
-    run = hook("postdeploy.sh", {})
-    assert run.returncode == 0, run.stderr
-    assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "true"
-    provisions = [c for c in run.calls("azd") if c[0] == "provision"]
-    assert provisions == [["provision", "--no-prompt"]]
-    # The flag is set before the provision that reads it.
-    calls = run.calls("azd")
-    assert calls.index(["env", "set", "ENABLE_EVENT_SUBSCRIPTION", "true"]) < calls.index(
-        ["provision", "--no-prompt"]
-    )
-
-
-@pytest.mark.parametrize("value", ["true", "True", "TRUE"])
-def test_later_deploys_do_not_provision_again(hook: Callable[..., Run], value: str) -> None:
-    run = hook("postdeploy.sh", {"ENABLE_EVENT_SUBSCRIPTION": value})
-    assert run.returncode == 0, run.stderr
-    assert run.calls("azd") == [["env", "get-value", "ENABLE_EVENT_SUBSCRIPTION"]]
-    assert "already enabled" in run.stdout
-
-
-def test_a_provision_that_fails_once_is_retried(hook: Callable[..., Run]) -> None:
-    run = hook("postdeploy.sh", {"ENABLE_EVENT_SUBSCRIPTION": "false"}, failing_provisions=1)
-    assert run.returncode == 0, run.stderr
-    assert run.state["provisions"] == 2
-    assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "true"
-
-
-def test_when_every_attempt_fails_the_environment_stays_retryable(hook: Callable[..., Run]) -> None:
-    run = hook("postdeploy.sh", {}, failing_provisions=5, extra_env={"AML_OBS_PROVISION_ATTEMPTS": "2"})
-    assert run.returncode != 0
-    assert run.state["provisions"] == 2
-    # false again, so the next `azd up` provisions without the subscription and this hook retries.
-    assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "false"
-    assert "azd up" in run.stderr
-
-
-# ---- preprovision: workspace ids --------------------------------------------------------------
-
-
-def test_well_formed_workspace_ids_are_accepted(hook: Callable[..., Run]) -> None:
-    run = hook("preprovision.sh", {"AML_WORKSPACE_IDS": f" {WS_A} ,{WS_B},"})
-    assert run.returncode == 0, run.stderr
-    assert f"Observing workspace: {WS_A}" in run.stdout and f"Observing workspace: {WS_B}" in run.stdout
-
-
-def test_empty_workspace_ids_mean_the_demo_workspace(hook: Callable[..., Run]) -> None:
-    for env in ({}, {"AML_WORKSPACE_IDS": ""}, {"AML_WORKSPACE_IDS": " , "}):
-        run = hook("preprovision.sh", env)
-        assert run.returncode == 0, run.stderr
-        assert "demo workspace" in run.stdout
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/ml-rg",
-        "ws-a",
-        "/subscriptions/not-a-guid/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ws",
-        "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/ml-rg/providers/Microsoft.Storage/storageAccounts/st",
-    ],
-)
-def test_a_malformed_workspace_id_stops_provisioning_and_is_named(hook: Callable[..., Run], bad: str) -> None:
-    run = hook("preprovision.sh", {"AML_WORKSPACE_IDS": f"{WS_A},{bad}"})
-    assert run.returncode != 0
-    assert f"'{bad}'" in run.stderr
-
-
-def test_preprovision_reattaches_after_an_interrupted_down(hook: Callable[..., Run]) -> None:
-    run = hook("preprovision.sh", {"AML_OBS_DETACH": "true", "AML_WORKSPACE_IDS": WS_A})
-    assert run.returncode == 0, run.stderr
-    assert run.state["env"]["AML_OBS_DETACH"] == "false"
-
-
-def test_preprovision_keeps_the_detach_of_predown(hook: Callable[..., Run]) -> None:
-    run = hook(
-        "preprovision.sh",
-        {"AML_OBS_DETACH": "true", "AML_WORKSPACE_IDS": WS_A},
-        extra_env={"AML_OBS_IN_PREDOWN": "1"},
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.state["env"]["AML_OBS_DETACH"] == "true"
-
-
-# ---- predown / postdown: azd down stays inside rg-<env> ---------------------------------------
-
-EXTERNAL = {
-    "AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS": f"{WS_A}/providers/Microsoft.Authorization/roleAssignments/aaaa,{WS_B}/providers/Microsoft.Authorization/roleAssignments/bbbb",
-    "AML_OBS_READER_ROLE_DEFINITION_IDS": "/subscriptions/11111111-1111-1111-1111-111111111111/providers/Microsoft.Authorization/roleDefinitions/r1,/subscriptions/22222222-2222-2222-2222-222222222222/providers/Microsoft.Authorization/roleDefinitions/r2",
-    "AML_OBS_FOREIGN_RESOURCE_GROUP_IDS": "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/rg-dev",
-}
-
-
-def test_predown_detaches_observed_workspaces_before_down(hook: Callable[..., Run]) -> None:
-    run = hook("predown.sh", {"AML_WORKSPACE_IDS": f"{WS_A},{WS_B}", **EXTERNAL})
-    assert run.returncode == 0, run.stderr
-    env = run.state["env"]
-    assert env["AML_OBS_DETACH"] == "true"
-    provisions = [c for c in run.state["calls"] if c["args"][:1] == ["provision"]]
-    assert len(provisions) == 1 and provisions[0]["in_predown"] == "1"
-    # Kept under names azd does not clear when `down` invalidates the outputs.
-    assert env["AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS"] == EXTERNAL["AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS"]
-    assert env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == EXTERNAL["AML_OBS_READER_ROLE_DEFINITION_IDS"]
-    assert env["AML_OBS_CLEANUP_RESOURCE_GROUP_IDS"] == EXTERNAL["AML_OBS_FOREIGN_RESOURCE_GROUP_IDS"]
-    assert not run.calls("az"), "nothing is deleted before the user confirms azd down"
-
-
-def test_predown_detaches_when_the_ids_come_from_the_process_environment(hook: Callable[..., Run]) -> None:
-    # CI sets AML_WORKSPACE_IDS as a workflow variable, not in the azd environment file.
-    run = hook("predown.sh", {}, extra_env={"AML_WORKSPACE_IDS": WS_A})
-    assert run.returncode == 0, run.stderr
-    assert run.state["env"]["AML_OBS_DETACH"] == "true" and run.state["provisions"] == 1
-
-
-def test_predown_with_only_the_demo_workspace_does_not_provision(hook: Callable[..., Run]) -> None:
-    run = hook(
-        "predown.sh",
-        {
-            "AML_OBS_READER_ROLE_DEFINITION_IDS": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/r"
-        },
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.state["provisions"] == 0
-    assert run.state["env"]["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"].endswith("/roleDefinitions/r")
-
-
-def test_predown_fails_down_when_the_detach_cannot_be_deployed(hook: Callable[..., Run]) -> None:
-    run = hook("predown.sh", {"AML_WORKSPACE_IDS": WS_A}, failing_provisions=1)
-    assert run.returncode != 0
-
-
-def _cleanup_env() -> dict[str, str]:
-    return {
-        "AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS": EXTERNAL["AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS"],
-        "AML_OBS_CLEANUP_ROLE_DEFINITION_IDS": EXTERNAL["AML_OBS_READER_ROLE_DEFINITION_IDS"],
-        "AML_OBS_CLEANUP_RESOURCE_GROUP_IDS": EXTERNAL["AML_OBS_FOREIGN_RESOURCE_GROUP_IDS"],
-        "ENABLE_EVENT_SUBSCRIPTION": "true",
-        "AML_OBS_DETACH": "true",
-    }
-
-
-def test_postdown_removes_what_lives_outside_the_environment_and_resets(hook: Callable[..., Run]) -> None:
-    run = hook("postdown.sh", _cleanup_env())
-    assert run.returncode == 0, run.stderr
-    az = run.calls("az")
-    assignment_deletes = [c for c in az if c[:3] == ["role", "assignment", "delete"]]
-    definition_deletes = [c for c in az if c[:3] == ["role", "definition", "delete"]]
-    group_deletes = [c for c in az if c[:2] == ["group", "delete"]]
-    assert [c[c.index("--ids") + 1] for c in assignment_deletes] == EXTERNAL[
-        "AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS"
-    ].split(",")
-    assert [(c[c.index("--name") + 1], c[c.index("--scope") + 1]) for c in definition_deletes] == [
-        ("r1", "/subscriptions/11111111-1111-1111-1111-111111111111"),
-        ("r2", "/subscriptions/22222222-2222-2222-2222-222222222222"),
-    ]
-    assert [(c[c.index("--subscription") + 1], c[c.index("--name") + 1]) for c in group_deletes] == [
-        ("22222222-2222-2222-2222-222222222222", "rg-dev")
-    ]
-    # A role definition cannot be deleted while assigned: assignments go first.
-    assert az.index(assignment_deletes[-1]) < az.index(definition_deletes[0])
-    env = run.state["env"]
-    assert env["ENABLE_EVENT_SUBSCRIPTION"] == "false" and env["AML_OBS_DETACH"] == "false"
-    assert env["AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS"] == ""
-
-
-def test_postdown_without_az_prints_the_commands_and_still_resets(hook: Callable[..., Run]) -> None:
-    run = hook("postdown.sh", _cleanup_env(), with_az=False)
-    assert run.returncode == 0, run.stderr
-    assert "az role assignment delete --ids " + WS_A in run.stderr
-    assert (
-        "az role definition delete --name r2 --scope /subscriptions/22222222-2222-2222-2222-222222222222"
-        in run.stderr
-    )
-    assert (
-        "az group delete --yes --subscription 22222222-2222-2222-2222-222222222222 --name rg-dev"
-        in run.stderr
-    )
-    assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "false"
-    # The ids stay, so a later run with az installed can still clean up.
-    assert (
-        run.state["env"]["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"]
-        == EXTERNAL["AML_OBS_READER_ROLE_DEFINITION_IDS"]
-    )
-
-
-def test_postdown_with_nothing_outside_only_resets(hook: Callable[..., Run]) -> None:
-    run = hook("postdown.sh", {"ENABLE_EVENT_SUBSCRIPTION": "true"})
-    assert run.returncode == 0, run.stderr
-    assert not run.calls("az")
-    assert run.state["env"]["ENABLE_EVENT_SUBSCRIPTION"] == "false"
-
-
 def test_hooks_do_not_depend_on_the_callers_environment() -> None:
     # The fixture runs hooks with a PATH of only the fakes and a handful of tools; this guards that
     # the scripts do not call anything else (bash, sed, awk, jq...) that a minimal sh host lacks.
@@ -415,3 +347,429 @@ def test_hooks_do_not_depend_on_the_callers_environment() -> None:
         for tool in ("bash", "jq", "sed ", "awk ", "python"):
             assert tool not in text, f"{script.name} uses {tool.strip()}"
     assert os.access(SCRIPTS / "postdeploy.sh", os.X_OK)
+    # The PowerShell hooks stop on any error and refuse unset variables and out-of-range indexes.
+    for script in _hook_scripts(".ps1"):
+        text = script.read_text()
+        assert "$ErrorActionPreference = 'Stop'" in text and "Set-StrictMode -Version Latest" in text, (
+            script.name
+        )
+
+
+def test_every_azd_env_set_passes_one_key_equals_value_argument() -> None:
+    # `azd env set KEY ''` loses its empty argument in Windows PowerShell 5.1 (azd's fallback when
+    # pwsh is missing, cli/azd/pkg/tools/powershell/powershell.go), and azd then fails on "KEY".
+    # KEY=VALUE (azd 1.17.1+) is one argument in every shell.
+    for script in [*_hook_scripts(".sh"), *_hook_scripts(".ps1")]:
+        for line in script.read_text().splitlines():
+            if "azd env set" in line:
+                assert re.search(r"azd env set ['\"]?[A-Za-z_$][\w${}]*=", line), f"{script.name}: {line}"
+
+
+# ---- postdeploy: the ordering solution ---------------------------------------------------------
+
+
+def test_first_deploy_enables_event_subscriptions_and_provisions_once(hook: Callable[..., Run]) -> None:
+    run = hook("postdeploy", {})
+    assert run.returncode == 0, run.stderr
+    assert run.env["ENABLE_EVENT_SUBSCRIPTION"] == "true"
+    assert [c for c in run.calls("azd") if c[0] == "provision"] == [["provision", "--no-prompt"]]
+    # The flag is set before the provision that reads it.
+    assert [p["ENABLE_EVENT_SUBSCRIPTION"] for p in run.provisions] == ["true"]
+    assert "AML run events now reach the function" in run.stdout
+
+
+@pytest.mark.parametrize("value", ["true", "True", "TRUE"])
+def test_later_deploys_do_not_provision_again(hook: Callable[..., Run], value: str) -> None:
+    run = hook("postdeploy", {"ENABLE_EVENT_SUBSCRIPTION": value})
+    assert run.returncode == 0, run.stderr
+    assert run.calls("azd") == [["env", "get-value", "ENABLE_EVENT_SUBSCRIPTION"]]
+    assert "already enabled" in run.stdout
+
+
+def test_a_provision_that_fails_once_is_retried(hook: Callable[..., Run]) -> None:
+    run = hook("postdeploy", {"ENABLE_EVENT_SUBSCRIPTION": "false"}, failing_provisions=1)
+    assert run.returncode == 0, run.stderr
+    assert run.state["provisions"] == 2
+    assert run.env["ENABLE_EVENT_SUBSCRIPTION"] == "true"
+    assert "retrying" in run.stderr and "(attempt 2/3)" in run.stderr
+
+
+def test_when_every_attempt_fails_the_environment_stays_retryable(hook: Callable[..., Run]) -> None:
+    run = hook("postdeploy", {}, failing_provisions=5, extra_env={"AML_OBS_PROVISION_ATTEMPTS": "2"})
+    assert run.returncode != 0
+    assert run.state["provisions"] == 2
+    # false again, so the next `azd up` provisions without the subscription and this hook retries.
+    assert run.env["ENABLE_EVENT_SUBSCRIPTION"] == "false"
+    assert "after 2 attempts; run 'azd up' again" in run.stderr
+
+
+# ---- preprovision: workspace ids --------------------------------------------------------------
+
+
+def test_well_formed_workspace_ids_are_accepted(hook: Callable[..., Run]) -> None:
+    run = hook("preprovision", {"AML_WORKSPACE_IDS": f" {WS_A} ,{WS_B},"})
+    assert run.returncode == 0, run.stderr
+    assert f"Observing workspace: {WS_A}" in run.stdout and f"Observing workspace: {WS_B}" in run.stdout
+
+
+def test_empty_workspace_ids_mean_the_demo_workspace(hook: Callable[..., Run]) -> None:
+    for env in ({}, {"AML_WORKSPACE_IDS": ""}, {"AML_WORKSPACE_IDS": " , "}):
+        run = hook("preprovision", env)
+        assert run.returncode == 0, run.stderr
+        assert "demo workspace" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        f"/subscriptions/{SUB_A}/resourceGroups/ml-rg",
+        "ws-a",
+        "/subscriptions/not-a-guid/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ws",
+        f"/subscriptions/{SUB_A}/resourceGroups/ml-rg/providers/Microsoft.Storage/storageAccounts/st",
+    ],
+)
+def test_a_malformed_workspace_id_stops_provisioning_and_is_named(hook: Callable[..., Run], bad: str) -> None:
+    run = hook("preprovision", {"AML_WORKSPACE_IDS": f"{WS_A},{bad}"})
+    assert run.returncode != 0
+    assert f"'{bad}'" in run.stderr
+    assert "comma-separated" in run.stderr
+
+
+def test_workspace_ids_from_the_process_environment_are_checked_too(hook: Callable[..., Run]) -> None:
+    # CI sets AML_WORKSPACE_IDS as a workflow variable, not in the azd environment file.
+    run = hook("preprovision", {}, extra_env={"AML_WORKSPACE_IDS": "ws-a"})
+    assert run.returncode != 0
+    assert "'ws-a'" in run.stderr
+
+
+@pytest.mark.parametrize("value", ["true", "True"])
+def test_preprovision_reattaches_after_an_interrupted_down(hook: Callable[..., Run], value: str) -> None:
+    run = hook("preprovision", {"AML_OBS_DETACH": value, "AML_WORKSPACE_IDS": WS_A})
+    assert run.returncode == 0, run.stderr
+    assert run.env["AML_OBS_DETACH"] == "false"
+    assert "interrupted 'azd down'" in run.stdout
+
+
+def test_preprovision_keeps_the_detach_of_predown(hook: Callable[..., Run]) -> None:
+    run = hook(
+        "preprovision",
+        {"AML_OBS_DETACH": "true", "AML_WORKSPACE_IDS": WS_A},
+        extra_env={"AML_OBS_IN_PREDOWN": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.env["AML_OBS_DETACH"] == "true"
+    assert ("AML_OBS_DETACH", "false") not in run.env_sets()
+
+
+# ---- predown: `azd down` stays inside rg-<env> --------------------------------------------------
+
+
+def _detached_once(run: Run, workspaces: str) -> None:
+    """One provision, nested in predown, with the detach on and the given workspaces as parameter."""
+    assert run.returncode == 0, run.stderr
+    assert run.provisions == [
+        {"AML_WORKSPACE_IDS": workspaces, "AML_OBS_DETACH": "true", "ENABLE_EVENT_SUBSCRIPTION": None}
+    ]
+    provisions = [c for c in run.state["calls"] if c["args"][:1] == ["provision"]]
+    assert [c["in_predown"] for c in provisions] == ["1"]
+    assert not run.calls("az"), "nothing is deleted before the user confirms azd down"
+
+
+def test_predown_detaches_the_deployed_workspaces_before_down(hook: Callable[..., Run]) -> None:
+    run = hook("predown", {"AML_WORKSPACE_IDS": f"{WS_A},{WS_B}", **DEPLOYED})
+    _detached_once(run, f"{WS_A},{WS_B}")
+    assert run.env["AML_OBS_DETACH"] == "true"
+    assert WS_A in run.stdout and WS_B in run.stdout
+    # Kept under names azd does not clear when `down` invalidates the outputs.
+    assert run.env["AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS"] == DEPLOYED["AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS"]
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == DEPLOYED["AML_OBS_READER_ROLE_DEFINITION_IDS"]
+    assert run.env["AML_OBS_CLEANUP_RESOURCE_GROUP_IDS"] == DEPLOYED["AML_OBS_FOREIGN_RESOURCE_GROUP_IDS"]
+
+
+def test_predown_detaches_what_is_deployed_after_the_user_cleared_the_workspace_ids(
+    hook: Callable[..., Run],
+) -> None:
+    # The issue's case: AML_WORKSPACE_IDS emptied after `azd up`; the last deployment still reaches
+    # into ml-rg. The detach provision must deploy the deployed workspaces (an empty value would
+    # create a demo workspace instead), and the user's value comes back afterwards.
+    run = hook("predown", {"AML_WORKSPACE_IDS": "", **DEPLOYED})
+    _detached_once(run, f"{WS_A},{WS_B}")
+    assert run.env["AML_WORKSPACE_IDS"] == ""
+
+
+def test_predown_detaches_the_deployed_workspace_not_the_newly_configured_one(
+    hook: Callable[..., Run],
+) -> None:
+    deployed_a = {**DEPLOYED, "AML_OBSERVED_WORKSPACE_IDS": WS_A, "AML_OBS_FOREIGN_RESOURCE_GROUP_IDS": ""}
+    run = hook("predown", {"AML_WORKSPACE_IDS": WS_B, **deployed_a})
+    _detached_once(run, WS_A)
+    assert run.env["AML_WORKSPACE_IDS"] == WS_B
+    assert WS_B not in run.stdout
+
+
+def test_predown_passes_the_deployed_workspaces_to_ci_through_the_process(hook: Callable[..., Run]) -> None:
+    # CI sets AML_WORKSPACE_IDS as a workflow variable, not in the azd environment file; azd reads
+    # the process environment when .env lacks the key, and .env is left without it.
+    run = hook("predown", dict(DEPLOYED), extra_env={"AML_WORKSPACE_IDS": WS_B})
+    _detached_once(run, f"{WS_A},{WS_B}")
+    assert "AML_WORKSPACE_IDS" not in run.env
+
+
+def test_predown_with_only_the_demo_workspace_deployed_does_not_provision(hook: Callable[..., Run]) -> None:
+    # Even though AML_WORKSPACE_IDS now names an outside workspace: it is not deployed yet. The
+    # resource group's name compares case-insensitively, as Azure does.
+    demo = {**DEPLOYED_DEMO, "AZURE_RESOURCE_GROUP": ENV_GROUP.upper()}
+    run = hook("predown", {"AML_WORKSPACE_IDS": WS_A, **demo})
+    assert run.returncode == 0, run.stderr
+    assert run.state["provisions"] == 0
+    assert "everything is in this environment's resource group" in run.stdout
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == DEMO_ROLE
+    assert run.env["AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS"] == DEMO_ASSIGNMENT
+    assert run.env["AML_OBS_CLEANUP_RESOURCE_GROUP_IDS"] == ""
+    assert "AML_OBS_DETACH" not in run.env
+
+
+def test_predown_detaches_a_workspace_in_a_group_of_the_same_name_in_another_subscription(
+    hook: Callable[..., Run],
+) -> None:
+    other = f"/subscriptions/{SUB_B}/resourceGroups/{ENV_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/ws-c"
+    run = hook("predown", {**DEPLOYED_DEMO, "AML_OBSERVED_WORKSPACE_IDS": other})
+    _detached_once(run, other)
+
+
+def test_predown_with_nothing_deployed_does_not_provision(hook: Callable[..., Run]) -> None:
+    # No outputs at all (never provisioned, or already down): a provision would create everything.
+    run = hook("predown", {"AML_WORKSPACE_IDS": WS_A})
+    assert run.returncode == 0, run.stderr
+    assert run.state["provisions"] == 0
+    assert "Nothing of this environment is deployed" in run.stdout
+
+
+def test_predown_of_an_environment_without_recorded_workspaces_goes_by_the_setting(
+    hook: Callable[..., Run],
+) -> None:
+    # Provisioned before AML_OBSERVED_WORKSPACE_IDS existed: the configured ids are all there is.
+    env = {"AZURE_SUBSCRIPTION_ID": SUB_A, "AZURE_RESOURCE_GROUP": ENV_GROUP}
+    run = hook("predown", env, extra_env={"AML_WORKSPACE_IDS": WS_A})
+    _detached_once(run, WS_A)
+    assert "not recorded" in run.stdout
+
+
+def test_predown_fails_down_when_the_detach_cannot_be_deployed(hook: Callable[..., Run]) -> None:
+    run = hook("predown", {"AML_WORKSPACE_IDS": "", **DEPLOYED}, failing_provisions=1)
+    assert run.returncode != 0
+    assert run.state["provisions"] == 1
+    # The user's setting comes back even so; AML_OBS_DETACH stays on for preprovision to undo.
+    assert run.env["AML_WORKSPACE_IDS"] == ""
+    assert run.env["AML_OBS_DETACH"] == "true"
+
+
+def test_predown_keeps_what_an_earlier_postdown_could_not_remove(hook: Callable[..., Run]) -> None:
+    leftover = role_in(SUB_B, "old")
+    env = {
+        **DEPLOYED,
+        "AML_WORKSPACE_IDS": f"{WS_A},{WS_B}",
+        "AML_OBS_CLEANUP_ROLE_DEFINITION_IDS": f"{leftover},{ROLE_A.upper()}",
+    }
+    run = hook("predown", env)
+    assert run.returncode == 0, run.stderr
+    # Union, first spelling kept, no repeats (resource ids compare case-insensitively).
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == f"{leftover},{ROLE_A.upper()},{ROLE_B}"
+
+
+def test_predown_after_a_completed_down_keeps_the_leftovers(hook: Callable[..., Run]) -> None:
+    # `azd down` clears the outputs; running it again must not forget what is still to remove.
+    run = hook("predown", {"AML_OBS_CLEANUP_ROLE_DEFINITION_IDS": ROLE_A})
+    assert run.returncode == 0, run.stderr
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == ROLE_A
+    assert run.state["provisions"] == 0
+
+
+# ---- postdown: removal outside rg-<env>, verified ----------------------------------------------
+
+
+def _cleanup_env(**overrides: str) -> dict[str, str]:
+    return {
+        "AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS": DEPLOYED["AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS"],
+        "AML_OBS_CLEANUP_ROLE_DEFINITION_IDS": DEPLOYED["AML_OBS_READER_ROLE_DEFINITION_IDS"],
+        "AML_OBS_CLEANUP_RESOURCE_GROUP_IDS": DEPLOYED["AML_OBS_FOREIGN_RESOURCE_GROUP_IDS"],
+        "ENABLE_EVENT_SUBSCRIPTION": "true",
+        "AML_OBS_DETACH": "true",
+        **overrides,
+    }
+
+
+def _all_outside() -> dict[str, list[str]]:
+    return {
+        "roleAssignments": [ASSIGNMENT_A, ASSIGNMENT_B],
+        "roleDefinitions": [ROLE_A, ROLE_B],
+        "resourceGroups": [FOREIGN_GROUP],
+    }
+
+
+def _reset(run: Run) -> None:
+    assert run.env["ENABLE_EVENT_SUBSCRIPTION"] == "false" and run.env["AML_OBS_DETACH"] == "false"
+
+
+def test_postdown_removes_what_lives_outside_the_environment_and_resets(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", _cleanup_env(), azure=_all_outside())
+    assert run.returncode == 0, run.stderr
+    assert run.azure == {"roleAssignments": [], "roleDefinitions": [], "resourceGroups": []}
+    az = run.calls("az")
+    assignment_deletes = [c for c in az if c[:3] == ["role", "assignment", "delete"]]
+    assert [c[c.index("--ids") + 1] for c in assignment_deletes] == [ASSIGNMENT_A, ASSIGNMENT_B]
+    # Each role definition deleted by its full id, then read back until Resource Manager answers 404.
+    rest = [(c[c.index("--method") + 1], c[c.index("--url") + 1]) for c in az if c[:1] == ["rest"]]
+    assert rest == [
+        ("delete", f"{ROLE_A}?{API}"),
+        ("get", f"{ROLE_A}?{API}"),
+        ("delete", f"{ROLE_B}?{API}"),
+        ("get", f"{ROLE_B}?{API}"),
+    ]
+    group_deletes = [c for c in az if c[:2] == ["group", "delete"]]
+    assert [(c[c.index("--subscription") + 1], c[c.index("--name") + 1]) for c in group_deletes] == [
+        (SUB_B, ENV_GROUP)
+    ]
+    # A role definition cannot be deleted while assigned: assignments go first.
+    assert az.index(assignment_deletes[-1]) < az.index(next(c for c in az if c[:1] == ["rest"]))
+    _reset(run)
+    assert all(run.env[key] == "" for key in CLEANUP_KEYS)
+    assert "Removed everything" in run.stdout
+
+
+def test_postdown_removes_the_single_role_of_the_demo_path(hook: Callable[..., Run]) -> None:
+    # One id per list: PowerShell hands a one-element array back from a function as a bare string.
+    env = _cleanup_env(
+        AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS=DEMO_ASSIGNMENT,
+        AML_OBS_CLEANUP_ROLE_DEFINITION_IDS=DEMO_ROLE,
+        AML_OBS_CLEANUP_RESOURCE_GROUP_IDS="",
+    )
+    run = hook("postdown", env, azure={"roleAssignments": [DEMO_ASSIGNMENT], "roleDefinitions": [DEMO_ROLE]})
+    assert run.returncode == 0, run.stderr
+    assert run.azure["roleDefinitions"] == [] and run.azure["roleAssignments"] == []
+    assert all(run.env[key] == "" for key in CLEANUP_KEYS)
+
+
+def test_a_role_that_is_still_there_after_its_delete_stays_for_a_retry(hook: Callable[..., Run]) -> None:
+    # The silent leak of `az role definition delete --scope <subscription>`: a delete that reports
+    # success while the definition stays. It is read back, found, and kept.
+    run = hook(
+        "postdown",
+        _cleanup_env(),
+        azure=_all_outside(),
+        faults={"role_delete_ignored": [ROLE_B]},
+        extra_env={"AML_OBS_VERIFY_ATTEMPTS": "3"},
+    )
+    assert run.returncode != 0
+    assert run.azure["roleDefinitions"] == [ROLE_B]
+    gets = [c for c in run.calls("az") if c[:3] == ["rest", "--method", "get"] and ROLE_B in c[4]]
+    assert len(gets) == 3
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == ROLE_B
+    # What was removed is no longer listed; the switches are reset all the same.
+    assert run.env["AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS"] == ""
+    assert run.env["AML_OBS_CLEANUP_RESOURCE_GROUP_IDS"] == ""
+    _reset(run)
+    assert f"Role definition {ROLE_B} is still there after 3 checks" in run.stderr
+    assert "azd hooks run postdown" in run.stderr
+
+
+def test_a_role_that_cannot_be_deleted_is_reported_and_kept(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", _cleanup_env(), azure=_all_outside(), faults={"role_delete": [ROLE_A]})
+    assert run.returncode != 0
+    assert run.azure["roleDefinitions"] == [ROLE_A]
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == ROLE_A
+    assert "AuthorizationFailed" in run.stderr and f"  {ROLE_A}" in run.stderr
+    assert "Owner or User Access Administrator" in run.stderr
+
+
+def test_a_role_whose_absence_cannot_be_checked_is_kept(hook: Callable[..., Run]) -> None:
+    run = hook(
+        "postdown",
+        _cleanup_env(),
+        azure=_all_outside(),
+        faults={"role_get": [ROLE_A]},
+        extra_env={"AML_OBS_VERIFY_ATTEMPTS": "2"},
+    )
+    assert run.returncode != 0
+    # Deleted, but not confirmed gone: kept, so the retry confirms it (a delete of a missing role succeeds).
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == ROLE_A
+    assert "roleDefinitions/read" in run.stderr
+
+
+def test_a_retry_removes_what_the_first_postdown_left(hook: Callable[..., Run]) -> None:
+    first = hook("postdown", _cleanup_env(), azure=_all_outside(), faults={"role_delete": [ROLE_B]})
+    assert first.returncode != 0
+    retry = hook("postdown", state=first.state, faults={})
+    assert retry.returncode == 0, retry.stderr
+    assert retry.azure["roleDefinitions"] == []
+    assert all(retry.env[key] == "" for key in CLEANUP_KEYS)
+    # Only the leftover is touched the second time.
+    second_calls = retry.state["calls"][len(first.state["calls"]) :]
+    assert [c["args"][:3] for c in second_calls if c["cli"] == "az"] == [
+        ["rest", "--method", "delete"],
+        ["rest", "--method", "get"],
+    ]
+
+
+def test_what_is_already_gone_counts_as_removed(hook: Callable[..., Run]) -> None:
+    # Nothing exists any more (removed by hand, or by an earlier run that was interrupted).
+    run = hook("postdown", _cleanup_env())
+    assert run.returncode == 0, run.stderr
+    assert all(run.env[key] == "" for key in CLEANUP_KEYS)
+    assert "already gone" in run.stdout
+
+
+def test_a_group_that_cannot_be_deleted_is_kept(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", _cleanup_env(), azure=_all_outside(), faults={"group_delete": [FOREIGN_GROUP]})
+    assert run.returncode != 0
+    assert run.env["AML_OBS_CLEANUP_RESOURCE_GROUP_IDS"] == FOREIGN_GROUP
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == ""
+    assert f"  {FOREIGN_GROUP}" in run.stderr
+
+
+def test_postdown_without_az_prints_the_commands_keeps_the_ids_and_fails(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", _cleanup_env(), with_az=False)
+    assert run.returncode != 0
+    assert f"az role assignment delete --ids {ASSIGNMENT_A}" in run.stderr
+    assert f'az rest --method delete --url "{ROLE_B}?{API}"' in run.stderr
+    assert f"az group delete --yes --subscription {SUB_B} --name {ENV_GROUP}" in run.stderr
+    assert "azd hooks run postdown" in run.stderr
+    _reset(run)
+    # The ids stay, so a later run with az installed can still clean up.
+    assert run.env["AML_OBS_CLEANUP_ROLE_DEFINITION_IDS"] == DEPLOYED["AML_OBS_READER_ROLE_DEFINITION_IDS"]
+
+
+def test_postdown_with_nothing_outside_only_resets(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", {"ENABLE_EVENT_SUBSCRIPTION": "true"})
+    assert run.returncode == 0, run.stderr
+    assert not run.calls("az")
+    assert run.env["ENABLE_EVENT_SUBSCRIPTION"] == "false"
+
+
+# ---- predown, azd down, postdown ---------------------------------------------------------------
+
+
+def _azd_down(state: dict[str, Any]) -> None:
+    """What `azd down` does between the hooks: delete rg-<env> (the demo workspace's role assignment
+    with it) and drop every template output from .env (Azure/azure-dev bicep_provider.go Destroy,
+    InvalidatedEnvKeys)."""
+    for key in [*DEPLOYED_DEMO, *DEPLOYED]:
+        state["env"].pop(key, None)
+    state["azure"]["roleAssignments"] = [
+        a for a in state["azure"]["roleAssignments"] if f"/resourcegroups/{ENV_GROUP}/" not in a.lower()
+    ]
+
+
+def test_azd_down_of_the_demo_environment_removes_its_custom_role(hook: Callable[..., Run]) -> None:
+    before = hook(
+        "predown",
+        {**DEPLOYED_DEMO, "ENABLE_EVENT_SUBSCRIPTION": "true"},
+        azure={"roleAssignments": [DEMO_ASSIGNMENT], "roleDefinitions": [DEMO_ROLE]},
+    )
+    assert before.returncode == 0, before.stderr
+    _azd_down(before.state)
+    after = hook("postdown", state=before.state)
+    assert after.returncode == 0, after.stderr
+    assert after.azure["roleDefinitions"] == []
+    assert all(after.env[key] == "" for key in CLEANUP_KEYS)
+    assert after.env["ENABLE_EVENT_SUBSCRIPTION"] == "false"

@@ -39,6 +39,8 @@ RUN = {
     "startTimeUtc": "2024-05-01T10:00:00Z",
     "endTimeUtc": "2024-05-01T10:01:00Z",
     "createdUtc": "2024-05-01T09:59:00Z",
+    # An SDK v1 run: its definition is in /details, so the run is read with GET /runs/{id} (no /rundata).
+    "runDefinition": {"script": "train.py"},
 }
 
 
@@ -176,6 +178,36 @@ def test_the_same_run_status_is_recorded_once_sequentially() -> None:
     assert processor.process(COMPLETED).kind == "duplicate"  # Event Grid's second delivery
     assert processor.process(_run_event("run-completed", RUN_COMPLETED)).kind == "duplicate"
     assert len(ingestion.run_records) == 1
+
+
+def test_replay_and_backfill_go_through_the_same_claim_as_live_deliveries() -> None:
+    processor, ingestion, _ = _processor()
+    replayed = _run_event("dead-lettered", RUN_COMPLETED)
+    assert processor.process(replayed, source="replay").kind == "recorded"
+    # The live RunStatusChanged/Completed and a backfill of the same status find it recorded.
+    assert processor.process(COMPLETED).kind == "duplicate"
+    assert processor.process(_run_event("synthesised", runStatus="Completed"), source="backfill").kind == (
+        "duplicate"
+    )
+    [record] = ingestion.run_records
+    assert record["record_source"] == "replay"  # the one that recorded it says how it arrived
+
+
+def test_a_backfill_waits_for_a_live_delivery_recording_the_same_status() -> None:
+    runs = _Runs(delay=0.3)
+    processor, ingestion, _ = _processor(runs)
+    outcomes: dict[str, str] = {}
+
+    def deliver(source: str) -> None:
+        outcomes[source] = processor.process(COMPLETED, source=source).kind  # type: ignore[arg-type]
+
+    live = threading.Thread(target=deliver, args=("live",))
+    live.start()
+    time.sleep(0.1)  # the live delivery holds the claim while it enriches
+    deliver("backfill")
+    live.join(10)
+    assert outcomes == {"live": "recorded", "backfill": "duplicate"}
+    assert [r["record_source"] for r in ingestion.run_records] == ["live"]
 
 
 def test_concurrent_deliveries_and_run_completed_record_once() -> None:

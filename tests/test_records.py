@@ -22,6 +22,7 @@ from amlobs.records import (
     build_record,
     parse_utc_ms,
 )
+from amlobs.status_time import STATUS_TIME_FIELDS
 from tests.test_events import SAMPLE_PIPELINE_EVENT, SAMPLE_STEP_EVENT, SAMPLE_TOPIC, json_values, wire_event
 
 # The record of Azure-Samples/azure-machine-learning-pipeline-observability-sample (README.md), as
@@ -191,7 +192,7 @@ def test_record_keys_are_the_seed_keys_plus_the_design_extras() -> None:
         "error_message",
         "enrichment_error",
     } <= set(EXTRA_FIELDS)
-    assert RECORD_FIELDS == SEED_FIELDS + EXTRA_FIELDS
+    assert RECORD_FIELDS == SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS
     assert len(set(RECORD_FIELDS)) == len(RECORD_FIELDS)
 
 
@@ -211,6 +212,16 @@ def test_seed_record_reproduced_field_for_field() -> None:
         "parent_run_id": PIPELINE_RUN_ID,
         "created_time_utc_ms": CREATED_MS,
         "queue_time_ms": 1591557375869 - CREATED_MS,
+        # the fields SDK v2 jobs needed, filled for the v1 step from the same answers
+        "root_run_id": PIPELINE_RUN_ID,  # Run.rootRunId
+        "job_kind": "pipeline_step",  # runType azureml.StepRun
+        "display_name": "sampleStep.py",  # Run.displayName
+        "step_name": "sampleStep.py",  # no azureml.moduleName: the step's display name
+        "compute_name": "sample-compute",  # RunDetails.target
+        "compute_target_type_raw": "AmlCompute",  # properties.ComputeTargetType, already normalised
+        # runDefinition.environment name:version
+        "environment": "Experiment experimentName Environment:Autosave_2020-06-07T19:15:57Z_7d8bd0a0",
+        "compute_duration_ms": 111,  # Run.computeDuration 00:00:00.1110000
     }
     assert set(record) <= set(RECORD_FIELDS)
 
@@ -431,6 +442,8 @@ def test_run_not_found_gives_the_event_fields_only() -> None:
         "event_time": record["event_time"],  # the event's own time; its spelling is checked below
         "event_type": "Microsoft.MachineLearningServices.RunStatusChanged",
         "enrichment_error": "run 9a9d8f51 not found (404)",
+        "job_kind": "pipeline_step",  # the event's runType
+        "compute_target_type_raw": "AmlCompute",
     }
     assert parse_utc_ms(record["event_time"]) == parse_utc_ms("2020-06-07T19:16:17.1234567Z")
 

@@ -8,7 +8,7 @@ import email.utils
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,12 @@ from amlobs.credentials import build_credential
 from amlobs.errors import EnrichmentUnavailable, RunNotFound
 from amlobs.events import WorkspaceRef, parse_event
 from amlobs.records import build_record
+from amlobs.run_listing import created_since_filter
 from amlobs.runhistory import RunHistoryClient, RunHistoryRejected, RunPage
 from amlobs.settings import Settings
 from tests.fakes.aml_api import (
     MANAGEMENT_TOKEN,
     SAMPLE_EXPERIMENT_ID,
-    SAMPLE_EXPERIMENT_NAME,
     SAMPLE_PIPELINE_RUN_ID,
     SAMPLE_RESOURCE_GROUP,
     SAMPLE_STEP_PARENT_RUN_ID,
@@ -37,7 +37,6 @@ from tests.fakes.aml_api import (
 
 EVENTS = Path(__file__).parent / "data" / "events"
 SAMPLE_WS = WorkspaceRef(SAMPLE_SUBSCRIPTION, SAMPLE_RESOURCE_GROUP, SAMPLE_WORKSPACE)
-BY_ID = {"experiment_id": SAMPLE_EXPERIMENT_ID, "experiment_name": None}
 DETAILS_PATH = f"/runs/{SAMPLE_STEP_RUN_ID}/details"
 
 
@@ -84,10 +83,9 @@ def _arm(api: FakeAmlApi) -> list:
 
 def test_sample_step_event_is_enriched_to_the_seed_record(client: RunHistoryClient) -> None:
     event = parse_event((EVENTS / "step_run_completed.json").read_text())
-    where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
 
-    details = client.get_run_details(event.workspace, event.run_id, **where)
-    run = client.get_run(event.workspace, event.run_id, **where)
+    details = client.get_run_details(event.workspace, event.run_id)
+    run = client.get_run(event.workspace, event.run_id)
     record = build_record(event, details, run)
 
     # The values of the sample README's record, now produced through the real HTTP path.
@@ -107,32 +105,57 @@ def test_sample_step_event_is_enriched_to_the_seed_record(client: RunHistoryClie
 
 def test_sample_pipeline_event_run_exists_with_its_own_identity(client: RunHistoryClient) -> None:
     event = parse_event((EVENTS / "pipeline_run_completed.json").read_text())
-    run = client.get_run(
-        event.workspace, event.run_id, experiment_id=event.experiment_id, experiment_name=None
-    )
+    run = client.get_run(event.workspace, event.run_id)
     assert run["runId"] == SAMPLE_PIPELINE_RUN_ID
     assert run["runType"] == "azureml.PipelineRun"
     assert run["tags"]["azureml.Designer"] == "true"
     # The step of the sample belongs to the other pipeline run, 096a41be, as its tag says.
-    children = list(client.iter_children(SAMPLE_WS, SAMPLE_STEP_PARENT_RUN_ID, **BY_ID))
+    children = list(client.iter_children(SAMPLE_WS, SAMPLE_STEP_PARENT_RUN_ID))
     assert [c["runId"] for c in children] == [SAMPLE_STEP_RUN_ID]
 
 
-def test_run_paths_by_experiment_name_and_workspace_level_are_quoted(
+def test_runs_are_read_at_workspace_level_as_the_v2_client_reads_them(
     client: RunHistoryClient, aml_api: FakeAmlApi
 ) -> None:
+    # azure-ai-ml's RunOperations.get_run/get_run_details/get_run_children name no experiment:
+    # the run id identifies the run in its workspace (and is quoted as a path segment).
     ws = aml_api.workspace()
-    pipeline, _ = ws.add_pipeline_run("nightly train+eval", steps=1)
-    by_name = client.get_run(
-        SAMPLE_WS, pipeline["runId"], experiment_id=None, experiment_name="nightly train+eval"
+    pipeline, _ = ws.add_pipeline_run("nightly train+eval", steps=1, run_id="nightly run+1")
+    run = client.get_run(SAMPLE_WS, pipeline["runId"])
+    details = client.get_run_details(SAMPLE_WS, pipeline["runId"])
+    children = list(client.iter_children(SAMPLE_WS, pipeline["runId"]))
+    assert run["runId"] == details["runId"] == pipeline["runId"]
+    assert len(children) == 1
+    prefix = f"/history/v1.0/subscriptions/{SAMPLE_SUBSCRIPTION}/resourceGroups/{SAMPLE_RESOURCE_GROUP}"
+    prefix += f"/providers/Microsoft.MachineLearningServices/workspaces/{SAMPLE_WORKSPACE}"
+    assert [(r.raw_path, r.query) for r in _history(aml_api)] == [
+        (f"{prefix}/runs/nightly%20run%2B1", {"api-version": "v1.0"}),
+        (f"{prefix}/runs/nightly%20run%2B1/details", {"api-version": "v1.0"}),
+        (f"{prefix}/runs/nightly%20run%2B1/children", {"api-version": "v1.0"}),
+    ]
+
+
+def test_the_fake_refuses_run_reads_the_v2_client_would_not_send(aml_api: FakeAmlApi) -> None:
+    """A request that drifts from the official client's form fails, so the tests above would notice."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}
+    base = f"{aml_api.base_url}/history/v1.0{aml_api.workspace().resource_id}"
+    no_version = requests.get(f"{base}/runs/{SAMPLE_STEP_RUN_ID}", headers=headers, timeout=5)
+    scoped = requests.get(
+        f"{base}/experimentids/{SAMPLE_EXPERIMENT_ID}/runs/{SAMPLE_STEP_RUN_ID}?api-version=v1.0",
+        headers=headers,
+        timeout=5,
     )
-    at_workspace = client.get_run_details(
-        SAMPLE_WS, pipeline["runId"], experiment_id=None, experiment_name=None
+    camel_token = requests.get(
+        f"{base}/runs/{SAMPLE_STEP_PARENT_RUN_ID}/children?api-version=v1.0&$continuationToken=x",
+        headers=headers,
+        timeout=5,
     )
-    assert by_name["runId"] == at_workspace["runId"] == pipeline["runId"]
-    raw = [r.raw_path for r in _history(aml_api)]
-    assert raw[0].endswith(f"/experiments/nightly%20train%2Beval/runs/{pipeline['runId']}")
-    assert raw[1].endswith(f"/workspaces/{SAMPLE_WORKSPACE}/runs/{pipeline['runId']}/details")
+    partial_run_data = requests.post(
+        f"{base}/rundata?api-version=v1.0", json={"runId": SAMPLE_STEP_RUN_ID}, headers=headers, timeout=5
+    )
+    assert [r.status_code for r in (no_version, scoped, camel_token, partial_run_data)] == [400] * 4
 
 
 # -- discovery ---------------------------------------------------------------------------------
@@ -144,10 +167,8 @@ def test_discovery_happens_once_per_workspace(client: RunHistoryClient, aml_api:
     other_ref = WorkspaceRef(SAMPLE_SUBSCRIPTION, "other-rg", "other-ws")
 
     for _ in range(10):
-        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
-        client.get_run(
-            other_ref, pipeline["runId"], experiment_id=None, experiment_name=SAMPLE_EXPERIMENT_NAME
-        )
+        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
+        client.get_run(other_ref, pipeline["runId"])
 
     assert len(_arm(aml_api)) == 2
     assert len(aml_api.requests_to("/discovery", "GET")) == 2
@@ -163,7 +184,7 @@ def test_concurrent_first_calls_discover_once(client: RunHistoryClient, aml_api:
     def call() -> None:
         try:
             barrier.wait()
-            client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+            client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -181,7 +202,7 @@ def test_api_endpoint_setting_skips_discovery(
     make_client: Callable[..., RunHistoryClient], aml_api: FakeAmlApi
 ) -> None:
     client = make_client(api_endpoint=aml_api.base_url)
-    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert _arm(aml_api) == []
     assert aml_api.requests_to("/discovery") == []
     assert client.discovery_count == 0
@@ -192,39 +213,39 @@ def test_http_discovery_url_to_a_non_loopback_host_is_refused(
 ) -> None:
     aml_api.workspace().discovery_url = "http://evil.example.com/discovery"
     with pytest.raises(EnrichmentUnavailable, match="http:// only for a loopback host"):
-        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert aml_api.requests_to("/discovery") == []  # and the conftest guard saw no outside connection
 
 
 def test_discovered_api_outside_azure_ml_gets_no_token(client: RunHistoryClient, aml_api: FakeAmlApi) -> None:
     aml_api.discovery_overrides["api"] = "https://evil.example.com"
     with pytest.raises(EnrichmentUnavailable, match="refusing to send it a token"):
-        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     # A failed discovery is not cached: once the document is right, the next event works.
     aml_api.discovery_overrides.clear()
-    assert client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)["runId"] == SAMPLE_STEP_RUN_ID
     assert client.discovery_count == 2
 
 
 def test_workspace_unknown_to_resource_manager_is_not_found(client: RunHistoryClient) -> None:
     missing = WorkspaceRef(SAMPLE_SUBSCRIPTION, SAMPLE_RESOURCE_GROUP, "missing-ws")
     with pytest.raises(RunNotFound, match=r"HTTP 404 \(ResourceNotFound\).*workspace"):
-        client.get_run(missing, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run(missing, SAMPLE_STEP_RUN_ID)
 
 
 def test_discovery_document_failure_is_transient(client: RunHistoryClient, aml_api: FakeAmlApi) -> None:
     aml_api.fail("GET", "/discovery", Fault(status=404, body={"error": {"code": "NotFound"}}))
     with pytest.raises(EnrichmentUnavailable, match="endpoint discovery"):
-        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
 
 
 # -- identity and tokens -----------------------------------------------------------------------
 
 
 def test_managed_identity_token_scope_and_bearer(client: RunHistoryClient, aml_api: FakeAmlApi) -> None:
-    client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
-    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
-    list(client.iter_children(SAMPLE_WS, SAMPLE_STEP_PARENT_RUN_ID, **BY_ID))
+    client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
+    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
+    list(client.iter_children(SAMPLE_WS, SAMPLE_STEP_PARENT_RUN_ID))
 
     # One token for the whole process life (cached), for Resource Manager, from the user-assigned
     # identity, presenting the host's identity header.
@@ -252,7 +273,7 @@ def test_wrong_identity_header_is_transient_and_leaks_no_secret(
     monkeypatch.setenv("IDENTITY_HEADER", "not-the-secret")
     client = make_client()
     with pytest.raises(EnrichmentUnavailable, match="access token") as raised:
-        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert "not-the-secret" not in str(raised.value)
     assert _arm(aml_api) == []
 
@@ -288,7 +309,7 @@ def test_429_retry_after_seconds_is_honoured(
     client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:
     aml_api.fail("GET", DETAILS_PATH, Fault(status=429, headers={"Retry-After": "7"}))
-    details = client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    details = client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert details["runId"] == SAMPLE_STEP_RUN_ID
     assert sleeps == [7.0]
     assert len(aml_api.requests_to(DETAILS_PATH)) == 2
@@ -304,7 +325,7 @@ def test_retry_after_ms_and_http_date_are_honoured(
         Fault(status=503, headers={"x-ms-retry-after-ms": "1500", "Retry-After": "20"}),
         Fault(status=429, headers={"Retry-After": in_five}),
     )
-    client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert sleeps[0] == 1.5
     assert 3.0 <= sleeps[1] <= 5.0
 
@@ -315,7 +336,7 @@ def test_a_retry_after_that_is_not_a_finite_number_falls_back_to_the_backoff(
 ) -> None:
     # float() accepts "NaN"; time.sleep(nan) raises ValueError, which no caller classifies.
     aml_api.fail("GET", DETAILS_PATH, Fault(status=503, headers={header: "NaN"}))
-    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)["runId"] == SAMPLE_STEP_RUN_ID
     assert len(sleeps) == 1
     assert 0.25 <= sleeps[0] <= 0.5  # the first backoff step, as without the header
 
@@ -326,7 +347,7 @@ def test_retry_after_beyond_the_limit_fails_at_once(
     client = make_client(max_retry_after_seconds=30.0)
     aml_api.fail("GET", DETAILS_PATH, Fault(status=429, headers={"Retry-After": "120"}))
     with pytest.raises(EnrichmentUnavailable, match=r"HTTP 429.*retry after 120s.*30s"):
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert sleeps == []
     assert len(aml_api.requests_to(DETAILS_PATH)) == 1
 
@@ -335,7 +356,7 @@ def test_500_then_success_backs_off_with_jitter(
     client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:
     aml_api.fail("GET", DETAILS_PATH, Fault(status=500), Fault(status=502))
-    client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert len(sleeps) == 2
     assert 0.25 <= sleeps[0] <= 0.5  # first backoff: 0.5s, equal jitter
     assert 0.5 <= sleeps[1] <= 1.0  # doubled
@@ -345,10 +366,10 @@ def test_timeout_then_success(
     make_client: Callable[..., RunHistoryClient], aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:
     client = make_client(http_timeout_seconds=0.3)
-    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)  # discovery outside the timed part
+    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)  # discovery outside the timed part
     aml_api.fail("GET", DETAILS_PATH, Fault(delay=1.0, passthrough=True))
     started = time.monotonic()
-    details = client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    details = client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert details["runId"] == SAMPLE_STEP_RUN_ID
     assert time.monotonic() - started < 1.0  # it gave up on the slow answer instead of waiting for it
     assert len(aml_api.requests_to(DETAILS_PATH)) == 2
@@ -359,7 +380,7 @@ def test_dropped_connection_then_success(
     client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:
     aml_api.fail("GET", DETAILS_PATH, Fault(close=True))
-    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)["runId"] == SAMPLE_STEP_RUN_ID
     assert len(sleeps) == 1
 
 
@@ -375,7 +396,7 @@ def test_answer_broken_mid_body_then_success(
 ) -> None:
     # The connection died while the body was read: as transient as a connection dropped before it.
     aml_api.fail("GET", DETAILS_PATH, broken)
-    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)["runId"] == SAMPLE_STEP_RUN_ID
     assert len(aml_api.requests_to(DETAILS_PATH)) == 2
     assert len(sleeps) == 1
 
@@ -389,7 +410,7 @@ def test_answers_broken_mid_body_exhaust_the_attempts(
     # EnrichmentUnavailable, not the transport's own exception: replay and backfill count it as "try
     # again later", and the Function fails the invocation so that Event Grid redelivers.
     with pytest.raises(EnrichmentUnavailable, match=r"run details of .* after 3 attempt\(s\)"):
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert len(aml_api.requests_to(DETAILS_PATH)) == 3
 
 
@@ -397,10 +418,10 @@ def test_timeouts_exhaust_the_attempts(
     make_client: Callable[..., RunHistoryClient], aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:
     client = make_client(http_timeout_seconds=0.2, http_max_attempts=2)
-    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     aml_api.fail("GET", DETAILS_PATH, *[Fault(delay=0.6, passthrough=True)] * 2)
     with pytest.raises(EnrichmentUnavailable, match=r"run details of .* after 2 attempt\(s\)"):
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
 
 
 def test_persistent_403_fails_after_exactly_the_configured_attempts(
@@ -410,7 +431,7 @@ def test_persistent_403_fails_after_exactly_the_configured_attempts(
     denied = Fault(status=403, body={"error": {"code": "AuthorizationFailed", "message": "no role yet"}})
     aml_api.fail("GET", DETAILS_PATH, *[denied] * 5)
     with pytest.raises(EnrichmentUnavailable) as raised:
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     message = str(raised.value)
     assert "HTTP 403 (AuthorizationFailed)" in message
     assert "after 3 attempt(s)" in message
@@ -424,19 +445,16 @@ def test_401_is_retried_like_a_role_assignment_still_propagating(
     client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps
 ) -> None:
     aml_api.fail("GET", DETAILS_PATH, Fault(status=401))
-    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)["runId"] == SAMPLE_STEP_RUN_ID
+    assert client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)["runId"] == SAMPLE_STEP_RUN_ID
     assert len(sleeps) == 1
 
 
 def test_404_is_run_not_found(client: RunHistoryClient, aml_api: FakeAmlApi, sleeps: Sleeps) -> None:
     with pytest.raises(RunNotFound, match=r"HTTP 404 \(UserError\)") as raised:
-        client.get_run_details(SAMPLE_WS, "deleted-run", **BY_ID)
+        client.get_run_details(SAMPLE_WS, "deleted-run")
     assert not isinstance(raised.value, RunHistoryRejected)
-    # A run looked up under another experiment is not visible either.
     with pytest.raises(RunNotFound):
-        client.get_run(
-            SAMPLE_WS, SAMPLE_STEP_RUN_ID, experiment_id="another-experiment", experiment_name=None
-        )
+        client.get_run_data(SAMPLE_WS, "deleted-run")
     assert sleeps == []
 
 
@@ -445,7 +463,7 @@ def test_other_4xx_is_recorded_partially_without_retry(
 ) -> None:
     aml_api.fail("GET", DETAILS_PATH, Fault(status=400, body={"error": {"code": "ValidationError"}}))
     with pytest.raises(RunHistoryRejected, match=r"HTTP 400 \(ValidationError\)") as raised:
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert isinstance(raised.value, RunNotFound)  # the processor records the event with enrichment_error
     assert sleeps == []
     assert len(aml_api.requests_to(DETAILS_PATH)) == 1
@@ -457,7 +475,7 @@ def test_malformed_body_is_unavailable(client: RunHistoryClient, aml_api: FakeAm
         "GET", DETAILS_PATH, Fault(status=200, body=body, headers={"Content-Type": "application/json"})
     )
     with pytest.raises(EnrichmentUnavailable, match="HTTP 200"):
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
 
 
 # -- paging ------------------------------------------------------------------------------------
@@ -467,19 +485,21 @@ def test_children_are_paged_with_continuation_tokens(client: RunHistoryClient, a
     aml_api.page_size = 2
     pipeline, steps = aml_api.workspace().add_pipeline_run(steps=5)
 
-    children = list(client.iter_children(SAMPLE_WS, pipeline["runId"], **BY_ID))
+    children = list(client.iter_children(SAMPLE_WS, pipeline["runId"]))
 
     assert [c["runId"] for c in children] == [s["runId"] for s in steps]  # all, in creation order, once
     pages = aml_api.requests_to(f"/runs/{pipeline['runId']}/children")
     assert len(pages) == 3
-    assert "$continuationToken" not in pages[0].query
-    tokens = [p.query["$continuationToken"] for p in pages[1:]]
+    # azure-ai-ml 1.35.2 _operations.py:175 spells the query parameter "$continuationtoken".
+    assert pages[0].query == {"api-version": "v1.0"}
+    tokens = [p.query["$continuationtoken"] for p in pages[1:]]
     assert len(set(tokens)) == 2
+    assert all(set(p.query) == {"api-version", "$continuationtoken"} for p in pages[1:])
 
 
 def test_children_of_a_missing_run_is_not_found(client: RunHistoryClient) -> None:
     with pytest.raises(RunNotFound):
-        list(client.iter_children(SAMPLE_WS, "no-such-run", **BY_ID))
+        list(client.iter_children(SAMPLE_WS, "no-such-run"))
 
 
 def _all_pages(client: RunHistoryClient, since: datetime, token: str | None = None) -> list[RunPage]:
@@ -510,10 +530,15 @@ def test_runs_query_pages_across_experiments_with_resumable_tokens(
     assert {r["experimentName"] for p in pages for r in p.runs} == {"train", "score"}
 
     queries = aml_api.requests_to("/runs:query", "POST")
-    assert {q.json()["filter"] for q in queries} == {"CreatedUtc ge 2024-05-01T00:00:00.000Z"}
+    # azureml-core's "(CreatedUtc ge {0})" with the datetime, its order literal, azure-ai-ml's keys.
+    assert {q.json()["filter"] for q in queries} == {"(CreatedUtc ge 2024-05-01 00:00:00+00:00)"}
+    assert {q.json()["orderBy"] for q in queries} == {"CreatedUtc asc"}
+    assert all(set(q.json()) <= {"filter", "orderBy", "top", "continuationToken"} for q in queries)
     assert any("continuationToken" in q.json() for q in queries)
+    assert {q.query["api-version"] for q in queries} == {"v1.0"}
     experiment_queries = aml_api.requests_to("/experiments:query", "POST")
     assert {q.json()["viewType"] for q in experiment_queries} == {"All"}
+    assert {q.query["api-version"] for q in experiment_queries} == {"v1.0"}
     assert len(experiment_queries) >= 2  # 4 experiments in pages of 2
 
     # Resuming from any page's token lists exactly the runs after that page.
@@ -545,8 +570,45 @@ def test_runs_query_failure_mid_listing_is_unavailable(client: RunHistoryClient,
 def test_real_short_retry_after_is_actually_waited(aml_api: FakeAmlApi) -> None:
     settings = Settings.from_env()
     with RunHistoryClient(settings, build_credential(settings)) as client:  # real time.sleep
-        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
         aml_api.fail("GET", DETAILS_PATH, Fault(status=429, headers={"Retry-After": "1"}))
         started = time.monotonic()
-        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        client.get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
         assert time.monotonic() - started >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("since", "literal"),
+    [
+        (datetime(2024, 5, 1, 10, tzinfo=UTC), "(CreatedUtc ge 2024-05-01 10:00:00+00:00)"),
+        (
+            datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=UTC),
+            "(CreatedUtc ge 2024-05-01 10:00:00.123000+00:00)",
+        ),
+        # another offset is the same instant in UTC
+        (
+            datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+            "(CreatedUtc ge 2024-05-01 10:00:00+00:00)",
+        ),
+    ],
+)
+def test_created_since_filter_is_azureml_cores_literal(since: datetime, literal: str) -> None:
+    # azureml-core 1.61 _restclient/_odata/constants.py:16 CREATED_AFTER_FORMAT_STR.format(datetime)
+    assert created_since_filter(since) == literal
+
+
+def test_run_data_request_selects_everything_as_the_v2_client_does(
+    client: RunHistoryClient, aml_api: FakeAmlApi
+) -> None:
+    data = client.get_run_data(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
+    [request] = aml_api.requests_to("/rundata", "POST")
+    # azure-ai-ml 1.35.2 operations/_run_operations.py:82-95 (GetRunDataRequest, every select True)
+    assert request.json() == {
+        "runId": SAMPLE_STEP_RUN_ID,
+        "selectRunMetadata": True,
+        "selectRunDefinition": True,
+        "selectJobSpecification": True,
+    }
+    assert request.query == {"api-version": "v1.0"}
+    assert data["runMetadata"]["runId"] == SAMPLE_STEP_RUN_ID
+    assert data["runDefinition"]["script"] == "sampleStep.py"

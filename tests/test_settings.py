@@ -335,3 +335,69 @@ def test_any_number_setting_is_loaded_or_refused_by_name(name: str, raw: str) ->
     values = (loaded.http_max_attempts, loaded.http_timeout_seconds, loaded.max_retry_after_seconds)
     assert 1 <= loaded.http_max_attempts <= 10
     assert all(0 < value < float("inf") for value in values)
+
+
+# ---- Key Vault references the Functions host could not resolve ----------------------------------
+# infra/modules/functionapp.bicep sets APPLICATIONINSIGHTS_CONNECTION_STRING to
+# '@Microsoft.KeyVault(SecretUri=<secret uri>)'; when the host cannot resolve a reference at start
+# the app sees that literal (https://learn.microsoft.com/azure/app-service/app-service-key-vault-references).
+
+SECRET_URI = "https://kv-abc123.vault.azure.net/secrets/appinsights-connection-string/0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        f"@Microsoft.KeyVault(SecretUri={SECRET_URI})",
+        "@Microsoft.KeyVault(SecretUri=https://kv-abc123.vault.azure.net/secrets/appinsights-connection-string/)",
+        "@Microsoft.KeyVault(VaultName=kv-abc123;SecretName=appinsights-connection-string)",
+        "  @microsoft.keyvault(VaultName=kv-abc123; SecretName=appinsights-connection-string; SecretVersion=01)  ",
+    ],
+)
+def test_an_unresolved_key_vault_reference_is_named_with_its_cause(reference: str) -> None:
+    message = error_for({"APPLICATIONINSIGHTS_CONNECTION_STRING": reference})
+    assert message.startswith("APPLICATIONINSIGHTS_CONNECTION_STRING is a Key Vault reference")
+    assert "secret 'appinsights-connection-string' of vault 'kv-abc123'" in message
+    assert "Key Vault Secrets User" in message and "restart the app" in message
+    assert "Environment variables (Configuration) blade" in message
+    # Not the generic complaint every event used to get.
+    assert "InstrumentationKey" not in message
+    # The vault and secret are named; the reference itself (its URI, its version) is not repeated.
+    assert "vault.azure.net" not in message and "0123456789abcdef" not in message and "01)" not in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "AZURE_CLIENT_ID",
+        "AzureWebJobsStorage",
+        "AML_OBS_ARM_ENDPOINT",
+        "AML_OBS_API_ENDPOINT",
+    ],
+)
+def test_every_setting_read_as_a_string_is_checked_for_an_unresolved_reference(name: str) -> None:
+    message = error_for({name: f"@Microsoft.KeyVault(SecretUri={SECRET_URI})"})
+    assert message.startswith(f"{name} is a Key Vault reference")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "@Microsoft.KeyVault(",
+        "@Microsoft.KeyVault(SecretUri=not a uri)",
+        "@Microsoft.KeyVault(SecretUri=https://[::1/secrets/x)",
+        "@Microsoft.KeyVault(VaultName=kv-abc123)",
+    ],
+)
+def test_a_malformed_reference_is_still_named(reference: str) -> None:
+    message = error_for({"APPLICATIONINSIGHTS_CONNECTION_STRING": reference})
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING is a Key Vault reference" in message
+    assert "a malformed reference" in message
+
+
+def test_a_resolved_value_that_mentions_key_vault_is_left_alone() -> None:
+    loaded = Settings.from_env(
+        {"AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555", "UNRELATED": "@Microsoft.KeyVault(x)"}
+    )
+    assert loaded.azure_client_id == "11111111-2222-3333-4444-555555555555"

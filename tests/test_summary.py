@@ -101,6 +101,9 @@ def test_completed_pipeline_with_a_reused_step() -> None:
         "queue_time_ms": 5_500,
         "start_time_utc_ms": ms("2020-06-07T19:15:45.500Z"),
         "end_time_utc_ms": ms("2020-06-07T19:21:08.000Z"),
+        "sub_pipeline_count": 0,
+        "pipeline_depth": 1,
+        "incomplete_sub_pipeline_count": 0,
     }
     assert summary["wall_time_ms"] == 322_500
     assert set(summary) <= set(SUMMARY_FIELDS)
@@ -240,6 +243,23 @@ def test_reused_steps_only_have_no_slowest_step() -> None:
 def test_needs_summary(status: str | None, run_type: str | None, expected: bool) -> None:
     data: dict[str, Any] = {"runType": run_type}
     assert needs_summary(pipeline_event(status, **data)) is expected
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        # The event said runType null; run history said pipeline (the enriched record's run_type).
+        ({"run_type": "azureml.PipelineRun", "status": "Completed"}, True),
+        ({"run_type": "azureml.PipelineRun", "status": "Failed"}, True),
+        ({"run_type": "azureml.PipelineRun", "status": "Running"}, False),
+        # A nested sub-pipeline is summarised inside its top-level pipeline's summary.
+        ({"run_type": "azureml.PipelineRun", "status": "Completed", "parent_run_id": "root"}, False),
+        ({"run_type": "automl", "status": "Completed"}, False),
+        ({"status": "Completed"}, False),
+    ],
+)
+def test_needs_summary_is_decided_on_the_enriched_record(record: dict[str, Any], expected: bool) -> None:
+    assert needs_summary(record) is expected
 
 
 def test_run_completed_pipeline_event_needs_a_summary() -> None:

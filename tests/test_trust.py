@@ -26,7 +26,6 @@ from amlobs.runhistory import RunHistoryClient
 from amlobs.settings import Settings, SettingsError
 from amlobs.trust import Origin, TokenGate, UntrustedHost, UntrustedUrl, check_token_url
 from tests.fakes.aml_api import (
-    SAMPLE_EXPERIMENT_ID,
     SAMPLE_RESOURCE_GROUP,
     SAMPLE_STEP_RUN_ID,
     SAMPLE_SUBSCRIPTION,
@@ -37,7 +36,6 @@ from tests.fakes.aml_api import (
 from tests.fakes.foreign_tls import ForeignServer, resolve_all_names_here, start_foreign_server
 
 SAMPLE_WS = WorkspaceRef(SAMPLE_SUBSCRIPTION, SAMPLE_RESOURCE_GROUP, SAMPLE_WORKSPACE)
-BY_ID = {"experiment_id": SAMPLE_EXPERIMENT_ID, "experiment_name": None}
 TOKEN = "token-for-management"
 
 
@@ -280,7 +278,7 @@ def test_the_harness_sees_a_token_sent_to_a_trusted_host_it_serves(
     # The control: an AML API host under azureml.ms, resolved to the loopback TLS server, gets the
     # token. So wherever the cases below see none, none was sent.
     aml_api.discovery_overrides["api"] = "https://westus.api.azureml.ms"
-    make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert foreign.tokens == [f"Bearer {TOKEN}"]
     assert foreign.requests[0].host == "westus.api.azureml.ms"
 
@@ -303,7 +301,7 @@ def test_a_hostile_discovered_api_endpoint_gets_no_token(
 ) -> None:
     aml_api.discovery_overrides["api"] = api
     with pytest.raises(EnrichmentUnavailable, match="refusing"):
-        make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert foreign.tokens == []
     assert foreign.requests == []  # refused before anything was sent
 
@@ -314,7 +312,7 @@ def test_a_claims_challenge_on_the_anonymous_discovery_call_gets_no_token(
     foreign.responder = lambda method, path: (401, CLAIMS_CHALLENGE, {"error": "who are you"})
     aml_api.workspace().discovery_url = "https://evil.test/discovery"
     with pytest.raises(EnrichmentUnavailable, match="discovery"):
-        make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     # It was reached (the 401 is retried like a role assignment still propagating), never with a token.
     assert foreign.requests and {r.path for r in foreign.requests} == {"/discovery"}
     assert foreign.tokens == []
@@ -325,7 +323,7 @@ def test_a_redirect_from_a_trusted_host_is_not_followed(
 ) -> None:
     aml_api.fail("GET", "/details", Fault(307, headers={"Location": "https://evil.test/steal"}))
     with pytest.raises(EnrichmentUnavailable, match="307"):
-        make_client().get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+        make_client().get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert foreign.requests == []
 
 
@@ -333,7 +331,7 @@ def test_retries_of_a_trusted_call_stay_with_the_trusted_host(
     make_client: Callable[[], RunHistoryClient], aml_api: FakeAmlApi, foreign: ForeignServer
 ) -> None:
     aml_api.fail("GET", "/details", Fault(503), Fault(close=True))
-    make_client().get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID, **BY_ID)
+    make_client().get_run_details(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     details_calls = aml_api.requests_to("/details")
     assert len(details_calls) == 3
     assert {r.authorization for r in details_calls} == {f"Bearer {TOKEN}"}

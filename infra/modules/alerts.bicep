@@ -2,11 +2,13 @@
 // topics' delivery metrics, plus the action group that notifies people. Every log query here may only
 // use the telemetry names of DESIGN.md: tests/test_dashboard_queries.py checks them against the code.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Azure region of the log search alert rules (the region of the Application Insights component).')
 param location string
 
 @description('Tags applied to every resource of this module.')
-param tags object
+param tags resourceTags
 
 @description('Suffix that keeps resource names unique (azd resourceToken).')
 param resourceToken string
@@ -15,14 +17,14 @@ param resourceToken string
 param appInsightsId string
 
 @description('Email addresses notified when an alert fires. Empty: no action group is created and the rules fire without notifying anyone (they still show under Monitor > Alerts).')
-param alertEmailReceivers array
+param alertEmailReceivers string[]
 
 @description('A completed pipeline run alerts when its wall time exceeds this percentage of its own pipeline\'s recent p95 (150 = 1.5 x p95).')
 @minValue(100)
 param durationRegressionPercent int = 150
 
 @description('Resource ids of the Event Grid system topics whose dead-lettered deliveries alert (one metric alert per topic).')
-param systemTopicIds array
+param systemTopicIds string[]
 
 @description('Completed runs of a pipeline needed in the last two days before its p95 is trusted as a baseline.')
 @minValue(1)
@@ -32,9 +34,13 @@ param durationBaselineMinRuns int = 5
 @minValue(1)
 param processorFailureThreshold int = 5
 
+@description('Whether an action group is created: only when someone is to be notified.')
 var hasReceivers = !empty(alertEmailReceivers)
+
+@description('Name of the action group.')
 var actionGroupName = 'ag-amlobs-${resourceToken}'
-// By id rather than through the (conditional) symbol, which may be null; the rules depend on it explicitly.
+
+@description('Id of the action group, by name rather than through the (conditional) symbol, which may be null; the rules depend on it explicitly.')
 var actionGroupResourceId = resourceId('Microsoft.Insights/actionGroups', actionGroupName)
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasReceivers) {
@@ -54,57 +60,75 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasRecei
   }
 }
 
+@description('The action groups every log search alert notifies: none without receivers.')
 var actionGroupIds = hasReceivers ? [actionGroupResourceId] : []
 
-// Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises
-// exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry
-// ingested a few minutes late is still seen).
+@description('Every value of a dimension. Every rule splits by run (or reason) and resolves by itself: each failed or slow pipeline run raises exactly one alert even though consecutive evaluation windows overlap (they do, so that telemetry ingested a few minutes late is still seen).')
 var allValues = ['*']
 
+// The run rules judge the time a status changed (status_time), not the time its record was sent
+// (timestamp, which the rule's window filters on): a record that arrives later than the window after its
+// status changed - history from `backfill`, a dead-letter `replay`, a long Event Grid retry - never fires.
+// It still shows in the workbook, at its own time. `let window` must equal the rule's windowSize
+// (tests/test_dashboard_queries.py checks it).
+@description('Log query of the pipeline-failed rule: one row per failed pipeline run, with a link to it in Azure ML studio.')
 var pipelineFailedQuery = '''
+let window = 15m;
 customEvents
 | where name == 'AmlRunStatusChanged'
-| extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status)
-| where run_type =~ 'azureml.PipelineRun' and status == 'Failed'
+| extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status),
+    record_source = tostring(customDimensions.record_source)
+| where run_type =~ 'azureml.PipelineRun' and status == 'Failed' and record_source !in ('backfill', 'replay')
+| extend status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| where status_time > ago(window)
 | extend run_id = tostring(customDimensions.run_id), pipeline = tostring(customDimensions.experimentName),
     workspace = tostring(customDimensions.amlWorkSpace), error_code = tostring(customDimensions.error_code),
     subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup)
-| summarize arg_max(timestamp, pipeline, workspace, error_code, subscription, resource_group) by run_id
+// each run once, however often its record was sent
+| summarize arg_max(status_time, pipeline, error_code) by subscription, resource_group, workspace, run_id
 | extend studio_url = strcat('https://ml.azure.com/runs/', run_id, '?wsid=/subscriptions/', subscription,
     '/resourcegroups/', resource_group, '/providers/Microsoft.MachineLearningServices/workspaces/', workspace)
-| project timestamp, workspace, pipeline, run_id, error_code, studio_url
+| project timestamp = status_time, workspace, pipeline, run_id, error_code, studio_url
 '''
 
 // A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline's
-// completed runs in the last two days (excluding the runs being judged).
+// completed runs that finished (status_time) in the last two days, excluding the runs being judged;
+// history arriving now from `backfill` counts in the baseline only if it finished in those two days.
+@description('Log query of the duration-regression rule, before its placeholders are replaced.')
 var durationRegressionQueryTemplate = '''
 let factor = __REGRESSION_PERCENT__ / 100.0;
 let min_baseline_runs = __MIN_BASELINE_RUNS__;
+let window = 2d;
 let recent = 30m;
 let completed = customEvents
 | where name == 'AmlPipelineRunSummary'
 | extend run_id = tostring(customDimensions.run_id), status = tostring(customDimensions.status),
     pipeline = tostring(customDimensions.experimentName), workspace = tostring(customDimensions.amlWorkSpace),
-    wall_time_ms = tolong(customDimensions.wall_time_ms)
-| where status == 'Completed' and isnotnull(wall_time_ms)
-| summarize arg_max(timestamp, pipeline, workspace, wall_time_ms) by run_id;
+    subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
+    wall_time_ms = tolong(customDimensions.wall_time_ms), record_source = tostring(customDimensions.record_source),
+    status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| where status == 'Completed' and isnotnull(wall_time_ms) and status_time > ago(window)
+// each run once, however often its summary was sent
+| summarize arg_max(status_time, pipeline, wall_time_ms, record_source) by subscription, resource_group, workspace, run_id;
 let baseline = completed
-| where timestamp < ago(recent)
+| where status_time <= ago(recent)
 | summarize baseline_runs = count(), p95_ms = percentile(wall_time_ms, 95) by workspace, pipeline
 | where baseline_runs >= min_baseline_runs;
 completed
-| where timestamp >= ago(recent)
+| where status_time > ago(recent) and record_source !in ('backfill', 'replay')
 | join kind=inner baseline on workspace, pipeline
 | where wall_time_ms > p95_ms * factor
-| project timestamp, workspace, pipeline, run_id, wall_time_s = wall_time_ms / 1000,
+| project timestamp = status_time, workspace, pipeline, run_id, wall_time_s = wall_time_ms / 1000,
     baseline_p95_s = p95_ms / 1000, baseline_runs
 '''
+@description('Log query of the duration-regression rule with its factor and baseline size.')
 var durationRegressionQuery = replace(
   replace(durationRegressionQueryTemplate, '__REGRESSION_PERCENT__', string(durationRegressionPercent)),
   '__MIN_BASELINE_RUNS__',
   string(durationBaselineMinRuns)
 )
 
+@description('Log query of the processor-failures rule: failed invocations of the event function.')
 var processorFailuresQuery = '''
 requests
 | where operation_Name == 'aml_run_events'
@@ -112,6 +136,7 @@ requests
 | project timestamp, resultCode, operation_Id
 '''
 
+@description('Log query of the events-rejected rule: events the processor stored as rejected.')
 var eventsRejectedQuery = '''
 customEvents
 | where name == 'AmlEventRejected'
@@ -119,6 +144,7 @@ customEvents
 | project timestamp, reason
 '''
 
+@description('The log search alert rules. Adding a rule is one entry here: key (names the rule), displayName, description, severity (0-4), evaluationFrequency and windowSize (ISO 8601), query, dimensions (string columns of the query to split by), operator and threshold on the row count.')
 var logRules = [
   {
     key: 'pipeline-failed'
@@ -182,7 +208,7 @@ var logRules = [
   }
 ]
 
-resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
+resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = [
   for rule in logRules: {
     name: 'amlobs-${rule.key}-${resourceToken}'
     location: location
@@ -237,7 +263,11 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: last(split(appInsightsId, '/'))
 }
 
-var readerRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'acdd72a7-3385-48ef-bd42-f606fba81ae7')
+@description('Reader (built-in role): what a log search alert\'s identity needs to run its query on the component.')
+var readerRoleId = subscriptionResourceId(
+  'Microsoft.Authorization/roleDefinitions',
+  'acdd72a7-3385-48ef-bd42-f606fba81ae7'
+)
 
 resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (rule, i) in logRules: {
@@ -253,7 +283,7 @@ resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 
 // Event Grid system topics are not among the resource types one metric alert may watch together, so
 // there is one rule per topic.
-resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
   for topicId in systemTopicIds: {
     name: 'amlobs-deadlettered-${uniqueString(topicId)}-${resourceToken}'
     location: 'global'
@@ -301,7 +331,7 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
 output actionGroupId string = hasReceivers ? actionGroupResourceId : ''
 
 @description('Names of the log search alert rules.')
-output logAlertNames array = [for i in range(0, length(logRules)): logAlerts[i].name]
+output logAlertNames string[] = [for i in range(0, length(logRules)): logAlerts[i].name]
 
 @description('Names of the dead-letter metric alert rules, one per system topic.')
-output deadLetterAlertNames array = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]
+output deadLetterAlertNames string[] = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]

@@ -12,6 +12,7 @@ param roleName string
 @description('Resource id of the resource group the role may be assigned in (the workspace\'s).')
 param assignableScope string
 
+@description('The only actions of the role: read the workspace (its discovery URL), its experiments and its runs.')
 var amlReadActions = [
   'Microsoft.MachineLearningServices/workspaces/read'
   'Microsoft.MachineLearningServices/workspaces/experiments/read'

@@ -7,27 +7,31 @@ param storageAccountName string
 @description('Name of the dead-letter container.')
 param deadLetterContainerName string
 
-@description('Object id of the system topic\'s system-assigned identity.')
+@description('Resource id of the system topic: names the role assignment, so what-if predicts it.')
+param topicId string
+
+@description('Object id of the system topic\'s system-assigned identity: what the role is granted to.')
 param topicPrincipalId string
 
+@description('Storage Blob Data Contributor (built-in role, the same id in every cloud).')
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
-resource storageAccount 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
+resource storageAccount 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01' existing = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-04-01' existing = {
   parent: storageAccount
   name: 'default'
 }
 
-resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' existing = {
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-04-01' existing = {
   parent: blobService
   name: deadLetterContainerName
 }
 
 resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(deadLetterContainer.id, topicPrincipalId, storageBlobDataContributor)
+  name: guid(deadLetterContainer.id, topicId, storageBlobDataContributor)
   scope: deadLetterContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)

@@ -1,7 +1,8 @@
 // A small AML workspace for environments that observe no existing workspace, so `azd up` works in
-// an empty subscription. Its storage keeps shared keys off and the workspace uses its identity for
-// the system datastores (systemDatastoresAuthMode: identity, an AML preview feature); its key vault
-// is RBAC with purge protection like the product's own.
+// an empty subscription. Its storage keeps shared keys off and the workspace reaches its system
+// datastores with its identity; its key vault is RBAC with purge protection like the product's own.
+
+import { resourceTags } from '../types.bicep'
 
 @description('Name of the workspace.')
 param name string
@@ -20,12 +21,12 @@ param keyVaultName string
 param location string
 
 @description('Tags applied to every resource.')
-param tags object
+param tags resourceTags
 
 @description('Resource id of the Application Insights component the workspace is linked to.')
 param applicationInsightsId string
 
-resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
+resource storage 'Microsoft.Storage/storageAccounts@2026-04-01' = {
   name: storageAccountName
   location: location
   tags: tags
@@ -44,7 +45,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   }
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
   name: keyVaultName
   location: location
   tags: tags
@@ -62,7 +63,7 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
   }
 }
 
-resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' = {
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2026-05-01' = {
   name: name
   location: location
   tags: tags
@@ -79,6 +80,12 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' = {
     storageAccount: storage.id
     keyVault: vault.id
     applicationInsights: applicationInsightsId
+    // Identity-based access to the system datastores, required once the storage account refuses
+    // shared keys. Microsoft's how-to writes the value `identity`
+    // (learn.microsoft.com/azure/machine-learning/how-to-disable-local-auth-storage); the REST
+    // spec's enum value is `Identity` (Azure/azure-rest-api-specs, machinelearningservices
+    // workspaceRP.json, SystemDatastoresAuthMode: AccessKey | Identity | UserDelegationSAS), and that
+    // exact value is what is sent.
     systemDatastoresAuthMode: 'Identity'
     publicNetworkAccess: 'Enabled'
     v1LegacyMode: false

@@ -2,23 +2,22 @@
 // Event Grid checks that the function exists when this is created, which is why main.bicep only
 // deploys it once the code is deployed (enableEventSubscription, set by the postdeploy hook).
 
+import { amlEventType, amlRunStatus } from '../types.bicep'
+
 @description('Name of the system topic (in this resource group).')
 param systemTopicName string
 
 @description('Name of the event subscription.')
 param name string = 'aml-run-events'
 
-@description('Resource id of the Function App.')
-param functionAppId string
-
-@description('Name of the Event Grid-triggered function (src/function_app.py).')
-param functionName string
+@description('Resource id of the Event Grid-triggered function (Microsoft.Web/sites/functions, src/function_app.py).')
+param functionResourceId string
 
 @description('Event types delivered to the function.')
-param includedEventTypes array
+param includedEventTypes amlEventType[]
 
 @description('Run statuses that are NOT delivered. Expressed as an exclusion because RunCompleted events carry no data.runStatus and Event Grid treats a missing key as a match only for StringNotIn.')
-param excludedRunStatuses array
+param excludedRunStatuses amlRunStatus[]
 
 @description('Resource id of the storage account with the dead-letter container.')
 param deadLetterStorageAccountId string
@@ -48,7 +47,7 @@ resource eventSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@
     destination: {
       endpointType: 'AzureFunction'
       properties: {
-        resourceId: '${functionAppId}/functions/${functionName}'
+        resourceId: functionResourceId
         // The Python trigger handles one event per invocation; dedupe and retries are per event.
         maxEventsPerBatch: 1
         preferredBatchSizeInKilobytes: 64

@@ -4,6 +4,8 @@
 // groups up by name in the environment's subscription, never resolves it to a group it does not own.
 targetScope = 'subscription'
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the resource group.')
 param name string
 
@@ -11,7 +13,7 @@ param name string
 param location string
 
 @description('Tags applied to the resource group.')
-param tags object
+param tags resourceTags
 
 resource group 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: name

@@ -4,6 +4,8 @@
 // rejects (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE,
 // WEBSITE_CONTENTSHARE, SCM_DO_BUILD_DURING_DEPLOYMENT, ...) are deliberately absent.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the Function App.')
 param name string
 
@@ -14,7 +16,7 @@ param planName string
 param location string
 
 @description('Tags applied to the plan and the app.')
-param tags object
+param tags resourceTags
 
 @description('azd service name from azure.yaml; azd finds the app to deploy by this tag.')
 param serviceName string
@@ -35,8 +37,12 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound of instances; AML status events are bursty but small.')
-@minValue(1)
+// Flex Consumption accepts a maximum instance count from 40 to 1000 and defaults to 100
+// (learn.microsoft.com/azure/azure-functions/flex-consumption-plan, "Considerations", and
+// event-driven-scaling, "Limit scale-out"; a later revision of the latter gives 1 as the lowest,
+// so 40 is accepted either way).
+@description('Upper bound of on-demand instances (Flex Consumption: 40 to 1000, platform default 100). 40 keeps a burst of AML status events from fanning out into more parallel run-history calls than the AML API comfortably serves.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -55,11 +61,11 @@ param deploymentContainerName string
 @description('Versionless Key Vault URI of the Application Insights connection string secret.')
 param appInsightsConnectionStringSecretUri string
 
-resource storageAccount 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
+resource storageAccount 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
 
-resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
   name: planName
   location: location
   tags: tags
@@ -73,7 +79,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   }
 }
 
-resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
+resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': serviceName })
@@ -121,11 +127,9 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
   }
 }
 
-var armEndpoint = environment().resourceManager
-
 // The names the code reads are listed in DESIGN.md "Settings". Every setting that carries a
 // credential is a Key Vault reference; the rest are identifiers.
-resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
   parent: functionApp
   name: 'appsettings'
   properties: {
@@ -137,7 +141,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     APPLICATIONINSIGHTS_CONNECTION_STRING: '@Microsoft.KeyVault(SecretUri=${appInsightsConnectionStringSecretUri})'
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
     AZURE_CLIENT_ID: identityClientId
-    AML_OBS_ARM_ENDPOINT: endsWith(armEndpoint, '/') ? substring(armEndpoint, 0, length(armEndpoint) - 1) : armEndpoint
+    // The cloud's Resource Manager endpoint (sovereign clouds); amlobs.settings drops its trailing '/'.
+    AML_OBS_ARM_ENDPOINT: environment().resourceManager
   }
 }
 

@@ -1,6 +1,8 @@
 // The one identity the Function App runs as. User-assigned so that its role assignments exist
 // before the app does (no window where the app starts without access) and survive app re-creation.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the user-assigned managed identity.')
 param name string
 
@@ -8,7 +10,7 @@ param name string
 param location string
 
 @description('Tags applied to the identity.')
-param tags object
+param tags resourceTags
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
   name: name

@@ -2,6 +2,8 @@
 // reads through Key Vault references. Bicep writes the secret through ARM, so nobody needs a
 // data-plane role on the vault to deploy it.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the vault (3-24 characters, globally unique).')
 @minLength(3)
 @maxLength(24)
@@ -11,7 +13,7 @@ param name string
 param location string
 
 @description('Tags applied to the vault.')
-param tags object
+param tags resourceTags
 
 @description('Name of the Application Insights component whose connection string the vault holds.')
 param applicationInsightsName string
@@ -28,7 +30,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
   name: name
   location: location
   tags: tags
@@ -55,7 +57,7 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
   }
 }
 
-resource appInsightsConnectionString 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = {
+resource appInsightsConnectionString 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = {
   parent: vault
   name: appInsightsConnectionStringSecretName
   properties: {

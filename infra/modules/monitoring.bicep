@@ -1,6 +1,8 @@
 // Log Analytics + workspace-based Application Insights. Local (instrumentation-key) ingestion is
 // disabled: only Entra ID callers with Monitoring Metrics Publisher can write telemetry.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the Log Analytics workspace.')
 param logAnalyticsName string
 
@@ -11,14 +13,14 @@ param applicationInsightsName string
 param location string
 
 @description('Tags applied to both resources.')
-param tags object
+param tags resourceTags
 
 @description('Days Log Analytics keeps data (30 is the retention included in the ingestion price).')
 @minValue(30)
 @maxValue(730)
 param retentionInDays int = 30
 
-resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2025-02-01' = {
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2026-03-01' = {
   name: logAnalyticsName
   location: location
   tags: tags

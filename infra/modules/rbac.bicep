@@ -1,7 +1,10 @@
 // Data-plane roles of the Function App's identity inside this resource group, each on the
 // narrowest scope the runtime allows. tests/test_infra.py holds the allow-list of role ids.
 
-@description('Object id of the Function App\'s user-assigned identity.')
+@description('Resource id of the Function App\'s user-assigned identity: names the role assignments, so what-if predicts them.')
+param identityId string
+
+@description('Object id of the Function App\'s user-assigned identity: what the roles are granted to.')
 param principalId string
 
 @description('Name of the storage account used by the host, the dedupe table and rejected events.')
@@ -17,13 +20,18 @@ param keyVaultName string
 param appInsightsConnectionStringSecretName string
 
 // Built-in role definition ids (the same in every Azure cloud).
+@description('Storage Blob Data Owner.')
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+@description('Storage Queue Data Contributor.')
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+@description('Storage Table Data Contributor.')
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+@description('Monitoring Metrics Publisher.')
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+@description('Key Vault Secrets User.')
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 
-resource storageAccount 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
+resource storageAccount 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
 
@@ -31,11 +39,11 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' existing = {
   name: keyVaultName
 }
 
-resource connectionStringSecret 'Microsoft.KeyVault/vaults/secrets@2024-11-01' existing = {
+resource connectionStringSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' existing = {
   parent: vault
   name: appInsightsConnectionStringSecretName
 }
@@ -44,7 +52,7 @@ resource connectionStringSecret 'Microsoft.KeyVault/vaults/secrets@2024-11-01' e
 // names itself, so its blob role is account-wide (the documented requirement for identity-based
 // AzureWebJobsStorage and Flex Consumption deployment storage).
 resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storageAccount.id, principalId, storageBlobDataOwner)
+  name: guid(storageAccount.id, identityId, storageBlobDataOwner)
   scope: storageAccount
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
@@ -55,7 +63,7 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storageAccount.id, principalId, storageQueueDataContributor)
+  name: guid(storageAccount.id, identityId, storageQueueDataContributor)
   scope: storageAccount
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
@@ -66,7 +74,7 @@ resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 }
 
 resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storageAccount.id, principalId, storageTableDataContributor)
+  name: guid(storageAccount.id, identityId, storageTableDataContributor)
   scope: storageAccount
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
@@ -77,7 +85,7 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 }
 
 resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(applicationInsights.id, principalId, monitoringMetricsPublisher)
+  name: guid(applicationInsights.id, identityId, monitoringMetricsPublisher)
   scope: applicationInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
@@ -89,7 +97,7 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 
 // Scoped to the one secret, not the vault: the identity can read nothing else there.
 resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(connectionStringSecret.id, principalId, keyVaultSecretsUser)
+  name: guid(connectionStringSecret.id, identityId, keyVaultSecretsUser)
   scope: connectionStringSecret
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)

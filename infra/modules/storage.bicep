@@ -1,6 +1,8 @@
 // Storage for the Functions host, the deployment package, the dedupe table, rejected events and
 // Event Grid dead letters. Shared keys are off: every caller authenticates with Entra ID.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
 @maxLength(24)
@@ -10,26 +12,26 @@ param name string
 param location string
 
 @description('Tags applied to the account.')
-param tags object
+param tags resourceTags
 
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
-@description('Blob container where the function writes events it rejects (DESIGN.md: rejected-events).')
-param rejectedEventsContainerName string = 'rejected-events'
+@description('Blob container where the function writes events it rejects.')
+param rejectedEventsContainerName string
 
 @description('Blob container where Event Grid dead-letters events it could not deliver.')
-param deadLetterContainerName string = 'deadletter-events'
+param deadLetterContainerName string
 
-@description('Table the function uses to skip events it already recorded (DESIGN.md: processedevents).')
-param processedEventsTableName string = 'processedevents'
+@description('Table the function uses to skip events it already recorded.')
+param processedEventsTableName string
 
 @description('Days a deleted blob can be restored; covers an accidental delete of dead letters before replay.')
 @minValue(1)
 @maxValue(365)
 param blobSoftDeleteDays int = 7
 
-resource account 'Microsoft.Storage/storageAccounts@2025-06-01' = {
+resource account 'Microsoft.Storage/storageAccounts@2026-04-01' = {
   name: name
   location: location
   tags: tags
@@ -56,7 +58,7 @@ resource account 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-04-01' = {
   parent: account
   name: 'default'
   properties: {
@@ -67,7 +69,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-04-01' = {
   parent: blobService
   name: deploymentContainerName
   properties: {
@@ -75,7 +77,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-resource rejectedEventsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+resource rejectedEventsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-04-01' = {
   parent: blobService
   name: rejectedEventsContainerName
   properties: {
@@ -83,7 +85,7 @@ resource rejectedEventsContainer 'Microsoft.Storage/storageAccounts/blobServices
   }
 }
 
-resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-04-01' = {
   parent: blobService
   name: deadLetterContainerName
   properties: {
@@ -91,12 +93,12 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-06-01' = {
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2026-04-01' = {
   parent: account
   name: 'default'
 }
 
-resource processedEventsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2025-06-01' = {
+resource processedEventsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-04-01' = {
   parent: tableService
   name: processedEventsTableName
 }

@@ -2,26 +2,19 @@
 // (the identity that writes dead letters). Lives in this environment's resource group of the
 // workspace's subscription, never in the workspace's own group, so `azd down` cannot reach it.
 
+import { resourceTags } from '../types.bicep'
+
 @description('Name of the system topic.')
 param name string
 
 @description('Tags applied to the topic.')
-param tags object
+param tags resourceTags
 
 @description('Resource id of the observed workspace (the event source).')
 param workspaceId string
 
 @description('Azure region of the observed workspace: a system topic lives in its source\'s region. A parameter because a resource\'s location must be known when the deployment starts, which an existing resource\'s location is not (BCP120).')
 param location string
-
-var workspaceSubscriptionId = split(workspaceId, '/')[2]
-var workspaceResourceGroup = split(workspaceId, '/')[4]
-var workspaceName = last(split(workspaceId, '/'))
-
-resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = {
-  name: workspaceName
-  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
-}
 
 resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: name
@@ -32,7 +25,7 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
     type: 'SystemAssigned'
   }
   properties: {
-    source: workspace.id
+    source: workspaceId
     topicType: 'Microsoft.MachineLearningServices.Workspaces'
   }
 }

@@ -11,10 +11,10 @@ param principalId string
 @description('Full resource id of the custom AML reader role (aml-reader-role.bicep) in this subscription.')
 param amlReaderRoleDefinitionId string
 
-@description('Name of the role assignment (a GUID of the workspace, environment and principal, computed by main.bicep so teardown can find it).')
+@description('Name of the role assignment (a GUID of the workspace, the environment and the identity, computed by main.bicep so that teardown can find it).')
 param assignmentGuid string
 
-resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = {
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2026-05-01' existing = {
   name: workspaceName
 }
 

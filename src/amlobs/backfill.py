@@ -148,7 +148,7 @@ Progress = Callable[[BackfillReport], None]
 
 def _process_one(processor: EventProcessor, event: dict[str, Any]) -> Outcome | str:
     try:
-        return processor.process(event)
+        return processor.process(event, source="backfill")
     except TransientError as exc:
         return f"run {event['data']['runId']}: {exc}"
 

@@ -59,7 +59,7 @@ def replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"{item.location}: {item.error}\n")
             continue
         try:
-            outcome = processor.process(item.payload)
+            outcome = processor.process(item.payload, source="replay")
         except TransientError as exc:
             counts["failed"] += 1
             err.write(f"{item.location}: not recorded, try again later: {exc}\n")

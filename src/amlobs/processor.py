@@ -1,25 +1,29 @@
-"""One event in, one outcome out: the code path shared by the Function and the ``replay`` command.
+"""One event in, one outcome out: the code path shared by the Function and the ``replay`` and
+``backfill`` commands (each passes its ``source``, stamped on the record with the status time).
 
 Each (workspace, run, status) is recorded once (``amlobs.storage.claims``): the invocation claims its
-key before anything else, so a concurrent delivery of the same event, or the ``RunCompleted`` that
-arrives with a ``RunStatusChanged``/Completed, waits for it or is told to retry later instead of
-recording it too. The claim moves to "sending" right before the telemetry goes out, to "done" after
-ingestion stored it. Anything transient releases the claim (saying which items ingestion did store)
-and raises, so that Event Grid redelivers; only events that can never succeed are stored as rejected
-(and the invocation then succeeds).
+key before anything else, so a concurrent delivery of the same event, the ``RunCompleted`` that
+arrives with a ``RunStatusChanged``/Completed, or a replay or backfill of a status recorded live,
+waits for it or is told to retry later (or finds it recorded) instead of recording it too. The
+claim moves to "sending" right before the telemetry goes out, to "done" after ingestion stored it.
+Anything transient releases the claim (saying which items ingestion did store) and raises, so that
+Event Grid redelivers; only events that can never succeed are stored as rejected (and the invocation
+then succeeds).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .enrichment import RunAnswers, RunSource, fetch_run_answers, list_pipeline
 from .errors import EventRejected, RunNotFound, StorageUnavailable, TelemetryExportFailed, TransientError
-from .events import RunEvent, WorkspaceRef, decode_event, parse_event
-from .records import Record, build_record
+from .events import RunEvent, decode_event, parse_event
+from .records import Record, build_record, parse_utc_ms
+from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
 
 if TYPE_CHECKING:
@@ -31,18 +35,7 @@ logger = logging.getLogger("amlobs")
 OutcomeKind = Literal["recorded", "partial", "duplicate", "rejected"]
 
 
-class RunSource(Protocol):
-    def get_run_details(
-        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
-    ) -> dict[str, Any]: ...
-
-    def get_run(
-        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
-    ) -> dict[str, Any]: ...
-
-    def iter_children(
-        self, ws: WorkspaceRef, run_id: str, *, experiment_id: str | None, experiment_name: str | None
-    ) -> Iterator[dict[str, Any]]: ...
+__all__ = ["EventProcessor", "Outcome", "RunSource"]
 
 
 class Telemetry(Protocol):
@@ -175,8 +168,12 @@ class EventProcessor:
         if callable(close_runs):
             close_runs()
 
-    def process(self, payload: str | bytes | Mapping[str, Any]) -> Outcome:
-        """Record one event. Raises :class:`amlobs.errors.TransientError` when it must be redelivered."""
+    def process(self, payload: str | bytes | Mapping[str, Any], *, source: RecordSource = "live") -> Outcome:
+        """Record one event. Raises :class:`amlobs.errors.TransientError` when it must be redelivered.
+
+        ``source`` says how the event reached us (the Function: live; the CLI: replay or backfill); it is
+        recorded with the status time so that dashboards and alerts can tell late history from news.
+        """
         try:
             event = parse_event(payload)
         except EventRejected as rejection:
@@ -193,8 +190,13 @@ class EventProcessor:
             logger.info("event %s (run %s) already recorded: skipped", event.event_id, event.run_id)
             return Outcome("duplicate", event.event_id)
         try:
-            record, run = self._enriched_record(event)
-            summary = self._pipeline_summary(event, run) if needs_summary(event) else None
+            record, answers = self._enriched_record(event)
+            # Decided on the enriched record, not the event's runType (which may be null).
+            summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
+            event_time_ms = parse_utc_ms(event.event_time)
+            record.update(status_fields(record, source, event_time_ms=event_time_ms))
+            if summary is not None:
+                summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
             unit = self._unit(record, summary, claim)
             claim = self._dedupe.start_sending(claim)
             self._telemetry.send(unit)
@@ -254,31 +256,24 @@ class EventProcessor:
             # as a possible duplicate.
             logger.warning("recorded %s but could not mark it done: %s", claim.key, exc)
 
-    def _enriched_record(self, event: RunEvent) -> tuple[Record, dict[str, Any] | None]:
-        """The record, and the ``/runs/{id}`` answer it used (None when the run was not found)."""
-        where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
+    def _enriched_record(self, event: RunEvent) -> tuple[Record, RunAnswers | None]:
+        """The record, and the run history answers it used (None when the run was not found)."""
         try:
-            details = self._runs.get_run_details(event.workspace, event.run_id, **where)
-            run = self._runs.get_run(event.workspace, event.run_id, **where)
+            answers = fetch_run_answers(self._runs, event.workspace, event.run_id)
         except RunNotFound as missing:
             logger.warning("run %s not found in run history: recording the event alone", event.run_id)
             return build_record(event, enrichment_error=str(missing) or "run not found"), None
-        return build_record(event, details, run), run
+        record = build_record(event, answers.details, answers.run, definition=answers.definition)
+        return record, answers
 
-    def _pipeline_summary(self, event: RunEvent, pipeline_run: dict[str, Any] | None) -> Record:
-        if pipeline_run is None:
+    def _pipeline_summary(self, event: RunEvent, answers: RunAnswers | None) -> Record:
+        if answers is None:
             # The record already found the run missing: the listing of its children would be too.
             return summarize_pipeline(
                 event, None, None, summary_error="pipeline run not found in run history"
             )
-        where = {"experiment_id": event.experiment_id, "experiment_name": event.experiment_name}
-        try:
-            children = list(self._runs.iter_children(event.workspace, event.run_id, **where))
-        except RunNotFound as missing:
-            return summarize_pipeline(
-                event, pipeline_run, None, summary_error=str(missing) or "run not found"
-            )
-        return summarize_pipeline(event, pipeline_run, children)
+        listing = list_pipeline(self._runs, event.workspace, event.run_id)
+        return summarize_pipeline(event, answers.run, listing)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
         readable = _best_effort_fields(payload)

@@ -3,15 +3,19 @@
 The keys are the contract with the workbook, the alert rules and users' own KQL (DESIGN.md):
 the 2020 sample's names are kept as they were. A value that is unknown is left out, never
 invented, so ``isempty(customDimensions.x)`` in KQL always means "AML did not tell us".
+Where each field comes from, for SDK v1 and v2 jobs, is the README's "What gets recorded" table;
+the readers are in :mod:`amlobs.run_facts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from . import run_facts as facts
 from .events import RunEvent, normalise_status
+from .status_time import STATUS_TIME_FIELDS
 
 RecordValue = str | int
 Record = dict[str, RecordValue]
@@ -48,11 +52,30 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_code",
     "error_message",
     "enrichment_error",
+    # SDK v2 / AutoML / sweep / Designer aware fields (issue 7).
+    "root_run_id",
+    "job_kind",
+    "run_source",
+    "run_type_v2_orchestrator",
+    "run_type_v2_attribution",
+    "run_type_v2_traits",
+    "display_name",
+    "step_name",
+    "is_reused",
+    "reused_run_id",
+    "compute_name",
+    "compute_target_type_raw",
+    "environment",
+    "compute_duration_ms",
+    "error_category",
+    "error_code_chain",
+    "error_details",
 )
-RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS
+# The status time and origin are stamped by the processor (amlobs.status_time).
+RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS
 
-PIPELINE_RUN_TYPE = "azureml.PipelineRun"
-MAX_ERROR_MESSAGE_CHARS = 4096
+PIPELINE_RUN_TYPE = facts.PIPELINE_RUN_TYPE
+MAX_ERROR_MESSAGE_CHARS = facts.MAX_ERROR_MESSAGE_CHARS
 
 
 def parse_utc(value: object) -> datetime | None:
@@ -101,48 +124,16 @@ def iso_utc(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _lookup(sources: Iterable[Mapping[str, Any] | None], *keys: str) -> str | None:
-    """First non-empty string value among ``keys`` (case-insensitive) across ``sources``, in order."""
-    wanted = [k.lower() for k in keys]
-    for source in sources:
-        # A malformed answer (properties as a list or a string) is unknown, not a crash that would
-        # fail the invocation on every redelivery.
-        if not isinstance(source, Mapping) or not source:
-            continue
-        lowered = {str(k).lower(): v for k, v in source.items()}
-        for key in wanted:
-            value = lowered.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return str(value)
-    return None
+def _first_known(*values: int | None) -> int | None:
+    """The first value that is known (0 is a value, unlike with ``or``)."""
+    return next((value for value in values if value is not None), None)
 
 
-def _path(source: Mapping[str, Any] | None, *keys: str) -> Any:
-    current: Any = source
-    for key in keys:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(key)
-    return current
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _error(details: Mapping[str, Any] | None, run: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
-    for source in (details, run):
-        error = _path(source, "error", "error") or _path(source, "error")
-        if isinstance(error, Mapping):
-            code = _text(error.get("code"))
-            message = _text(error.get("message"))
-            if code or message:
-                if message and len(message) > MAX_ERROR_MESSAGE_CHARS:
-                    message = message[:MAX_ERROR_MESSAGE_CHARS] + "…"
-                return code, message
-    return None, None
+def _bool_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    return lowered if lowered in ("true", "false") else None
 
 
 def build_record(
@@ -150,58 +141,94 @@ def build_record(
     details: Mapping[str, Any] | None = None,
     run: Mapping[str, Any] | None = None,
     enrichment_error: str | None = None,
+    *,
+    definition: Mapping[str, Any] | None = None,
 ) -> Record:
-    """One record for one event. ``details`` is ``/runs/{id}/details``, ``run`` is ``/runs/{id}``."""
-    properties = [event.run_properties, _path(details, "properties"), _path(run, "properties")]
-    tags = [event.run_tags, _path(details, "tags"), _path(run, "tags")]
+    """One record for one event.
+
+    ``details`` is ``/runs/{id}/details``, ``run`` is ``/runs/{id}`` (or ``rundata``'s
+    ``runMetadata``), ``definition`` the run definition when it did not come with ``details``.
+    """
+    properties = [event.run_properties, facts.path(details, "properties"), facts.path(run, "properties")]
+    tags = [event.run_tags, facts.path(details, "tags"), facts.path(run, "tags")]
+    answers = [details, run]
+    definition = definition or facts.run_definition(facts.path(details, "runDefinition"))
     ws = event.workspace
 
-    start_ms = parse_utc_ms(_path(details, "startTimeUtc")) or parse_utc_ms(_path(run, "startTimeUtc"))
-    end_ms = parse_utc_ms(_path(details, "endTimeUtc")) or parse_utc_ms(_path(run, "endTimeUtc"))
+    start_ms = parse_utc_ms(facts.path(details, "startTimeUtc")) or parse_utc_ms(
+        facts.path(run, "startTimeUtc")
+    )
+    end_ms = parse_utc_ms(facts.path(details, "endTimeUtc")) or parse_utc_ms(facts.path(run, "endTimeUtc"))
     # Run (/runs/{id}) says createdUtc; RunDetails (/details) says createdTimeUtc.
     created_ms = (
-        parse_utc_ms(_path(run, "createdUtc"))
-        or parse_utc_ms(_path(details, "createdTimeUtc"))
-        or parse_utc_ms(_path(details, "createdUtc"))
+        parse_utc_ms(facts.path(run, "createdUtc"))
+        or parse_utc_ms(facts.path(details, "createdTimeUtc"))
+        or parse_utc_ms(facts.path(details, "createdUtc"))
     )
-    run_type = event.run_type or _lookup(properties, "azureml.runsource") or _text(_path(run, "runType"))
-    error_code, error_message = _error(details, run)
-    status = event.run_status or normalise_status(_path(details, "status") or _path(run, "status"))
+    # The event's runType may be null (Event Grid's own sample is): the run answers then say it.
+    run_type = (
+        event.run_type
+        or facts.lookup(properties, "azureml.runsource")
+        or facts.text(facts.path(run, "runType"))
+    )
+    kind = facts.job_kind(run_type, properties)
+    status = event.run_status or normalise_status(facts.path(details, "status") or facts.path(run, "status"))
+    type_v2 = facts.path(run, "runTypeV2") or facts.path(details, "runTypeV2")
+    traits = facts.path(type_v2, "traits")
+    name = facts.compute_name(definition, answers)
+    normalised_type, raw_type = facts.compute_target_type(properties, answers)
 
     candidates: dict[str, RecordValue | None] = {
         "run_id": event.run_id,
         "status": status,
         "run_type": run_type,
-        "experimentName": event.experiment_name or _text(_path(run, "experimentName")),
-        "experimentId": event.experiment_id or _text(_path(run, "experimentId")),
+        "experimentName": event.experiment_name or facts.text(facts.path(run, "experimentName")),
+        "experimentId": event.experiment_id or facts.text(facts.path(run, "experimentId")),
         "subscriptions": ws.subscription_id,
         "resourceGroup": ws.resource_group,
         "amlWorkSpace": ws.workspace_name,
         "start_time_utc_ms": start_ms,
         "end_time_utc_ms": end_ms,
         "execution_time_ms": elapsed_ms(start_ms, end_ms),
-        "target": _text(_path(details, "target")) or _text(_path(run, "target")),
-        "compute_target_type": _lookup(
-            properties, "computeTargetType", "azureml.computeTargetType", "_azureml.ComputeTargetType"
-        )
-        or _text(_path(run, "computeTargetType")),
-        "step_type": _lookup(properties, "stepType", "azureml.stepType"),
-        "node_id": _lookup(properties + tags, "azureml.nodeid"),
-        "pipelinerunid": _lookup(tags + properties, "azureml.pipelinerunid")
-        or (event.run_id if run_type == PIPELINE_RUN_TYPE else None),
-        "snapshot_id": _lookup(properties, "contentSnapshotId", "azureml.contentSnapshotId")
-        or _text(_path(details, "snapshotId"))
-        or _text(_path(run, "snapshotId")),
-        "script": _text(_path(details, "runDefinition", "script")),
-        "docker_image": _text(_path(details, "runDefinition", "environment", "docker", "baseImage")),
+        "target": facts.first_text(facts.path(details, "target"), facts.path(run, "target")),
+        # Only answers that name no compute say "serverless"; an event alone says nothing about it.
+        "compute_target_type": facts.serverless_type(normalised_type, name)
+        if details is not None or run is not None
+        else normalised_type,
+        "step_type": facts.lookup(properties, "stepType", "azureml.stepType"),
+        "node_id": facts.lookup(properties + tags, "azureml.nodeid"),
+        "pipelinerunid": facts.lookup(tags + properties, "azureml.pipelinerunid")
+        or (event.run_id if facts.is_pipeline(run_type) else None),
+        "snapshot_id": facts.lookup(properties, "contentSnapshotId", "azureml.contentSnapshotId")
+        or facts.first_text(facts.path(details, "snapshotId"), facts.path(run, "snapshotId")),
+        "script": facts.script(definition, run),
+        "docker_image": facts.image(definition, properties),
         "event_id": event.event_id,
         "event_time": iso_utc(event.event_time),
         "event_type": event.event_type,
-        "parent_run_id": _text(_path(details, "parentRunId")) or _text(_path(run, "parentRunId")),
+        "parent_run_id": facts.first_text(facts.path(details, "parentRunId"), facts.path(run, "parentRunId")),
         "created_time_utc_ms": created_ms,
         "queue_time_ms": elapsed_ms(created_ms, start_ms),
-        "error_code": error_code,
-        "error_message": error_message,
         "enrichment_error": enrichment_error,
+        "root_run_id": facts.first_text(facts.path(run, "rootRunId"), facts.path(details, "rootRunId")),
+        "job_kind": kind,
+        "run_source": facts.lookup(properties, "runSource"),
+        "run_type_v2_orchestrator": facts.text(facts.path(type_v2, "orchestrator")),
+        "run_type_v2_attribution": facts.text(facts.path(type_v2, "attribution")),
+        "run_type_v2_traits": ",".join(t for t in traits if isinstance(t, str) and t.strip())
+        if isinstance(traits, list)
+        else None,
+        "display_name": facts.text(facts.path(run, "displayName")),
+        "step_name": facts.step_name(kind, run, properties),
+        "is_reused": _bool_text(facts.lookup(properties, "azureml.isreused")),
+        "reused_run_id": facts.lookup(properties, "azureml.reusedrunid"),
+        "compute_name": name,
+        "compute_target_type_raw": raw_type,
+        "environment": facts.environment(definition),
+        "compute_duration_ms": _first_known(
+            facts.timespan_ms(facts.path(run, "computeDuration")),
+            facts.timespan_ms(facts.path(details, "computeDuration")),
+        ),
+        **facts.error_facts(details, run),
     }
-    return {key: value for key, value in candidates.items() if value is not None}
+    return {key: value for key, value in candidates.items() if value is not None and value != ""}

@@ -11,6 +11,14 @@ from urllib.parse import urlsplit
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 STORAGE_SETTING = "AzureWebJobsStorage"
+# Settings that hold a string the app uses as is (each may be a Key Vault reference in Azure).
+_STRING_SETTINGS = (
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "AZURE_CLIENT_ID",
+    "AML_OBS_ARM_ENDPOINT",
+    "AML_OBS_API_ENDPOINT",
+)
 
 
 class SettingsError(ValueError):
@@ -41,6 +49,36 @@ def validate_endpoint(name: str, url: str) -> str:
     if parts.scheme == "http" and not is_loopback_host(host):
         raise SettingsError(f"{name} may use http:// only for a loopback host, got {url!r}")
     return url.strip().rstrip("/")
+
+
+# In Azure a setting may be a Key Vault reference, replaced by the secret when the Functions host
+# starts; one the host could not resolve reaches the app as the literal "@Microsoft.KeyVault(...)"
+# (https://learn.microsoft.com/azure/app-service/app-service-key-vault-references).
+_KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+
+
+def _reject_unresolved_key_vault_reference(name: str, value: str) -> None:
+    """Name the setting, the vault and the secret (not the reference itself) and the likely cause."""
+    if not value.strip().lower().startswith(_KEY_VAULT_REFERENCE):
+        return
+    body = value.strip()[len(_KEY_VAULT_REFERENCE) :].removesuffix(")")
+    pairs = (segment.partition("=") for segment in body.split(";"))
+    params = {key.strip().lower(): val.strip() for key, sep, val in pairs if sep}
+    vault, secret = params.get("vaultname", ""), params.get("secretname", "")
+    if "secreturi" in params:  # https://<vault>.vault.azure.net/secrets/<name>[/<version>]
+        try:
+            uri = urlsplit(params["secreturi"])
+            vault, path = (uri.hostname or "").split(".")[0], uri.path.split("/")
+        except ValueError:
+            path = []
+        secret = path[2] if len(path) > 2 and path[1].lower() == "secrets" else ""
+    where = f"secret {secret!r} of vault {vault!r}" if vault and secret else "a malformed reference"
+    raise SettingsError(
+        f"{name} is a Key Vault reference the Functions host could not resolve ({where}): the app got "
+        "the reference instead of the secret. Usually the app's identity lacks the Key Vault Secrets User "
+        "role on the vault, or got it after the app started. The Function App's Environment variables "
+        "(Configuration) blade shows the reference's status; fix the cause, then restart the app."
+    )
 
 
 def _check_connection_string_endpoints(connection_string: str) -> None:
@@ -144,6 +182,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        for name in (*_STRING_SETTINGS, STORAGE_SETTING):
+            _reject_unresolved_key_vault_reference(name, env.get(name, ""))
         api = env.get("AML_OBS_API_ENDPOINT", "").strip()
         attempts_raw = env.get("AML_OBS_HTTP_MAX_ATTEMPTS", "").strip() or "4"
         # isascii: str.isdigit() also accepts "²", which int() then refuses with a bare ValueError.

@@ -217,6 +217,10 @@ class RecordingTelemetry:
     def run_records(self) -> list[Mapping[str, str]]:
         return self.events(EVENT_RUN_STATUS_CHANGED)
 
+    @property
+    def pipeline_summaries(self) -> list[Mapping[str, str]]:
+        return self.events(EVENT_PIPELINE_SUMMARY)
+
 
 class LoggingTelemetry:
     """No connection string (local development): records go to the log, never to Azure; never raises."""

@@ -8,17 +8,21 @@
 * Resource Manager's workspace GET (shape of ``tests/data/aml/workspace_get.json``) whose
   ``properties.discoveryUrl`` points back here;
 * the discovery document (``tests/data/aml/discovery.json`` with every AML endpoint pointing here);
-* the run history v1.0 API: run, run details, child runs (paged by continuation token, also offered
-  as ``nextLink``), ``experiments:query`` and ``runs:query`` (paged, ``CreatedUtc ge`` filter);
+* the run history v1.0 API, accepting only requests in the form azure-ai-ml's run history client
+  sends them (``src/amlobs/runhistory.py`` and ``run_listing.py`` cite the SDK lines), so a request
+  that drifts from it fails a test with HTTP 400: ``api-version=v1.0`` on every call; run, details
+  and children at workspace level (``/runs/{id}``, ``/details``, ``/children`` paged with
+  ``$continuationtoken``); ``POST /rundata`` with the full ``GetRunDataRequest``;
+  ``experiments:query`` and ``runs:query`` with the SDKs' body keys, the created-since filter
+  literal and the order azureml-core renders;
 * fault injection per method + path fragment: status, headers (``Retry-After``…), body, a delay
   before answering (to force client timeouts) or a dropped connection.
 
 It records every request (method, path, query, headers, body) and every token request. Resource
 Manager and run history calls require ``Authorization: Bearer token-for-management`` and answer 401
 otherwise. The default data is the 2020 sample's workspace with three runs taken from
-``tests/data/aml``; fields the sample README does not show (creation times, user, log URLs…) are
-plausible inventions in the documented shapes (azure-rest-api-specs run-history.json ``Run`` /
-``RunDetails`` / ``Experiment``).
+``tests/data/aml``; recorded kinds of SDK v2 jobs are added with ``workspace().load_kind(name)``
+(:mod:`tests.fakes.aml_data`).
 
 Use the ``aml_api`` pytest fixture, or ``with start_aml_api() as api:`` outside pytest (benchmark).
 """
@@ -31,22 +35,20 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from tests.fakes.aml_data import FakeWorkspace, load_fixture
 
 try:  # the benchmark imports this module in environments without pytest
     import pytest
 except ImportError:  # pragma: no cover
     pytest = None  # type: ignore[assignment]
-
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "aml"
 
 SAMPLE_SUBSCRIPTION = "38e0c6f9-393e-413e-9d17-6e95dc2b5a5b"
 SAMPLE_RESOURCE_GROUP = "sample"
@@ -65,13 +67,19 @@ _WS = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Mic
 _ARM_WORKSPACE = re.compile(rf"^{_WS}$", re.IGNORECASE)
 _HISTORY = re.compile(rf"^/history/v1\.0{_WS}(?P<rest>/.*)$", re.IGNORECASE)
 _EXPERIMENT = r"(?:/experimentids/(?P<eid>[^/]+)|/experiments/(?P<ename>[^/:]+))"
-_RUN = re.compile(rf"^{_EXPERIMENT}?/runs/(?P<run>[^/:]+)(?P<what>/details|/children)?$", re.IGNORECASE)
+_RUN = re.compile(
+    rf"^(?P<scope>{_EXPERIMENT})?/runs/(?P<run>[^/:]+)(?P<what>/details|/children)?$", re.IGNORECASE
+)
 _RUNS_QUERY = re.compile(rf"^{_EXPERIMENT}/runs:query$", re.IGNORECASE)
-_CREATED_GE = re.compile(r"^\s*CreatedUtc\s+ge\s+(?P<when>\S+)\s*$", re.IGNORECASE)
-
-
-def load_fixture(name: str) -> Any:
-    return json.loads((DATA_DIR / name).read_text(encoding="utf-8"))
+# azureml-core's CREATED_AFTER_FORMAT_STR "(CreatedUtc ge {0})" with str() of an aware UTC datetime.
+_CREATED_GE = re.compile(
+    r"^\(CreatedUtc ge (?P<when>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{6})?\+00:00)\)$"
+)
+HISTORY_API_VERSION = "v1.0"
+RUNS_QUERY_KEYS = frozenset({"filter", "continuationToken", "orderBy", "top"})
+EXPERIMENTS_QUERY_KEYS = frozenset({"viewType", "filter", "continuationToken", "orderBy", "top"})
+RUN_DATA_REQUEST_KEYS = ("runId", "selectRunMetadata", "selectRunDefinition", "selectJobSpecification")
+CREATED_ORDER = "CreatedUtc asc"
 
 
 def _parse_time(value: str) -> datetime:
@@ -83,10 +91,6 @@ def _parse_time(value: str) -> datetime:
         text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac) :]}"
     parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -127,225 +131,6 @@ class TokenRequest:
     client_id: str | None
     identity_header: str | None
     api_version: str | None
-
-
-@dataclass
-class FakeWorkspace:
-    subscription_id: str
-    resource_group: str
-    name: str
-    arm_body: dict[str, Any]
-    discovery_url: str | None = None  # None: this server's /discovery
-    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    details: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def resource_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
-        )
-
-    def add_experiment(self, name: str, experiment_id: str | None = None) -> dict[str, Any]:
-        for existing in self.experiments.values():
-            if existing["name"] == name:
-                return existing
-        experiment = {
-            "experimentId": experiment_id or str(uuid.uuid4()),
-            "name": name,
-            "description": None,
-            "createdUtc": "2020-06-01T08:02:11.8803517Z",
-            "tags": {},
-            "archivedTime": None,
-            "retainForLifetimeOfWorkspace": False,
-            "artifactLocation": None,
-        }
-        self.experiments[experiment["experimentId"]] = experiment
-        return experiment
-
-    def add_run(self, run: dict[str, Any], details: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Store a ``Run``; ``details`` defaults to a ``RunDetails`` derived from it."""
-        run_id = run["runId"]
-        self.runs[run_id] = run
-        self.details[run_id] = details if details is not None else _details_from_run(run)
-        return run
-
-    def add_pipeline_run(
-        self,
-        experiment_name: str = SAMPLE_EXPERIMENT_NAME,
-        *,
-        steps: int = 3,
-        run_id: str | None = None,
-        created: datetime | None = None,
-        status: str = "Completed",
-        step_seconds: float = 20.0,
-        target: str = "cpu-cluster",
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """A pipeline run and ``steps`` StepRun children, shaped like the sample's, queued then run in turn."""
-        experiment = self.add_experiment(experiment_name)
-        created = created or datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-        pipeline_id = run_id or str(uuid.uuid4())
-        graph_id = str(uuid.uuid4())
-        start = created + timedelta(seconds=4)
-        step_runs: list[dict[str, Any]] = []
-        cursor = start
-        for index in range(steps):
-            step_id = str(uuid.uuid4())
-            node_id = uuid.uuid4().hex[:8]
-            step_created = cursor
-            step_start = step_created + timedelta(seconds=6)
-            step_end = step_start + timedelta(seconds=step_seconds)
-            cursor = step_end
-            properties = {
-                "azureml.runsource": "azureml.StepRun",
-                "azureml.nodeid": node_id,
-                "contentSnapshotId": str(uuid.uuid4()),
-                "stepType": "PythonScriptStep",
-                "computeTargetType": "AmlCompute",
-                "azureml.pipelinerunid": pipeline_id,
-            }
-            tags = {
-                "azureml.pipeline": graph_id,
-                "azureml.pipelinerunid": pipeline_id,
-                "azureml.nodeid": node_id,
-            }
-            step = _run_shape(
-                step_id,
-                experiment["experimentId"],
-                run_type="azureml.StepRun",
-                status=status,
-                created=step_created,
-                start=step_start,
-                end=step_end if status in ("Completed", "Failed", "Canceled") else None,
-                parent=pipeline_id,
-                root=pipeline_id,
-                properties=properties,
-                tags=tags,
-                target=target,
-                script=f"step_{index}.py",
-                display=f"step_{index}",
-            )
-            self.add_run(step)
-            step_runs.append(step)
-        pipeline = _run_shape(
-            pipeline_id,
-            experiment["experimentId"],
-            run_type="azureml.PipelineRun",
-            status=status,
-            created=created,
-            start=start,
-            end=cursor + timedelta(seconds=2) if status in ("Completed", "Failed", "Canceled") else None,
-            parent=None,
-            root=pipeline_id,
-            properties={
-                "azureml.runsource": "azureml.PipelineRun",
-                "runSource": "SDK",
-                "runType": "SDK",
-                "azureml.parameters": "{}",
-                "azureml.pipelineid": graph_id,
-            },
-            tags={"azureml.pipelineComponent": "pipelinerun"},
-            target=None,
-            script=None,
-            display="pipeline",
-        )
-        self.add_run(pipeline)
-        return pipeline, step_runs
-
-
-def _run_shape(
-    run_id: str,
-    experiment_id: str,
-    *,
-    run_type: str,
-    status: str,
-    created: datetime,
-    start: datetime | None,
-    end: datetime | None,
-    parent: str | None,
-    root: str,
-    properties: dict[str, str],
-    tags: dict[str, str],
-    target: str | None,
-    script: str | None,
-    display: str,
-) -> dict[str, Any]:
-    """A ``Run`` in the run-history.json shape (only the fields this project or a reader would use)."""
-    return {
-        "runId": run_id,
-        "parentRunId": parent,
-        "rootRunId": root,
-        "experimentId": experiment_id,
-        "status": status,
-        "createdUtc": _iso(created),
-        "startTimeUtc": _iso(start) if start else None,
-        "endTimeUtc": _iso(end) if end else None,
-        "runType": run_type,
-        "runTypeV2": {
-            "orchestrator": "AzureMLPipeline",
-            "traits": [],
-            "attribution": None,
-            "computeType": "AmlCompute" if target else None,
-        },
-        "displayName": display,
-        "scriptName": script,
-        "target": target,
-        "properties": properties,
-        "tags": tags,
-        "parameters": {},
-        "error": None,
-        "warnings": None,
-        "hidden": False,
-        "isVirtual": False,
-        "compute": {"target": target, "targetType": "AmlCompute"} if target else None,
-    }
-
-
-def _details_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    details = {
-        key: copy.deepcopy(run.get(key))
-        for key in (
-            "runId",
-            "target",
-            "status",
-            "parentRunId",
-            "startTimeUtc",
-            "endTimeUtc",
-            "error",
-            "warnings",
-            "tags",
-            "properties",
-            "parameters",
-            "rootRunId",
-            "runTypeV2",
-            "compute",
-        )
-    }
-    details["createdTimeUtc"] = run.get("createdUtc")
-    details["services"] = {}
-    details["inputDatasets"] = []
-    details["outputDatasets"] = []
-    details["logFiles"] = {}
-    script = run.get("scriptName")
-    details["runDefinition"] = (
-        {
-            "script": script,
-            "arguments": [],
-            "target": run.get("target"),
-            "framework": "Python",
-            "environment": {
-                "name": "default",
-                "docker": {
-                    "enabled": True,
-                    "baseImage": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
-                },
-            },
-        }
-        if script
-        else None
-    )
-    return details
 
 
 def _page_token(offset: int) -> str:
@@ -627,49 +412,66 @@ class FakeAmlApi:
     def _history(
         self, workspace: FakeWorkspace, method: str, rest: str, query: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
+        if query.get("api-version") != HISTORY_API_VERSION:
+            raise _BadRequest(f"api-version={HISTORY_API_VERSION} is required, got query {query!r}")
         if rest.lower() == "/experiments:query" and method == "POST":
-            params = json.loads(body or b"{}")
+            params = _json_object(body, EXPERIMENTS_QUERY_KEYS, "ExperimentQueryParams")
             experiments = sorted(workspace.experiments.values(), key=lambda e: str(e["createdUtc"]))
             return 200, self._page(experiments, params.get("continuationToken"), params.get("top")), {}
+        if rest.lower() == "/rundata" and method == "POST":
+            params = _json_object(body, frozenset(RUN_DATA_REQUEST_KEYS), "GetRunDataRequest")
+            if tuple(params) != RUN_DATA_REQUEST_KEYS or not all(
+                params[k] is True for k in RUN_DATA_REQUEST_KEYS[1:]
+            ):
+                raise _BadRequest(
+                    f"GetRunDataRequest must select everything, as RunOperations.get_run_data does: {params!r}"
+                )
+            if params["runId"] not in workspace.runs:
+                return 404, _not_found(f"Run {params['runId']} was not found"), {}
+            return 200, workspace.run_data(params["runId"]), {}
         run_query = _RUNS_QUERY.match(rest)
         if run_query and method == "POST":
             experiment = self._experiment(workspace, run_query["eid"], run_query["ename"])
             if experiment is None:
                 return 404, _not_found("Experiment was not found"), {}
-            params = json.loads(body or b"{}")
+            params = _json_object(body, RUNS_QUERY_KEYS, "QueryParams")
             runs = [r for r in workspace.runs.values() if r.get("experimentId") == experiment["experimentId"]]
             runs = self._filter(runs, params.get("filter"))
-            order = str(params.get("orderBy") or "CreatedUtc desc").strip().lower()
-            if order not in ("createdutc asc", "createdutc desc"):
-                raise _BadRequest(f"unsupported orderBy {params.get('orderBy')!r}")
-            runs.sort(key=lambda r: _parse_time(r["createdUtc"]), reverse=order.endswith("desc"))
+            if params.get("orderBy") != CREATED_ORDER:
+                raise _BadRequest(f"orderBy must be {CREATED_ORDER!r}, got {params.get('orderBy')!r}")
+            runs.sort(key=lambda r: _parse_time(r["createdUtc"]))
             return 200, self._page(runs, params.get("continuationToken"), params.get("top")), {}
         run_match = _RUN.match(rest)
         if run_match and method == "GET":
+            if run_match["scope"]:
+                raise _BadRequest(
+                    "runs are read at workspace level (/runs/{runId}), as azure-ai-ml reads them"
+                )
             run = workspace.runs.get(run_match["run"])
-            scoped = run_match["eid"] or run_match["ename"]
-            if run is not None and scoped:
-                experiment = self._experiment(workspace, run_match["eid"], run_match["ename"])
-                if experiment is None or experiment["experimentId"] != run.get("experimentId"):
-                    run = None
             if run is None:
                 return 404, _not_found(f"Run {run_match['run']} was not found"), {}
             what = (run_match["what"] or "").lower()
             if what == "/details":
                 return 200, copy.deepcopy(workspace.details[run["runId"]]), {}
             if what == "/children":
-                children = [r for r in workspace.runs.values() if r.get("parentRunId") == run["runId"]]
-                children.sort(key=lambda r: _parse_time(r["createdUtc"]))
-                token = next((v for k, v in query.items() if k.lower() == "$continuationtoken"), None)
-                page = self._page(children, token, None)
-                if page["continuationToken"]:
-                    page["nextLink"] = (
-                        f"{self.base_url}/history/v1.0{workspace.resource_id}{rest}?"
-                        + urlencode({"$continuationtoken": page["continuationToken"]})
-                    )
-                return 200, page, {}
+                return 200, self._children(workspace, run, rest, query), {}
             return 200, copy.deepcopy(run), {}
         return 404, _not_found(f"{method} {rest} is not served by the fake"), {}
+
+    def _children(
+        self, workspace: FakeWorkspace, run: Mapping[str, Any], rest: str, query: dict[str, str]
+    ) -> dict[str, Any]:
+        unexpected = set(query) - {"api-version", "$continuationtoken"}
+        if unexpected:
+            raise _BadRequest(f"child runs are paged with $continuationtoken only, got {sorted(unexpected)}")
+        children = [r for r in workspace.runs.values() if r.get("parentRunId") == run["runId"]]
+        children.sort(key=lambda r: _parse_time(r["createdUtc"]))
+        page = self._page(children, query.get("$continuationtoken"), None)
+        if page["continuationToken"]:
+            page["nextLink"] = f"{self.base_url}/history/v1.0{workspace.resource_id}{rest}?" + urlencode(
+                {"$continuationtoken": page["continuationToken"]}
+            )
+        return page
 
     @staticmethod
     def _experiment(workspace: FakeWorkspace, eid: str | None, ename: str | None) -> dict[str, Any] | None:
@@ -679,12 +481,12 @@ class FakeAmlApi:
 
     @staticmethod
     def _filter(runs: list[dict[str, Any]], expression: str | None) -> list[dict[str, Any]]:
-        if not expression:
-            return list(runs)
-        match = _CREATED_GE.match(expression)
+        match = _CREATED_GE.match(expression or "")
         if match is None:
-            raise _BadRequest(f"the fake understands only 'CreatedUtc ge <time>' filters, got {expression!r}")
-        since = _parse_time(match["when"])
+            raise _BadRequest(
+                f"filter must be azureml-core's '(CreatedUtc ge <datetime>)', got {expression!r}"
+            )
+        since = _parse_time(match["when"].replace(" ", "T"))
         return [r for r in runs if _parse_time(r["createdUtc"]) >= since]
 
     def _page(self, items: list[dict[str, Any]], token: str | None, top: Any) -> dict[str, Any]:
@@ -697,6 +499,16 @@ class FakeAmlApi:
             "continuationToken": _page_token(offset + size) if more else None,
             "nextLink": None,
         }
+
+
+def _json_object(body: bytes, allowed: frozenset[str], model: str) -> dict[str, Any]:
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError:
+        raise _BadRequest(f"the body is not JSON ({model})") from None
+    if not isinstance(params, dict) or not set(params) <= allowed:
+        raise _BadRequest(f"{model} has only {sorted(allowed)}, got {params!r}")
+    return params
 
 
 def _not_found(message: str) -> dict[str, Any]:

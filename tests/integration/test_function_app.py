@@ -156,9 +156,12 @@ def test_completed_pipeline_run_also_emits_its_summary_from_the_children_listing
     assert summary["slowest_step_run_id"] in {s["runId"] for s in steps}
     assert int(summary["wall_time_ms"]) >= 4 * 30_000
     assert len(app.aml.requests_to(f"/runs/{pipeline['runId']}/children")) >= 1
-    # The run is fetched once and serves both the record and the summary.
+    # The run is fetched once and serves both the record and the summary: a pipeline run has no
+    # definition in /details, so it comes as /rundata's runMetadata and GET /runs/{id} is not sent.
     run_gets = [r for r in app.aml.requests if r.path.endswith(f"/runs/{pipeline['runId']}")]
-    assert len(run_gets) == 1
+    assert run_gets == []
+    [run_data] = app.aml.requests_to("/rundata", "POST")
+    assert run_data.json()["runId"] == pipeline["runId"]
     # The run record itself is emitted too, with the pipeline's own id as its pipeline run id.
     assert app.records()[0]["pipelinerunid"] == pipeline["runId"]
 
@@ -412,3 +415,51 @@ def test_summary_of_a_pipeline_run_history_cannot_find(app: App) -> None:
     assert summary["summary_error"]
     assert "step_count" not in summary  # unknown, not zero
     assert app.records()[0]["enrichment_error"]
+
+
+def test_summary_counts_the_steps_of_nested_sub_pipelines(app: App) -> None:
+    """A pipeline with a sub-pipeline that has its own sub-pipeline: every level's steps are counted."""
+    workspace = app.aml.workspace()
+    root, _ = workspace.add_pipeline_run(steps=2, step_seconds=10)
+    middle, _ = workspace.add_pipeline_run(steps=2, step_seconds=20, parent=root)
+    inner, inner_steps = workspace.add_pipeline_run(steps=1, step_seconds=30, parent=middle)
+
+    invoke(_finished_pipeline_event(root, "Completed", "nested-root"))
+
+    [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert summary["run_id"] == root["runId"]
+    assert summary["step_count"] == "5"  # 2 + 2 + 1 leaf steps; the sub-pipeline runs are not steps
+    assert summary["sub_pipeline_count"] == "2"
+    assert summary["pipeline_depth"] == "3"
+    assert summary["incomplete_sub_pipeline_count"] == "0"
+    assert summary["steps_execution_time_ms"] == str(2 * 10_000 + 2 * 20_000 + 30_000)
+    assert summary["slowest_step_run_id"] == inner_steps[0]["runId"]
+    assert "summary_error" not in summary
+    listed = {r.path.rsplit("/runs/", 1)[-1] for r in app.aml.requests_to("/children")}
+    assert listed == {f"{run['runId']}/children" for run in (root, middle, inner)}
+
+    # A sub-pipeline's own completion is recorded, and summarised only inside its top-level pipeline.
+    invoke(_finished_pipeline_event(middle, "Completed", "nested-middle"))
+    assert [e["properties"]["run_id"] for e in app.ingestion.events("AmlPipelineRunSummary")] == [
+        root["runId"]
+    ]
+    assert app.records()[-1]["parent_run_id"] == root["runId"]
+    assert app.records()[-1]["root_run_id"] == root["runId"]
+
+
+def test_summary_says_which_sub_pipeline_could_not_be_listed(app: App) -> None:
+    workspace = app.aml.workspace()
+    root, _ = workspace.add_pipeline_run(steps=1, step_seconds=10)
+    gone, _ = workspace.add_pipeline_run(steps=3, parent=root)
+    app.aml.fail(
+        "GET", f"/runs/{gone['runId']}/children", Fault(status=404, body={"error": {"code": "UserError"}})
+    )
+
+    invoke(_finished_pipeline_event(root, "Completed", "root-with-gone-level"))
+
+    [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert summary["step_count"] == "1"  # what could be listed: a lower bound, and it says so
+    assert summary["sub_pipeline_count"] == "1"
+    assert summary["incomplete_sub_pipeline_count"] == "1"
+    assert gone["runId"] in summary["summary_error"]
+    assert "HTTP 404" in summary["summary_error"]

@@ -1,0 +1,17 @@
+// What-if of the steady state with three observed workspaces in three subscriptions (the deployment
+// subscription and two others), alert emails set and the event subscriptions on: every `azd up`
+// after the first one deploys this.
+using '../main.bicep'
+
+param environmentName = 'aml-obs-prod'
+param location = 'eastus'
+param amlWorkspaceIds = join(
+  [
+    '/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg-ml-prod/providers/Microsoft.MachineLearningServices/workspaces/mlw-prod'
+    '/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/rg-ml-research/providers/Microsoft.MachineLearningServices/workspaces/mlw-research'
+    '/subscriptions/44444444-4444-4444-4444-444444444444/resourceGroups/rg-ml-vision/providers/Microsoft.MachineLearningServices/workspaces/mlw-vision'
+  ],
+  ','
+)
+param alertEmails = 'mlops@example.com, oncall@example.com'
+param enableEventSubscription = true

@@ -1,0 +1,301 @@
+"""One azure-core pipeline for every AML call of the process: retries, the bearer token, counting.
+
+Error rules (DESIGN.md "Enrichment"): 401/403/408/429/5xx, timeouts and connection errors are
+retried inside the call (``settings.http_max_attempts`` attempts in total, exponential backoff with
+jitter, ``x-ms-retry-after-ms``/``Retry-After`` honoured, a Retry-After beyond
+``settings.max_retry_after_seconds`` fails at once) and then raise
+:class:`~amlobs.errors.EnrichmentUnavailable`, so Event Grid redelivers. 404 raises
+:class:`~amlobs.errors.RunNotFound` (record what the event carries). Any other 4xx raises
+:class:`RunHistoryRejected`, a ``RunNotFound``: a 400 will not improve on redelivery, and the
+event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
+
+Who gets the bearer token is decided by :class:`amlobs.trust.TokenGate`, the last policy before the
+transport, on every send (first try, retry, challenge), from the ``trusted`` origins the owner passes
+in (see :mod:`amlobs.aml_discovery`); requests marked anonymous go out without one, and no redirect
+is followed (the requests transport is told not to and no redirect policy is in the pipeline).
+Exception messages carry the call, the status and the attempt count, never a token.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import (
+    HeadersPolicy,
+    HTTPPolicy,
+    RequestIdPolicy,
+    SansIOHTTPPolicy,
+    UserAgentPolicy,
+)
+
+from . import __version__
+from .errors import EnrichmentUnavailable, RunNotFound
+from .settings import Settings
+from .trust import ANONYMOUS, Origin, TokenGate, UntrustedHost
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport
+
+logger = logging.getLogger("amlobs.runhistory")
+
+USER_AGENT = f"amlobs/{__version__}"
+RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 8.0
+
+# Keys this module keeps in an azure-core PipelineContext.
+_CTX_ATTEMPTS = "amlobs_attempts"
+_CTX_RETRY_AFTER_REFUSED = "amlobs_retry_after_refused"
+
+NotFoundMeaning = Literal["run", "workspace", "unavailable"]
+
+
+class RunHistoryRejected(RunNotFound):
+    """The API refused the request with a 4xx other than 404 (for example 400): retrying is futile.
+
+    A ``RunNotFound`` so the event is recorded from what it carries, with ``enrichment_error`` set.
+    """
+
+
+class _GaveUp(Exception):
+    """A transport error survived every attempt (timeouts, refused or dropped connections)."""
+
+    def __init__(self, attempts: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.attempts = attempts
+        self.error = error
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Server-requested delay: ``x-ms-retry-after-ms``/``retry-after-ms``, else ``Retry-After``."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    for name in ("x-ms-retry-after-ms", "retry-after-ms"):
+        raw = lowered.get(name, "").strip()
+        if raw:
+            try:
+                milliseconds = float(raw)
+            except ValueError:
+                continue
+            # float() also takes "nan"/"inf", which no sleep can honour.
+            if math.isfinite(milliseconds):
+                return max(milliseconds / 1000.0, 0.0)
+    raw = lowered.get("retry-after", "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _is_retryable(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or 500 <= status <= 599
+
+
+def _is_transport_failure(exc: Exception) -> bool:
+    """No usable answer arrived: refused, timed out, dropped, or broken while the body was read.
+
+    The requests transport reports a body cut short as ``IncompleteReadError`` and broken chunking as
+    a bare ``HttpResponseError`` without a response; neither is a ``ServiceResponseError``.
+    """
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, IncompleteReadError)):
+        return True
+    return type(exc) is HttpResponseError and exc.response is None
+
+
+class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
+    """Retries inside one invocation, then hands the last answer back to the client to classify.
+
+    azure-core's RetryPolicy neither retries 401/403 (role assignments take minutes to propagate
+    after deployment) nor takes an injectable sleep, and its Retry-After handling has no ceiling.
+    """
+
+    def __init__(
+        self,
+        max_attempts: int,
+        max_retry_after: float,
+        sleep: Callable[[float], None],
+        jitter: Callable[[], float],
+    ) -> None:
+        super().__init__()
+        self._max_attempts = max(1, max_attempts)
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+        # "Equal jitter": never zero, so a herd of instances does not retry in lockstep.
+        return ceiling * (0.5 + self._jitter() / 2)
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        attempt = 0
+        while True:
+            attempt += 1
+            request.context[_CTX_ATTEMPTS] = attempt
+            try:
+                response = self.next.send(request)
+            except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
+                if not _is_transport_failure(exc):
+                    raise
+                if attempt >= self._max_attempts:
+                    raise _GaveUp(attempt, exc) from exc
+                delay = self._backoff(attempt)
+                logger.info("%s (attempt %d): retrying in %.2fs", type(exc).__name__, attempt, delay)
+            else:
+                status = response.http_response.status_code
+                if not _is_retryable(status) or attempt >= self._max_attempts:
+                    return response
+                retry_after = _retry_after_seconds(response.http_response.headers)
+                if retry_after is not None and retry_after > self._max_retry_after:
+                    request.context[_CTX_RETRY_AFTER_REFUSED] = retry_after
+                    return response
+                delay = retry_after if retry_after is not None else self._backoff(attempt)
+                logger.info("HTTP %d (attempt %d): retrying in %.2fs", status, attempt, delay)
+            self._sleep(delay)
+
+
+class _CountingPolicy(SansIOHTTPPolicy[Any, Any]):
+    """Counts the HTTP requests that reach the transport (every attempt), for the benchmark."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and len(code) <= 100 else None
+
+
+class AmlHttp:
+    """JSON over the shared pipeline, with the error rules above applied to every answer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential,
+        *,
+        scope: str,
+        trusted: Callable[[Origin], bool],
+        transport: HttpTransport[Any, Any] | None,
+        sleep: Callable[[float], None],
+        jitter: Callable[[], float],
+    ) -> None:
+        from azure.core.pipeline import Pipeline
+
+        if transport is None:
+            from azure.core.pipeline.transport import RequestsTransport
+
+            transport = RequestsTransport()
+        self._settings = settings
+        self._transport = transport
+        self._timeout = settings.http_timeout_seconds
+        self._counter = _CountingPolicy()
+        policies: list[Any] = [
+            RequestIdPolicy(),
+            HeadersPolicy({"Accept": "application/json"}),
+            UserAgentPolicy(base_user_agent=USER_AGENT),
+            _BoundedRetryPolicy(settings.http_max_attempts, settings.max_retry_after_seconds, sleep, jitter),
+            TokenGate(credential, scope, trusted),
+            self._counter,
+        ]
+        self._pipeline: Pipeline[HttpRequest, HttpResponse] = Pipeline(transport=transport, policies=policies)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def request_count(self) -> int:
+        return self._counter.count
+
+    def call_json(
+        self,
+        call: str,
+        method: str,
+        url: str,
+        json_body: Mapping[str, Any] | None = None,
+        *,
+        anonymous: bool = False,
+        not_found: NotFoundMeaning = "run",
+    ) -> dict[str, Any]:
+        from azure.core.rest import HttpRequest as RestRequest
+
+        request = RestRequest(method, url, json=dict(json_body) if json_body is not None else None)
+        options: dict[str, Any] = {"connection_timeout": self._timeout, "read_timeout": self._timeout}
+        if anonymous:
+            options[ANONYMOUS] = True
+        try:
+            result = self._pipeline.run(request, **options)  # type: ignore[arg-type]
+        except _GaveUp as gave_up:
+            raise EnrichmentUnavailable(
+                f"{call} failed after {gave_up.attempts} attempt(s): {type(gave_up.error).__name__}"
+            ) from None
+        except UntrustedHost as untrusted:
+            raise EnrichmentUnavailable(f"{call}: refusing to send a token to {untrusted}") from None
+        except ClientAuthenticationError as exc:
+            raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
+        response = result.http_response
+        attempts = int(result.context.get(_CTX_ATTEMPTS, 1))
+        status = response.status_code
+        body = response.body()
+        if status == 200:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                raise EnrichmentUnavailable(f"{call}: HTTP 200 with a body that is not JSON") from None
+            if not isinstance(parsed, dict):
+                raise EnrichmentUnavailable(
+                    f"{call}: HTTP 200 with a JSON {type(parsed).__name__}, not an object"
+                )
+            return parsed
+        code = _error_code(body)
+        detail = f"HTTP {status}{f' ({code})' if code else ''}"
+        refused = result.context.get(_CTX_RETRY_AFTER_REFUSED)
+        if refused is not None:
+            raise EnrichmentUnavailable(
+                f"{call} failed: {detail}; the service asked to retry after {refused:.0f}s, more than "
+                f"the {self._settings.max_retry_after_seconds:.0f}s this invocation may wait "
+                f"(attempt {attempts})"
+            )
+        if status == 404 and not_found == "run":
+            raise RunNotFound(f"{call}: {detail}: the run is deleted or not visible to this identity")
+        if status == 404 and not_found == "workspace":
+            raise RunNotFound(f"{call}: {detail}: the workspace is deleted or not visible to this identity")
+        if 400 <= status < 500 and not _is_retryable(status) and not_found != "unavailable":
+            raise RunHistoryRejected(f"{call}: {detail}: the request was refused and would be again")
+        raise EnrichmentUnavailable(f"{call} failed: {detail} after {attempts} attempt(s)")

@@ -1,0 +1,358 @@
+"""What each workbook and alert query must return for the recorded history, one check per query.
+
+A check runs its query through a :class:`Runner` (parameters substituted as the workbook does, the
+service's own ``timestamp`` window around it) and compares the rows with the ground truth of
+tests/integration/history_scenario.py. The mutants in test_dashboard_history.py run the same checks on
+deliberately wrong queries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.dashboard_sources import expand_workbook_parameters
+from tests.integration.history_scenario import DAY, HOUR, History, Status
+from tests.kql_engine import Engine
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class View:
+    """The workbook's parameters as a user sets them: a time range (ending now), its grain, workspaces."""
+
+    range: timedelta
+    grain: timedelta
+    workspaces: tuple[str, ...] = ()  # () = All
+    pipeline_run: str = ""
+
+    def parameters(self) -> dict[tuple[str, str | None], str]:
+        days = self.range // DAY
+        grain = f"{self.grain // HOUR}h" if self.grain < DAY else f"{self.grain // DAY}d"
+        return {
+            # A relative range expands to `> ago(...)` (learn.microsoft.com workbooks-time,
+            # "Reference a time parameter with KQL"); the workbook offers no other kind.
+            ("TimeRange", None): f"> ago({days}d)" if days else f"> ago({self.range // HOUR}h)",
+            ("TimeRange", "grain"): grain,
+            # A multi-select dropdown with quote ' and delimiter ,; All expands to its selectAllValue.
+            ("Workspace", None): ",".join(f"'{w}'" for w in self.workspaces) or "'*'",
+            ("PipelineRunId", None): self.pipeline_run,
+        }
+
+
+MONTH = View(30 * DAY, DAY)
+TODAY = View(DAY, HOUR)
+VIEWS = (MONTH, TODAY)
+
+
+@dataclass
+class Queries:
+    """Every executable query by origin, with the ``timestamp`` window the service puts around it."""
+
+    texts: dict[str, str]
+    # The service's own filter on `timestamp`; an origin not listed here gets the view's time range.
+    windows: dict[str, timedelta | None] = field(default_factory=dict)
+
+
+@dataclass
+class Runner:
+    engine: Engine
+    history: History
+    queries: Queries
+    mutations: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __call__(self, origin: str, view: View = MONTH) -> Rows:
+        text = self.queries.texts[origin]
+        if origin in self.mutations:
+            old, new = self.mutations[origin]
+            if old not in text:
+                raise LookupError(f"mutant of {origin} no longer applies: {old!r} is not in the query")
+            text = text.replace(old, new)
+        if origin.startswith("workbook:"):
+            text = expand_workbook_parameters(text, view.parameters())
+        window = self.queries.windows.get(origin, view.range)
+        return self.engine.run(text, now=self.history.now, timespan=window, origin=origin)
+
+    def mutated(self, origin: str, old: str, new: str) -> Runner:
+        return Runner(self.engine, self.history, self.queries, {origin: (old, new)})
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground truth → expected rows
+
+
+def naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def floor_to(moment: datetime, grain: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1)
+    return epoch + ((naive(moment) - epoch) // grain) * grain
+
+
+def nearest_rank(values: list[int], percent: float) -> int | None:
+    """Kusto's percentile on small sets (a value of the set, nearest rank), as duckdb-kql pins it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(percent / 100 * len(ordered)), 1) - 1]
+
+
+def seconds(ms: float | None) -> float | None:
+    return None if ms is None else round(ms / 1000.0, 1)
+
+
+def statuses(h: History, view: View) -> list[Status]:
+    return [
+        s
+        for s in h.statuses.values()
+        if s.at > h.now - view.range and (not view.workspaces or s.workspace in view.workspaces)
+    ]
+
+
+def per_run(items: list[Status]) -> dict[tuple[str, str], list[Status]]:
+    runs: dict[tuple[str, str], list[Status]] = defaultdict(list)
+    for s in items:
+        runs[(s.workspace, s.run_id)].append(s)
+    return runs
+
+
+def latest(items: list[Status]) -> Status:
+    # A terminal status wins over an intermediate one, whatever its time; then the later status.
+    return max(items, key=lambda s: (s.terminal, s.at))
+
+
+def kind(run_type: str) -> str:
+    return {"azureml.PipelineRun": "Pipeline runs", "azureml.StepRun": "Pipeline steps"}.get(
+        run_type, "Other jobs"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks: one per query, each over the views that matter
+
+
+def check_runs_over_time(run: Runner, h: History) -> None:
+    for view in (*VIEWS, View(30 * DAY, DAY, ("old-ws",))):
+        rows = run("workbook:runs-over-time", view)
+        got = {(r["status"], r["status_time"]): r["Runs"] for r in rows}
+        expected = Counter((s.status, floor_to(s.at, view.grain)) for s in statuses(h, view))
+        assert got == dict(expected), view
+
+
+def check_workspace_parameter(run: Runner, h: History) -> None:
+    assert [r["workspace"] for r in run("workbook:parameter Workspace", TODAY)] == ["sample-ws"]
+    assert [r["workspace"] for r in run("workbook:parameter Workspace", MONTH)] == ["old-ws", "sample-ws"]
+
+
+def check_overview_tiles(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        tiles: dict[str, Counter[str]] = defaultdict(Counter)
+        for items in per_run(statuses(h, view)).values():
+            last = latest(items)
+            tile = tiles[kind(last.run_type)]
+            tile["Runs"] += 1
+            tile[
+                last.status
+                if last.status in ("Failed", "Canceled")
+                else "Active"
+                if not last.terminal
+                else ""
+            ] += 1
+        got = {
+            r["run_kind"]: (r["Runs"], r["Failed"], r["Canceled"], r["Active"])
+            for r in run("workbook:overview-tiles", view)
+        }
+        assert got == {k: (c["Runs"], c["Failed"], c["Canceled"], c["Active"]) for k, c in tiles.items()}, (
+            view
+        )
+
+
+def check_pipeline_durations(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for summary in h.summaries.values():
+            if summary.at > h.now - view.range:
+                groups[(summary.workspace, summary.pipeline)].append(summary)
+        expected = {}
+        for key, items in groups.items():
+            walls = [s.wall_ms for s in items if s.status == "Completed"]
+            expected[key] = (
+                len(items),
+                sum(s.status == "Failed" for s in items),
+                seconds(nearest_rank(walls, 50)),
+                seconds(nearest_rank(walls, 95)),
+                seconds(nearest_rank([s.queue_ms for s in items], 50)),
+            )
+        rows = run("workbook:pipeline-durations", view)
+        got = {
+            (r["Workspace"], r["Pipeline"]): (
+                r["Runs"],
+                r["Failed"],
+                r["p50 (s)"],
+                r["p95 (s)"],
+                r["Queue p50 (s)"],
+            )
+            for r in rows
+        }
+        assert got == expected, view
+
+
+def check_step_type_durations(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        steps = [s for s in statuses(h, view) if s.run_type == "azureml.StepRun" and s.status == "Completed"]
+        durations = [s.execution_ms for s in steps if s.execution_ms is not None]
+        rows = run("workbook:step-type-durations", view)
+        assert [(r["Step type"], r["Steps"], r["p50 (s)"], r["p95 (s)"]) for r in rows] == [
+            (
+                "PythonScriptStep",
+                len(durations),
+                seconds(nearest_rank(durations, 50)),
+                seconds(nearest_rank(durations, 95)),
+            )
+        ], view
+
+
+def check_slowest_steps(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        finished = {s.run_id: s for s in statuses(h, view) if s.run_type == "azureml.StepRun" and s.terminal}
+        rows = run("workbook:slowest-steps", view)
+        assert len({r["Step run"] for r in rows}) == len(rows), "a step listed twice"
+        top = sorted((s.execution_ms for s in finished.values()), reverse=True)[:25]
+        assert [r["Duration (s)"] for r in rows] == [seconds(ms) for ms in top], view
+        for row in rows:
+            assert row["Duration (s)"] == seconds(finished[row["Step run"]].execution_ms)
+            assert row["Finished"] == naive(finished[row["Step run"]].at)
+
+
+def check_failures(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected = {(s.run_id, naive(s.at), s.source) for s in statuses(h, view) if s.status == "Failed"}
+        rows = run("workbook:failures", view)
+        assert (
+            len(rows) == len(expected) and {(r["Run"], r["Time"], r["Recorded"]) for r in rows} == expected
+        ), view
+        assert [r["Time"] for r in rows] == sorted((r["Time"] for r in rows), reverse=True)
+
+
+def _first_queue(h: History, view: View) -> list[Status]:
+    return [
+        min(items, key=lambda s: s.at)
+        for items in per_run(statuses(h, view)).values()
+        if items[0].queue_ms is not None
+    ]
+
+
+def check_queue_by_target(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for s in _first_queue(h, view):
+            groups[(s.target or "(not reported)", s.compute_target_type or "")].append(s.queue_ms)  # type: ignore[arg-type]
+        expected = {
+            k: (len(v), seconds(nearest_rank(v, 50)), seconds(nearest_rank(v, 95)), seconds(max(v)))
+            for k, v in groups.items()
+        }
+        rows = run("workbook:queue-by-target", view)
+        got = {
+            (r["Compute target"], r["Target type"]): (r["Runs"], r["p50 (s)"], r["p95 (s)"], r["Longest (s)"])
+            for r in rows
+        }
+        assert got == expected, view
+
+
+def check_queue_over_time(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[tuple[str, datetime], list[int]] = defaultdict(list)
+        for s in _first_queue(h, view):
+            groups[(s.target or "(not reported)", floor_to(s.at, view.grain))].append(s.queue_ms)  # type: ignore[arg-type]
+        expected = {k: nearest_rank(v, 95) / 1000.0 for k, v in groups.items()}  # type: ignore[operator]
+        rows = run("workbook:queue-over-time", view)
+        assert {(r["target"], r["status_time"]): r["p95 queue (s)"] for r in rows} == expected, view
+
+
+def check_pipeline_runs(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected = {
+            (s.run_id, naive(s.at), s.status, s.source, seconds(s.wall_ms))
+            for s in h.summaries.values()
+            if s.at > h.now - view.range
+        }
+        rows = run("workbook:pipeline-runs", view)
+        got = [(r["run_id"], r["Finished"], r["Status"], r["Recorded"], r["Wall time (s)"]) for r in rows]
+        assert len(got) == len(expected) and set(got) == expected, view
+        assert [r["Finished"] for r in rows] == sorted((r["Finished"] for r in rows), reverse=True)
+
+
+def check_pipeline_run_steps(run: Runner, h: History) -> None:
+    pipeline = h.runs["late-intermediate"]
+    steps = per_run(
+        [s for s in h.statuses.values() if s.pipeline_run_id == pipeline and s.run_id != pipeline]
+    )
+    rows = run("workbook:pipeline-run-steps", View(DAY, HOUR, pipeline_run=pipeline))
+    assert [(r["Step run"], r["Status"], r["Started"]) for r in rows] == sorted(
+        ((run_id, latest(items).status, naive(items[0].start)) for (_ws, run_id), items in steps.items()),  # type: ignore[arg-type]
+        key=lambda row: row[2],
+    )
+    assert {r["Status"] for r in rows} == {"Completed"}  # the late Finalizing of a step did not win
+
+
+def check_processor_health(run: Runner, h: History) -> None:
+    rows = run("workbook:processor-invocations", TODAY)
+    assert sum(r["Succeeded"] for r in rows) == sum(i.succeeded for i in h.invocations)
+    assert sum(r["Failed"] for r in rows) == sum(not i.succeeded for i in h.invocations) > 0
+    assert {r["reason"]: r["Rejected"] for r in run("workbook:processor-rejected-by-reason", TODAY)} == dict(
+        Counter(h.rejected_reasons)
+    )
+    assert [r["Reason"] for r in run("workbook:processor-rejected-latest", TODAY)] == h.rejected_reasons
+
+
+def check_alert_pipeline_failed(run: Runner, h: History) -> None:
+    rows = run("alert:pipeline-failed")
+    assert [r["run_id"] for r in rows] == [h.runs["live-failure"]]
+
+
+def check_alert_duration_regression(run: Runner, h: History) -> None:
+    rows = run("alert:pipeline-duration-regression")
+    baseline = [
+        s
+        for s in h.summaries.values()
+        if s.pipeline == "train"
+        and s.status == "Completed"
+        and h.now - 2 * DAY < s.at <= h.now - timedelta(minutes=30)
+    ]
+    assert [(r["run_id"], r["baseline_runs"]) for r in rows] == [(h.runs["live-slow"], len(baseline))]
+    assert rows[0]["baseline_p95_s"] == nearest_rank([s.wall_ms for s in baseline], 95) // 1000  # type: ignore[operator]
+
+
+def check_alert_processor_failures(run: Runner, h: History) -> None:
+    assert len(run("alert:processor-failures")) == sum(not i.succeeded for i in h.invocations)
+
+
+def check_alert_events_rejected(run: Runner, h: History) -> None:
+    assert [r["reason"] for r in run("alert:events-rejected")] == h.rejected_reasons
+
+
+CHECKS: dict[str, Callable[[Runner, History], None]] = {
+    "workbook:runs-over-time": check_runs_over_time,
+    "workbook:parameter Workspace": check_workspace_parameter,
+    "workbook:overview-tiles": check_overview_tiles,
+    "workbook:pipeline-durations": check_pipeline_durations,
+    "workbook:step-type-durations": check_step_type_durations,
+    "workbook:slowest-steps": check_slowest_steps,
+    "workbook:failures": check_failures,
+    "workbook:queue-by-target": check_queue_by_target,
+    "workbook:queue-over-time": check_queue_over_time,
+    "workbook:pipeline-runs": check_pipeline_runs,
+    "workbook:pipeline-run-steps": check_pipeline_run_steps,
+    "workbook:processor-invocations": check_processor_health,
+    "alert:pipeline-failed": check_alert_pipeline_failed,
+    "alert:pipeline-duration-regression": check_alert_duration_regression,
+    "alert:processor-failures": check_alert_processor_failures,
+    "alert:events-rejected": check_alert_events_rejected,
+}
+CHECKED_ELSEWHERE = {"workbook:processor-rejected-by-reason", "workbook:processor-rejected-latest"}
