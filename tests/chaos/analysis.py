@@ -44,6 +44,7 @@ class Stored:
     received_at: float
     maybe_duplicate: bool
     has_duration: bool = False
+    enriched: bool = True  # no enrichment_error: run history answered the requests the client sent
 
 
 @dataclass
@@ -64,6 +65,9 @@ class Figures:
     duplicated_summaries: int = 0
     counted_duplicated_summaries: int = 0
     missing_summaries: int = 0
+    # Run statuses whose first record has no run history details (enrichment_error: a 404 fault, or a
+    # request the AML fake refused because it drifted from the official client's form).
+    unenriched_records: int = 0
     duration_points_expected: int = 0
     duration_points_stored: int = 0
     causes: Counter[str] = field(default_factory=Counter)
@@ -115,6 +119,7 @@ def stored_items(requests: Iterable[RecordedRequest]) -> tuple[list[Stored], lis
                 request.received_at,
                 properties.get(MAYBE_DUPLICATE) == "true",
                 "execution_time_ms" in properties,
+                "enrichment_error" not in properties,
             )
             (records if base.get("name") == RECORD_EVENT else summaries).append(item)
     return records, summaries, duration_points
@@ -188,6 +193,7 @@ def analyse(
     figures.recovered_by_replay = len((scenario.expected_keys - before_replay) & recorded)
     # One duration point is due per recorded (run, status) whose record has an execution time.
     figures.duration_points_expected = sum(1 for stored in by_key.values() if stored[0].has_duration)
+    figures.unenriched_records = sum(1 for stored in by_key.values() if not stored[0].enriched)
     for stored in by_key.values():
         if len(stored) < 2:
             continue
