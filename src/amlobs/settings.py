@@ -175,6 +175,9 @@ class Settings:
     # A Retry-After longer than this fails the invocation at once: Event Grid's backoff is cheaper
     # than a Function instance sleeping.
     max_retry_after_seconds: float = 30.0
+    # How long a (run, status) claim holds without progress: an invocation that dies blocks its run
+    # status this long before a redelivery takes it over (amlobs/storage/claims.py).
+    claim_lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -201,4 +204,5 @@ class Settings:
             http_max_attempts=int(attempts_raw),
             http_timeout_seconds=_positive_float(env, "AML_OBS_HTTP_TIMEOUT_SECONDS", 10.0),
             max_retry_after_seconds=_positive_float(env, "AML_OBS_MAX_RETRY_AFTER_SECONDS", 30.0),
+            claim_lease_seconds=_positive_float(env, "AML_OBS_CLAIM_LEASE_SECONDS", 60.0),
         )
