@@ -2,12 +2,21 @@
 
 The host indexes this module at cold start, so it imports only ``azure.functions`` and the small
 event model; the SDKs behind the processor load on the first event.
+
+The trigger parameter is a ``str``: the Python worker then binds the event's raw JSON through its
+generic binding (a ``str``/``bytes`` annotation on a binding without implicit output) instead of
+decoding it with the library's ``EventGridEvent`` converter. That converter runs ``json.loads``
+before any of our code, so an event nested ~1,000 levels deep failed every delivery with a
+``RecursionError`` until Event Grid dead-lettered it. With the raw text, every event reaches the
+processor, which records it or stores it as rejected with its body as received. (Worker source:
+Azure/azure-functions-python-worker ``azure_functions_worker/functions.py``, where a ``str``
+annotation selects ``param_bind_type = 'generic'``, and ``bindings/generic.py``, whose ``decode``
+returns the JSON text as is.)
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import azure.functions as func
 
@@ -16,22 +25,9 @@ from amlobs.runtime import get_processor
 app = func.FunctionApp()
 
 
-def event_grid_payload(event: func.EventGridEvent) -> dict[str, Any]:
-    """The Event Grid wire shape of the event the host decoded, as the parser (and replay) sees it."""
-    return {
-        "id": event.id,
-        "topic": event.topic,
-        "subject": event.subject,
-        "eventType": event.event_type,
-        "eventTime": event.event_time.isoformat() if event.event_time else None,
-        "dataVersion": event.data_version,
-        "data": event.get_json(),
-    }
-
-
 @app.function_name("aml_run_events")
 @app.event_grid_trigger(arg_name="event")
-def aml_run_events(event: func.EventGridEvent) -> None:
+def aml_run_events(event: str) -> None:
     # Transient failures propagate: the invocation fails and Event Grid redelivers (then dead-letters).
-    outcome = get_processor().process(event_grid_payload(event))
+    outcome = get_processor().process(event)
     logging.getLogger("amlobs").debug("event %s: %s", outcome.event_id, outcome.kind)

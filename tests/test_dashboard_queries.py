@@ -29,11 +29,13 @@ from amlobs.telemetry import (
     EVENT_PIPELINE_SUMMARY,
     EVENT_REJECTED,
     EVENT_RUN_STATUS_CHANGED,
+    MAYBE_DUPLICATE,
     METRIC_DIMENSIONS,
     METRIC_DURATION,
     METRIC_QUEUE_TIME,
     METRIC_REJECTED,
     AzureMonitorTelemetry,
+    run_record_unit,
 )
 from tests.dashboard_sources import (
     ALERTS_BICEP,
@@ -247,11 +249,10 @@ def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
     try:
         record = _full(RECORD_FIELDS, frozenset(f for f in RECORD_FIELDS if f.endswith("_ms")))
         record.update(status="Completed", run_type="azureml.StepRun")
-        sink.emit_run_record(record)
-        sink.emit_pipeline_summary(
-            _full(SUMMARY_FIELDS, frozenset(f for f in SUMMARY_FIELDS if f.endswith(("_ms", "_count"))))
-        )
-        sink.flush()
+        summary = _full(SUMMARY_FIELDS, frozenset(f for f in SUMMARY_FIELDS if f.endswith(("_ms", "_count"))))
+        sink.send(run_record_unit(record, summary))
+        # A copy sent again after a request without an answer says so (docs/dashboard.md).
+        sink.send(run_record_unit(record, summary, maybe_duplicate=True))
 
         from amlobs.processor import EventProcessor
 
@@ -295,8 +296,8 @@ def contract(wire: dict[str, dict[str, frozenset[str]]]) -> Contract:
 
     return Contract(
         events={
-            EVENT_RUN_STATUS_CHANGED: frozenset(RECORD_FIELDS),
-            EVENT_PIPELINE_SUMMARY: frozenset(SUMMARY_FIELDS),
+            EVENT_RUN_STATUS_CHANGED: frozenset(RECORD_FIELDS) | {MAYBE_DUPLICATE},
+            EVENT_PIPELINE_SUMMARY: frozenset(SUMMARY_FIELDS) | {MAYBE_DUPLICATE},
             # No constant lists these: they are whatever the processor's reject path attaches.
             EVENT_REJECTED: wire["events"][EVENT_REJECTED],
         },
@@ -408,8 +409,8 @@ def test_the_kusto_checker_reports_errors(kusto: dict[str, dict[str, Any]]) -> N
 
 def test_the_field_lists_checked_against_are_what_the_exporter_sends(wire: dict[str, Any]) -> None:
     # The dashboard is checked against RECORD_FIELDS / SUMMARY_FIELDS: they must be the wire names.
-    assert wire["events"][EVENT_RUN_STATUS_CHANGED] == frozenset(RECORD_FIELDS)
-    assert wire["events"][EVENT_PIPELINE_SUMMARY] == frozenset(SUMMARY_FIELDS)
+    assert wire["events"][EVENT_RUN_STATUS_CHANGED] == frozenset(RECORD_FIELDS) | {MAYBE_DUPLICATE}
+    assert wire["events"][EVENT_PIPELINE_SUMMARY] == frozenset(SUMMARY_FIELDS) | {MAYBE_DUPLICATE}
     assert {"reason", "detail", "event_id", "event_type", "topic", "blob_name"} <= wire["events"][
         EVENT_REJECTED
     ]
@@ -436,6 +437,11 @@ def test_the_field_lists_checked_against_are_what_the_exporter_sends(wire: dict[
             # a summary key read from run records
             "customEvents | where name == 'AmlRunStatusChanged' | extend w = tolong(customDimensions.wall_time_ms)",
             "customDimensions.wall_time_ms is not sent",
+        ),
+        (
+            # the possible-duplicate flag is on run records and summaries only
+            "customEvents | where name == 'AmlEventRejected' | where tostring(customDimensions.delivery_maybe_duplicate) == 'true'",
+            "customDimensions.delivery_maybe_duplicate is not sent",
         ),
         (
             # a record key the metrics do not carry

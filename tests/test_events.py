@@ -19,6 +19,7 @@ from amlobs.errors import EventRejected
 from amlobs.events import (
     KNOWN_STATUSES,
     MAX_EVENT_BYTES,
+    MAX_NESTING,
     RUN_COMPLETED,
     RUN_STATUS_CHANGED,
     SUPPORTED_EVENT_TYPES,
@@ -303,8 +304,9 @@ REJECTIONS: list[tuple[str, Any, str, str]] = [
     ("not json", "{not json", "not_json", "JSON"),
     ("invalid utf-8", b'{"id": "\xff\xfe\xfa"}', "not_json", "JSON"),
     ("empty body", b"", "not_json", "JSON"),
-    ("deeply nested", "[" * 200_000, "not_json", "JSON"),
-    ("deeply nested object", '{"a":' * 200_000, "not_json", "JSON"),
+    ("deeply nested", "[" * 200_000, "nested_too_deeply", "deeper than 128"),
+    ("deeply nested object", '{"a":' * 200_000, "nested_too_deeply", "deeper than 128"),
+    ("nested one level too deep", '{"a":' * 128 + "[]" + "}" * 128, "nested_too_deeply", "deeper than 128"),
     ("array", json.dumps([wire_event(SAMPLE_STEP_EVENT)]), "not_an_object", "not an object"),
     ("string", '"an event"', "not_an_object", "not an object"),
     ("null", "null", "not_an_object", "not an object"),
@@ -420,6 +422,17 @@ def test_rejection_reason_and_detail(payload: Any, code: str, word: str) -> None
     assert rejected.code == code
     assert word in rejected.detail
     assert len(rejected.detail) < 600  # a reason, not the payload echoed back
+
+
+def test_an_event_nested_exactly_to_the_limit_is_decoded_and_strings_do_not_count() -> None:
+    event = wire_event(SAMPLE_STEP_EVENT)
+    # The event itself nests 3 levels (event → data → runProperties); brackets inside strings are text.
+    deep: Any = "[[[[{{{{"
+    for _ in range(MAX_NESTING - 3):
+        deep = {"k": deep}
+    event["data"]["runProperties"]["deep"] = deep
+    parsed = parse_event(json.dumps(event))
+    assert parsed.run_id == SAMPLE_STEP_EVENT["data"]["runId"]
 
 
 def _codes_in_source() -> set[str]:

@@ -181,7 +181,8 @@ def test_the_processor_stamps_the_record_and_the_summary_with_the_source_it_was_
     for stamped in (telemetry.run_records[0], telemetry.pipeline_summaries[0]):
         assert stamped["record_source"] == source
         assert stamped["status_time"] == "2024-05-01T10:30:00.250Z"  # the run's end
-        assert stamped["status_time_utc_ms"] == parse_utc_ms("2024-05-01T10:30:00.250Z")
+        # Custom event dimensions go out as strings.
+        assert stamped["status_time_utc_ms"] == str(parse_utc_ms("2024-05-01T10:30:00.250Z"))
 
 
 def test_the_function_s_default_source_is_live() -> None:

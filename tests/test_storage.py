@@ -26,13 +26,14 @@ from azure.core.exceptions import ClientAuthenticationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amlobs.errors import StorageUnavailable, TransientError
+from amlobs.errors import ClaimLost, DeliveryInProgress, StorageUnavailable, TransientError
 from amlobs.settings import Settings, SettingsError, StorageSettings
 from amlobs.storage import (
     DEDUPE_TABLE,
     MAX_STORED_PAYLOAD_BYTES,
     REJECTED_CONTAINER,
     BlobRejectedEventStore,
+    ClaimPolicy,
     MemoryDedupeStore,
     MemoryRejectedEventStore,
     NullDedupeStore,
@@ -43,6 +44,7 @@ from amlobs.storage import (
     dedupe_key,
     rejected_document,
 )
+from amlobs.storage.claims import VersionConflict
 from tests.fakes.azurite import DEV_ACCOUNT, REPO_ROOT, Azurite, start_azurite
 
 FIXED_NOW = dt.datetime(2026, 11, 26, 23, 59, 30, tzinfo=dt.UTC)
@@ -94,67 +96,187 @@ def _request_counter() -> tuple[list[tuple[str, str]], Any]:
 # Dedupe table
 
 
-def test_mark_then_is_processed_round_trip(storage_env: Azurite) -> None:
-    store = TableDedupeStore(_conn_settings(storage_env), clock=lambda: FIXED_NOW)
-    assert store.is_processed("evt-1") is False  # the table does not even exist yet
+def record(store: Any, key: str, context: dict[str, str] | None = None) -> None:
+    """What the processor does for a key it records: claim, send (nothing here), mark done."""
+    claim = store.claim(key, context or {})
+    assert claim is not None, f"{key} was already recorded"
+    store.complete(store.start_sending(claim))
 
-    store.mark_processed("evt-1", {"run_id": "run-1", "status": "Completed"})
 
-    assert store.is_processed("evt-1") is True
-    assert store.is_processed("evt-2") is False
-    # A fresh store (another worker process) sees the same state.
-    assert TableDedupeStore(_conn_settings(storage_env)).is_processed("evt-1") is True
+class Clock:
+    def __init__(self, now: dt.datetime = FIXED_NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def _store(azurite: Azurite, **kwargs: Any) -> TableDedupeStore:
+    kwargs.setdefault("policy", ClaimPolicy(lease_seconds=60, wait_seconds=0.3, poll_seconds=0.05))
+    return TableDedupeStore(_conn_settings(azurite), **kwargs)
+
+
+def test_claim_send_done_round_trip(storage_env: Azurite) -> None:
+    clock = Clock()
+    store = _store(storage_env, clock=clock)
+    assert store.state_of("run|ws|r1|completed") is None  # the table does not even exist yet
+
+    claim = store.claim("run|ws|r1|completed", {"run_id": "r1", "status": "Completed"})
+    assert claim is not None and claim.state == "claimed" and claim.attempt == 1
+    assert not claim.accepted and not claim.maybe_delivered
+    assert store.state_of("run|ws|r1|completed") == "claimed"
+    claim = store.start_sending(claim)
+    assert store.state_of("run|ws|r1|completed") == "sending"
+    store.complete(claim)
+
+    # A fresh store (another worker process) sees it recorded: every later delivery is a duplicate.
+    assert _store(storage_env).claim("run|ws|r1|completed", {}) is None
+    assert store.state_of("run|ws|r2|completed") is None
     [entity] = storage_env.list_entities(DEDUPE_TABLE)
-    assert entity["event_id"] == "evt-1"
-    assert entity["run_id"] == "run-1"
-    assert entity["status"] == "Completed"
+    assert entity["event_id"] == "run|ws|r1|completed"
+    assert (entity["state"], entity["run_id"], entity["status"]) == ("done", "r1", "Completed")
     assert entity["processed_at"] == FIXED_NOW
-    assert entity["RowKey"] == hashlib.sha256(b"evt-1").hexdigest()
+    assert entity["RowKey"] == hashlib.sha256(b"run|ws|r1|completed").hexdigest()
     assert entity["PartitionKey"] == entity["RowKey"][:2]
 
 
-def test_marking_twice_is_idempotent_and_keeps_latest_context(storage_env: Azurite) -> None:
-    # Event Grid redelivers when an invocation dies after the flush but before the reply.
-    store = TableDedupeStore(_conn_settings(storage_env))
-    store.mark_processed("evt-1", {"run_id": "run-1", "status": "Running"})
-    store.mark_processed("evt-1", {"run_id": "run-1", "status": "Completed"})
-    [entity] = storage_env.list_entities(DEDUPE_TABLE)
-    assert entity["status"] == "Completed"
+def test_concurrent_claims_on_one_key_record_it_once(storage_env: Azurite) -> None:
+    # Two deliveries of one event, or RunCompleted + RunStatusChanged/Completed: one records, the
+    # others wait for it and find it recorded.
+    stores = [_store(storage_env, policy=ClaimPolicy(lease_seconds=60, wait_seconds=10)) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def deliver(store: TableDedupeStore) -> None:
+        barrier.wait()
+        claim = store.claim("run|ws|r1|completed", {})
+        if claim is None:
+            outcomes.append("duplicate")
+            return
+        time.sleep(0.3)  # enrichment and the POST
+        store.complete(store.start_sending(claim))
+        outcomes.append("recorded")
+
+    threads = [threading.Thread(target=deliver, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["duplicate"] * 5 + ["recorded"]
 
 
-def test_context_keeps_only_identifier_keys_and_cannot_override_id(storage_env: Azurite) -> None:
-    store = TableDedupeStore(_conn_settings(storage_env))
-    store.mark_processed(
-        "evt-1",
-        {"run_id": "r", "bad key": "x", "PartitionKey": "zz", "event_id": "forged", "long": "v" * 5000},
+def test_a_fresh_claim_of_another_invocation_means_retry_later(storage_env: Azurite) -> None:
+    store = _store(storage_env)
+    assert store.claim("k", {}) is not None
+    started = time.monotonic()
+    with pytest.raises(DeliveryInProgress, match="another invocation") as raised:
+        _store(storage_env).claim("k", {})
+    assert isinstance(raised.value, TransientError)  # Event Grid redelivers
+    assert time.monotonic() - started >= 0.3  # it waited for the other invocation first
+
+
+def test_an_expired_claim_is_taken_over_cleanly(storage_env: Azurite) -> None:
+    # The first invocation died while enriching: nothing was sent, so nothing may be a duplicate.
+    clock = Clock()
+    first = _store(storage_env, clock=clock).claim("k", {})
+    assert first is not None
+    clock.advance(61)
+
+    second = _store(storage_env, clock=clock).claim("k", {})
+
+    assert second is not None and second.attempt == 2 and second.taken_over == "claimed"
+    assert not second.maybe_delivered
+    with pytest.raises(ClaimLost):  # the first one cannot send any more
+        _store(storage_env, clock=clock).start_sending(first)
+
+
+def test_a_claim_that_expired_while_sending_is_taken_over_as_maybe_delivered(storage_env: Azurite) -> None:
+    clock = Clock()
+    store = _store(storage_env, clock=clock)
+    first = store.claim("k", {})
+    assert first is not None
+    first = store.start_sending(first)  # then the worker was killed during or after the POST
+    clock.advance(30)
+    with pytest.raises(DeliveryInProgress):  # within the lease: still its owner's
+        store.claim("k", {})
+    clock.advance(31)
+
+    second = store.claim("k", {})
+
+    assert second is not None and second.maybe_delivered and second.taken_over == "sending"
+    store.complete(store.start_sending(second))
+    store.complete(first)  # the first owner coming back cannot undo the second's record
+    assert store.claim("k", {}) is None
+
+
+def test_a_released_claim_is_taken_over_at_once_with_what_was_stored(storage_env: Azurite) -> None:
+    store = _store(storage_env)
+    first = store.claim("k", {"run_id": "r"})
+    assert first is not None
+    first = store.start_sending(first)
+    store.release(first, accepted=frozenset({"event:AmlRunStatusChanged"}), maybe_delivered=False)
+    assert store.state_of("k") == "retry"
+
+    second = _store(storage_env).claim("k", {"run_id": "r"})
+
+    assert second is not None and second.attempt == 2
+    assert second.accepted == {"event:AmlRunStatusChanged"} and not second.maybe_delivered
+    store.release(second, accepted=second.accepted, maybe_delivered=True)
+    third = store.claim("k", {})
+    assert third is not None and third.maybe_delivered and third.accepted == {"event:AmlRunStatusChanged"}
+
+
+def test_a_key_recorded_by_the_previous_version_is_a_duplicate(storage_env: Azurite) -> None:
+    # The previous version wrote {event_id, processed_at, context} once a key was recorded.
+    key = dedupe_key("run|ws|r1|completed")
+    storage_env.table_service().create_table_if_not_exists(DEDUPE_TABLE).create_entity(
+        {
+            "PartitionKey": key.partition_key,
+            "RowKey": key.row_key,
+            "event_id": "run|ws|r1|completed",
+            "processed_at": FIXED_NOW,
+            "run_id": "r1",
+        }
     )
+    assert _store(storage_env).claim("run|ws|r1|completed", {}) is None
+
+
+def test_context_keeps_only_identifier_keys_and_cannot_override_the_claim(storage_env: Azurite) -> None:
+    store = _store(storage_env)
+    context = {"run_id": "r", "bad key": "x", "PartitionKey": "zz", "event_id": "forged", "state": "done"}
+    claim = store.claim("k", {**context, "owner": "me", "long": "v" * 5000})
+    assert claim is not None
     [entity] = storage_env.list_entities(DEDUPE_TABLE)
-    assert entity["event_id"] == "evt-1"
-    assert entity["PartitionKey"] == dedupe_key("evt-1").partition_key
+    assert entity["event_id"] == "k" and entity["state"] == "claimed" and entity["owner"] == claim.owner
+    assert entity["PartitionKey"] == dedupe_key("k").partition_key
     assert "bad key" not in entity
     assert entity["long"] == "v" * 1024
-    assert store.is_processed("evt-1")
+    store.complete(store.start_sending(claim))
+    assert storage_env.list_entities(DEDUPE_TABLE)[0]["run_id"] == "r"  # kept through every move
 
 
-@pytest.mark.parametrize("event_id", AWKWARD_IDS, ids=lambda v: repr(v[:12]))
-def test_awkward_event_ids_round_trip(storage_env: Azurite, event_id: str) -> None:
-    store = TableDedupeStore(_conn_settings(storage_env))
-    store.mark_processed(event_id, {"run_id": "run-1"})
+@pytest.mark.parametrize("key", AWKWARD_IDS, ids=lambda v: repr(v[:12]))
+def test_awkward_keys_round_trip(storage_env: Azurite, key: str) -> None:
+    store = _store(storage_env)
+    record(store, key, {"run_id": "run-1"})
 
-    assert store.is_processed(event_id) is True
-    assert store.is_processed(event_id + "x") is False
+    assert store.claim(key, {}) is None
+    assert store.state_of(key + "x") is None
     [entity] = storage_env.list_entities(DEDUPE_TABLE)
-    assert entity["event_id"] == event_id
+    assert entity["event_id"] == key
     assert not FORBIDDEN_KEY_CHARS.search(entity["PartitionKey"] + entity["RowKey"])
 
 
-def test_ids_differing_only_in_forbidden_characters_stay_distinct(storage_env: Azurite) -> None:
+def test_keys_differing_only_in_forbidden_characters_stay_distinct(storage_env: Azurite) -> None:
     # A sanitiser that maps / \ # ? to one character would merge these and drop real events.
-    store = TableDedupeStore(_conn_settings(storage_env))
-    store.mark_processed("run/1", {})
+    store = _store(storage_env)
+    record(store, "run/1")
     for sibling in ("run\\1", "run#1", "run?1", "run_1", "run%2F1", "run1"):
-        assert store.is_processed(sibling) is False, sibling
-    assert store.is_processed("run/1") is True
+        assert store.state_of(sibling) is None, sibling
+    assert store.state_of("run/1") == "done"
 
 
 @settings(max_examples=300, deadline=None)
@@ -171,15 +293,13 @@ def test_dedupe_keys_are_valid_and_injective(a: str, b: str) -> None:
 def test_table_is_created_once_on_first_write(storage_env: Azurite) -> None:
     table = _fresh_name("dedupe")
     seen, hook = _request_counter()
-    store = TableDedupeStore(
-        _conn_settings(storage_env), table_name=table, client_options={"raw_request_hook": hook}
-    )
+    store = _store(storage_env, table_name=table, client_options={"raw_request_hook": hook})
     assert table not in storage_env.tables()
-    assert store.is_processed("evt-0") is False
+    assert store.state_of("evt-0") is None
     assert table not in storage_env.tables()  # a lookup never creates anything
 
     for i in range(5):
-        store.mark_processed(f"evt-{i}", {})
+        record(store, f"evt-{i}")
 
     assert table in storage_env.tables()
     creates = [url for method, url in seen if method == "POST" and url.rstrip("/").endswith("/Tables")]
@@ -191,21 +311,53 @@ def test_existing_table_is_used(storage_env: Azurite) -> None:
     # In Azure, Bicep creates the table before the first event.
     table = _fresh_name("dedupe")
     storage_env.table_service().create_table(table)
-    store = TableDedupeStore(_conn_settings(storage_env), table_name=table)
-    store.mark_processed("evt-1", {})
-    assert store.is_processed("evt-1")
+    store = _store(storage_env, table_name=table)
+    record(store, "evt-1")
+    assert store.state_of("evt-1") == "done"
 
 
 def test_table_deleted_behind_our_back_is_recreated(storage_env: Azurite) -> None:
     table = _fresh_name("dedupe")
-    store = TableDedupeStore(_conn_settings(storage_env), table_name=table)
-    store.mark_processed("evt-1", {})
+    store = _store(storage_env, table_name=table)
+    record(store, "evt-1")
     storage_env.table_service().delete_table(table)
 
-    store.mark_processed("evt-2", {})
+    record(store, "evt-2")
 
-    assert store.is_processed("evt-2")
-    assert store.is_processed("evt-1") is False
+    assert store.state_of("evt-2") == "done"
+    assert store.state_of("evt-1") is None
+
+
+class _AnswerLost(MemoryDedupeStore):
+    """Applies a write, then reports a conflict, as the SDK does when it retries a write whose
+    first answer was lost (the retry finds the write already applied)."""
+
+    lose_next = False
+
+    def _insert(self, entity: dict[str, Any]) -> str | None:
+        version = super()._insert(entity)
+        if self.lose_next:
+            self.lose_next = False
+            raise VersionConflict
+        return version
+
+    def _replace(self, entity: dict[str, Any], version: str | None) -> str | None:
+        new_version = super()._replace(entity, version)
+        if self.lose_next:
+            self.lose_next = False
+            raise VersionConflict
+        return new_version
+
+
+def test_a_write_applied_but_unanswered_still_counts_as_ours() -> None:
+    store = _AnswerLost()
+    store.lose_next = True
+    claim = store.claim("k", {})  # the insert landed, its answer did not
+    assert claim is not None and claim.attempt == 1
+    store.lose_next = True
+    claim = store.start_sending(claim)  # the same for the move to "sending"
+    store.complete(claim)
+    assert store.recorded == {"k"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,9 +493,10 @@ def test_container_deleted_behind_our_back_is_recreated(storage_env: Azurite) ->
 
 def test_memory_stores_match_the_storage_shape() -> None:
     dedupe = MemoryDedupeStore()
-    assert not dedupe.is_processed("a/b")
-    dedupe.mark_processed("a/b", {"run_id": "r"})
-    assert dedupe.is_processed("a/b") and not dedupe.is_processed("a\\b")
+    assert dedupe.state_of("a/b") is None
+    record(dedupe, "a/b", {"run_id": "r"})
+    assert dedupe.claim("a/b", {}) is None and dedupe.state_of("a\\b") is None
+    assert dedupe.recorded == {"a/b"}
     rejected = MemoryRejectedEventStore(clock=lambda: FIXED_NOW)
     name = rejected.store(b"\xff", reason="not_json", detail="d", event_id="e1")
     assert name is not None and BLOB_NAME.match(name) and name.startswith("2026/11/26/e1-")
@@ -372,8 +525,7 @@ def test_closed_port_raises_storage_unavailable_quickly() -> None:
         Settings.from_env({"AzureWebJobsStorage": _dead_storage().connection_string or ""}), None
     )
     for call in (
-        lambda: dedupe.is_processed("e1"),
-        lambda: dedupe.mark_processed("e1", {}),
+        lambda: dedupe.claim("e1", {}),
         lambda: rejected.store("x", reason="r", detail="d", event_id="e1"),
     ):
         started = time.monotonic()
@@ -388,14 +540,15 @@ def test_azurite_stopping_mid_life_raises_storage_unavailable() -> None:
         settings = _conn_settings(private)
         dedupe = TableDedupeStore(settings)
         rejected = BlobRejectedEventStore(settings)
-        dedupe.mark_processed("e1", {})
-        assert dedupe.is_processed("e1")
+        claim = dedupe.claim("e1", {})
+        assert claim is not None
+        claim = dedupe.start_sending(claim)
         assert rejected.store("x", reason="r", detail="d", event_id="e1")
     started = time.monotonic()
     with pytest.raises(StorageUnavailable):
-        dedupe.is_processed("e1")
+        dedupe.complete(claim)
     with pytest.raises(StorageUnavailable):
-        dedupe.mark_processed("e2", {})
+        dedupe.claim("e2", {})
     with pytest.raises(StorageUnavailable):
         rejected.store("x", reason="r", detail="d", event_id="e2")
     assert time.monotonic() - started < 10.0
@@ -405,7 +558,7 @@ def test_wrong_account_key_is_storage_unavailable(azurite: Azurite) -> None:
     wrong = azurite.connection_string.replace("AccountKey=", "AccountKey=AAAA")
     store = TableDedupeStore(StorageSettings(connection_string=wrong))
     with pytest.raises(StorageUnavailable, match="403"):
-        store.is_processed("e1")
+        store.claim("e1", {})
     with pytest.raises(StorageUnavailable, match="403"):
         BlobRejectedEventStore(StorageSettings(connection_string=wrong)).store(
             "x", reason="r", detail="d", event_id=None
@@ -479,7 +632,7 @@ def test_5xx_and_hangs_are_retried_a_bounded_number_of_times(
 
     started = time.monotonic()
     with pytest.raises(StorageUnavailable, match="503" if handler.mode == "busy" else "table"):
-        TableDedupeStore(settings, timeouts=timeouts).is_processed("e1")
+        TableDedupeStore(settings, timeouts=timeouts).state_of("e1")
     table_elapsed = time.monotonic() - started
     assert len(handler.requests) == 3
     assert table_elapsed < 5.0
@@ -600,8 +753,8 @@ def test_identity_based_storage_uses_bearer_tokens(azurite_oauth: tuple[Azurite,
     dedupe = TableDedupeStore(settings.storage, credential, table_name=table, client_options=tls)
     rejected = BlobRejectedEventStore(settings.storage, credential, client_options=tls)
 
-    dedupe.mark_processed("evt/1", {"run_id": "r"})
-    assert dedupe.is_processed("evt/1")
+    record(dedupe, "evt/1", {"run_id": "r"})
+    assert dedupe.state_of("evt/1") == "done"
     name = rejected.store("not json", reason="not_json", detail="d", event_id="evt-2")
 
     assert credential.scopes and {s for scopes in credential.scopes for s in scopes} == {
@@ -620,7 +773,7 @@ def test_identity_with_a_token_for_another_audience_is_storage_unavailable(
     wrong = _JwtCredential(audience="https://management.azure.com")
     store = TableDedupeStore(settings.storage, wrong, client_options={"connection_verify": str(cert)})
     with pytest.raises(StorageUnavailable):
-        store.is_processed("e1")
+        store.claim("e1", {})
 
 
 def test_identity_credential_failure_is_storage_unavailable() -> None:
@@ -629,7 +782,7 @@ def test_identity_credential_failure_is_storage_unavailable() -> None:
         table_service_uri=f"https://127.0.0.1:{_free_port()}/{DEV_ACCOUNT}",
     )
     with pytest.raises(StorageUnavailable, match="no identity assigned"):
-        TableDedupeStore(storage, _FailingCredential()).mark_processed("e1", {})
+        TableDedupeStore(storage, _FailingCredential()).claim("e1", {})
     with pytest.raises(StorageUnavailable, match="no identity assigned"):
         BlobRejectedEventStore(storage, _FailingCredential()).store(
             "x", reason="r", detail="d", event_id=None
@@ -657,9 +810,9 @@ def test_identity_storage_needs_credential_and_https() -> None:
 def test_create_stores_from_environment_uses_azurite(storage_env: Azurite) -> None:
     dedupe, rejected = create_stores(Settings.from_env(), None)
     assert isinstance(dedupe, TableDedupeStore) and isinstance(rejected, BlobRejectedEventStore)
-    dedupe.mark_processed("evt-1", {"run_id": "r"})
+    record(dedupe, "evt-1", {"run_id": "r"})
     name = rejected.store("bad", reason="not_json", detail="d", event_id="evt-1")
-    assert dedupe.is_processed("evt-1")
+    assert dedupe.claim("evt-1", {}) is None
     assert [b.name for b in storage_env.list_blobs(REJECTED_CONTAINER)] == [name]
 
 
@@ -709,8 +862,9 @@ def test_storage_off_warns_once_per_process_and_logs_rejected_events() -> None:
         settings = Settings.from_env({})
         stores = [create_stores(settings, None) for _ in range(3)]
         dedupe, rejected = stores[0]
-        dedupe.mark_processed("e1", {"run_id": "r"})
-        print("PROCESSED", dedupe.is_processed("e1"))
+        claim = dedupe.claim("e1", {"run_id": "r"})
+        dedupe.complete(dedupe.start_sending(claim))
+        print("PROCESSED", dedupe.claim("e1", {}) is None)
         print("NAMES", rejected.store('{"broken": ', reason="not_json", detail="bad json", event_id="e1"),
               rejected.store("y" * 5000, reason="too_large", detail="big", event_id=None))
         print("COUNT", rejected.count)
@@ -732,8 +886,10 @@ def test_storage_off_warns_once_per_process_and_logs_rejected_events() -> None:
 
 def test_null_stores_in_process(caplog: pytest.LogCaptureFixture) -> None:
     dedupe, rejected = NullDedupeStore(), NullRejectedEventStore()
-    dedupe.mark_processed("e", {})
-    assert dedupe.is_processed("e") is False
+    claim = dedupe.claim("e", {})
+    assert claim is not None
+    dedupe.complete(dedupe.start_sending(claim))
+    assert dedupe.claim("e", {}) is not None  # storage off: nothing is remembered
     with caplog.at_level("WARNING", logger="amlobs.storage"):
         assert rejected.store(b"\xffpayload", reason="not_json", detail="d", event_id=None) is None
     assert rejected.count == 1

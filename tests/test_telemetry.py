@@ -22,6 +22,7 @@ from amlobs.telemetry import (
     EVENT_PIPELINE_SUMMARY,
     EVENT_REJECTED,
     EVENT_RUN_STATUS_CHANGED,
+    MAYBE_DUPLICATE,
     METRIC_DIMENSIONS,
     METRIC_DURATION,
     METRIC_QUEUE_TIME,
@@ -29,13 +30,21 @@ from amlobs.telemetry import (
     AzureMonitorTelemetry,
     LoggingTelemetry,
     RecordingTelemetry,
-    RejectedItem,
     TelemetrySink,
+    TelemetryUnit,
     create_telemetry,
     parse_authentication_string,
     parse_connection_string,
+    rejected_unit,
+    run_record_unit,
 )
-from tests.fakes.ingestion import EVENT_ENVELOPE, IngestionServer
+from tests.fakes.ingestion import (
+    EVENT_ENVELOPE,
+    METRIC_ENVELOPE,
+    IngestionFault,
+    IngestionServer,
+    RecordedRequest,
+)
 
 TIMEOUT = 0.5
 CLIENT_ID = "00000000-0000-0000-0000-0000000000c1"
@@ -115,6 +124,16 @@ def run_ids(server: IngestionServer, name: str = EVENT_RUN_STATUS_CHANGED) -> li
     return [event["properties"].get("run_id", "") for event in server.events(name)]
 
 
+def send(sink: TelemetrySink, *records: dict[str, str | int]) -> None:
+    """One invocation per record: its unit (event + histogram points) in one send."""
+    for one in records:
+        sink.send(run_record_unit(one))
+
+
+def kinds(request: RecordedRequest) -> list[str]:
+    return sorted(envelope["name"].rsplit(".", 1)[-1] for envelope in request.envelopes)
+
+
 # --- what lands in Application Insights --------------------------------------------------------
 
 
@@ -122,8 +141,7 @@ def test_run_record_becomes_one_custom_event_with_the_record_as_custom_dimension
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
     assert isinstance(sink, AzureMonitorTelemetry)
-    sink.emit_run_record(RECORD)
-    sink.flush()
+    send(sink, RECORD)
 
     events = [e for e in ingestion_server.envelopes if e["name"] == EVENT_ENVELOPE]
     assert len(events) == 1
@@ -135,11 +153,21 @@ def test_run_record_becomes_one_custom_event_with_the_record_as_custom_dimension
     assert base["properties"] == {key: str(value) for key, value in RECORD.items()}
 
 
+def test_an_invocations_event_and_metric_points_travel_in_one_request(
+    sink: TelemetrySink, ingestion_server: IngestionServer
+) -> None:
+    # One unit, one POST: ingestion stores the event and its points together or not at all, so a failed
+    # metric export can no longer leave the event stored and the invocation failed (and resent).
+    send(sink, RECORD)
+    [request] = ingestion_server.track_requests()
+    assert kinds(request) == ["Event", "Metric", "Metric"]
+    assert request.status == 200
+
+
 def test_histograms_carry_the_record_values_and_only_the_dimensions_present(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
-    sink.emit_run_record(RECORD)  # has no step_type
-    sink.flush()
+    send(sink, RECORD)  # has no step_type
 
     expected_dimensions = {
         "experimentName": "churn",
@@ -157,26 +185,22 @@ def test_histograms_carry_the_record_values_and_only_the_dimensions_present(
     assert (METRIC_DURATION, METRIC_QUEUE_TIME) == ("aml_run_duration_ms", "aml_run_queue_time_ms")
 
 
-def test_histogram_points_aggregate_per_dimension_set_within_one_flush(
+def test_points_of_many_invocations_add_up_per_dimension_set(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
-    sink.emit_run_record(record("a", execution_time_ms=1000, step_type="PythonScriptStep"))
-    sink.emit_run_record(record("b", execution_time_ms=3000, step_type="PythonScriptStep"))
-    sink.emit_run_record(record("c", execution_time_ms=500, status="Failed"))
-    sink.flush()
-
-    by_status = {p["properties"]["status"]: p for p in ingestion_server.metrics(METRIC_DURATION)}
-    assert set(by_status) == {"Completed", "Failed"}
-    completed = by_status["Completed"]
-    assert completed["properties"]["step_type"] == "PythonScriptStep"
-    assert (completed["value"], completed["count"], completed["min"], completed["max"]) == (
-        4000,
-        2,
-        1000,
-        3000,
+    # Each invocation sends its own point (count 1); KQL's sum(valueSum)/sum(valueCount) adds them up.
+    send(
+        sink,
+        record("a", execution_time_ms=1000, step_type="PythonScriptStep"),
+        record("b", execution_time_ms=3000, step_type="PythonScriptStep"),
+        record("c", execution_time_ms=500, status="Failed"),
     )
-    assert (by_status["Failed"]["value"], by_status["Failed"]["count"]) == (500, 1)
-    assert "step_type" not in by_status["Failed"]["properties"]
+    totals: dict[str, list[float]] = {}
+    for point in ingestion_server.metrics(METRIC_DURATION):
+        total = totals.setdefault(point["properties"]["status"], [0, 0])
+        total[0] += point["value"]
+        total[1] += point["count"]
+    assert totals == {"Completed": [4000, 2], "Failed": [500, 1]}
 
 
 def test_a_record_without_times_sends_the_event_but_no_histogram_points(
@@ -187,15 +211,14 @@ def test_a_record_without_times_sends_the_event_but_no_histogram_points(
         for k, v in record("r", status="Running").items()
         if k not in ("execution_time_ms", "queue_time_ms")
     }
-    sink.emit_run_record(running)
-    sink.flush()
+    send(sink, running)
 
     assert run_ids(ingestion_server) == ["r"]
     assert ingestion_server.metrics(METRIC_DURATION) == []
     assert ingestion_server.metrics(METRIC_QUEUE_TIME) == []
 
 
-def test_pipeline_summary_is_its_own_custom_event(
+def test_pipeline_summary_is_its_own_custom_event_in_the_pipeline_runs_unit(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
     summary: dict[str, str | int] = {
@@ -204,23 +227,35 @@ def test_pipeline_summary_is_its_own_custom_event(
         "steps_total": 3,
         "steps_failed": 0,
     }
-    sink.emit_pipeline_summary(summary)
-    sink.flush()
+    sink.send(run_record_unit(record("p1", run_type="azureml.PipelineRun"), summary))
 
     events = ingestion_server.events(EVENT_PIPELINE_SUMMARY)
     assert EVENT_PIPELINE_SUMMARY == "AmlPipelineRunSummary"
     assert [e["properties"] for e in events] == [{k: str(v) for k, v in summary.items()}]
-    assert ingestion_server.events(EVENT_RUN_STATUS_CHANGED) == []
+    assert run_ids(ingestion_server) == ["p1"]
+    assert len(ingestion_server.track_requests()) == 1
+
+
+def test_a_possible_duplicate_says_so_on_its_events_only(
+    sink: TelemetrySink, ingestion_server: IngestionServer
+) -> None:
+    sink.send(run_record_unit(RECORD, {"run_id": "p"}, maybe_duplicate=True))
+    [record_event] = ingestion_server.events(EVENT_RUN_STATUS_CHANGED)
+    [summary_event] = ingestion_server.events(EVENT_PIPELINE_SUMMARY)
+    assert (
+        record_event["properties"][MAYBE_DUPLICATE] == summary_event["properties"][MAYBE_DUPLICATE] == "true"
+    )
+    # Metric dimensions stay the five documented ones (a new one would split every series).
+    assert all(MAYBE_DUPLICATE not in p["properties"] for p in ingestion_server.metrics(METRIC_DURATION))
 
 
 def test_rejected_events_send_an_event_with_the_reason_and_a_counter_per_reason(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
     attributes = {"event_id": "e-9", "topic": "/subscriptions/x", "blob_name": "2024/01/e-9.json"}
-    sink.emit_rejected("not_json", "event is not valid JSON", attributes)
-    sink.emit_rejected("not_json", "event is not valid JSON", {})
-    sink.emit_rejected("unsupported_event_type", "eventType 'X' is not supported", {"event_type": "X"})
-    sink.flush()
+    sink.send(rejected_unit("not_json", "event is not valid JSON", attributes))
+    sink.send(rejected_unit("not_json", "event is not valid JSON", {}))
+    sink.send(rejected_unit("unsupported_event_type", "eventType 'X' is not supported", {"event_type": "X"}))
 
     events = ingestion_server.events(EVENT_REJECTED)
     assert EVENT_REJECTED == "AmlEventRejected"
@@ -229,7 +264,9 @@ def test_rejected_events_send_an_event_with_the_reason_and_a_counter_per_reason(
         {"reason": "not_json", "detail": "event is not valid JSON"},
         {"reason": "unsupported_event_type", "detail": "eventType 'X' is not supported", "event_type": "X"},
     ]
-    counts = {p["properties"]["reason"]: p["value"] for p in ingestion_server.metrics(METRIC_REJECTED)}
+    counts: dict[str, float] = {}
+    for point in ingestion_server.metrics(METRIC_REJECTED):
+        counts[point["properties"]["reason"]] = counts.get(point["properties"]["reason"], 0) + point["value"]
     assert METRIC_REJECTED == "aml_events_rejected"
     assert counts == {"not_json": 2, "unsupported_event_type": 1}
     assert all(set(p["properties"]) == {"reason"} for p in ingestion_server.metrics(METRIC_REJECTED))
@@ -238,10 +275,30 @@ def test_rejected_events_send_an_event_with_the_reason_and_a_counter_per_reason(
 def test_an_attribute_cannot_overwrite_the_rejection_reason(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
-    sink.emit_rejected("missing_id", "id is missing", {"reason": "fine", "detail": "nothing"})
-    sink.flush()
+    sink.send(rejected_unit("missing_id", "id is missing", {"reason": "fine", "detail": "nothing"}))
     (event,) = ingestion_server.events(EVENT_REJECTED)
     assert (event["properties"]["reason"], event["properties"]["detail"]) == ("missing_id", "id is missing")
+
+
+def test_a_span_goes_in_the_same_request_as_the_record(
+    sink: TelemetrySink, ingestion_server: IngestionServer
+) -> None:
+    # Pipeline traces join the unit: a finished span of a private provider, converted by the exporter's
+    # own trace conversion, posted with the event and points of the same invocation.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanKind
+
+    tracer = TracerProvider(shutdown_on_exit=False).get_tracer("test")
+    span = tracer.start_span("step", kind=SpanKind.INTERNAL)
+    span.end()
+    unit = run_record_unit(RECORD)
+    unit.add_span("train_1", span)
+    sink.send(unit)
+
+    [request] = ingestion_server.track_requests()
+    assert kinds(request) == ["Event", "Metric", "Metric", "RemoteDependency"]
+    with pytest.raises(ValueError, match="already"):
+        unit.add_span("train_1", span)
 
 
 # --- Entra ID ingestion ------------------------------------------------------------------------
@@ -252,14 +309,13 @@ def test_with_the_authentication_string_every_request_carries_the_credentials_be
 ) -> None:
     credential = FakeCredential()
     sink = make_sink(credential, f"Authorization=AAD;ClientId={CLIENT_ID}")
-    sink.emit_run_record(RECORD)
-    sink.flush()
+    send(sink, RECORD, record("second"))
 
     requests = ingestion_server.track_requests()
-    assert len(requests) == 2  # events, metrics
+    assert len(requests) == 2  # one per invocation
     assert {r.header("Authorization") for r in requests} == {"Bearer fake-entra-token"}
     assert credential.scopes and {s for s in credential.scopes} == {("https://monitor.azure.com//.default",)}
-    assert run_ids(ingestion_server) == ["train_1"]
+    assert run_ids(ingestion_server) == ["train_1", "second"]
 
 
 def test_without_the_authentication_string_no_token_is_requested_or_sent(
@@ -267,8 +323,7 @@ def test_without_the_authentication_string_no_token_is_requested_or_sent(
 ) -> None:
     credential = FakeCredential()
     sink = make_sink(credential, None)
-    sink.emit_run_record(RECORD)
-    sink.flush()
+    send(sink, RECORD)
 
     assert ingestion_server.track_requests()
     assert all(r.header("Authorization") is None for r in ingestion_server.track_requests())
@@ -329,6 +384,10 @@ def test_connection_string_is_validated_before_anything_is_sent() -> None:
         f"InstrumentationKey={ikey};IngestionEndpoint=http://ingest.example.com/",
         f"InstrumentationKey={ikey};Authorization=AAD",
         "garbage",
+        # The endpoint receives the Entra token: it must mean the same host to every URL parser.
+        f"InstrumentationKey={ikey};IngestionEndpoint=https://evil.test\\\\.in.applicationinsights.azure.com/",
+        f"InstrumentationKey={ikey};IngestionEndpoint=https://x.in.applicationinsights.azure.com:8443/",
+        f"InstrumentationKey={ikey};IngestionEndpoint=https://x.in.applicationinsights.azure.com./",
     ):
         with pytest.raises(SettingsError, match="APPLICATIONINSIGHTS_CONNECTION_STRING"):
             create_telemetry(settings_for(bad), None)
@@ -342,65 +401,87 @@ def test_a_disabled_opentelemetry_sdk_is_refused_rather_than_silently_dropping_t
         create_telemetry(settings_for(ingestion_server.connection_string), None)
 
 
-# --- flush outcome -----------------------------------------------------------------------------
+# --- send outcome ------------------------------------------------------------------------------
 
-
-FAILURES: list[tuple[Any, dict[str, Any]]] = [
-    (500, {}),
-    (503, {}),
-    (429, {}),
-    (400, {}),
-    ("partial", {}),
-    ("down", {}),
-    ("slow", {"delay": 10 * TIMEOUT}),
+ALL_ITEMS = frozenset(
+    {f"event:{EVENT_RUN_STATUS_CHANGED}", f"metric:{METRIC_DURATION}", f"metric:{METRIC_QUEUE_TIME}"}
+)
+# mode, fail_with options, items stored (accepted), maybe delivered
+FAILURES: list[tuple[Any, dict[str, Any], frozenset[str], bool]] = [
+    (500, {}, frozenset(), False),
+    (503, {}, frozenset(), False),
+    (429, {}, frozenset(), False),
+    (400, {}, frozenset(), False),
+    ("partial", {}, ALL_ITEMS - {f"event:{EVENT_RUN_STATUS_CHANGED}"}, False),
+    ("down", {}, frozenset(), False),
+    ("slow", {"delay": 10 * TIMEOUT}, frozenset(), True),
 ]
 
 
-@pytest.mark.parametrize(("mode", "options"), FAILURES, ids=[str(m) for m, _ in FAILURES])
-def test_flush_raises_when_ingestion_does_not_accept_and_works_again_once_it_recovers(
-    mode: Any, options: dict[str, Any], sink: TelemetrySink, ingestion_server: IngestionServer
+@pytest.mark.parametrize(
+    ("mode", "options", "accepted", "maybe"), FAILURES, ids=[str(m) for m, *_ in FAILURES]
+)
+def test_send_raises_with_what_was_stored_when_ingestion_does_not_accept_it_all(
+    mode: Any,
+    options: dict[str, Any],
+    accepted: frozenset[str],
+    maybe: bool,
+    sink: TelemetrySink,
+    ingestion_server: IngestionServer,
 ) -> None:
     ingestion_server.fail_with(mode, **options)
-    sink.emit_run_record(record("lost-1"))
-    sink.emit_run_record(record("lost-2"))  # with two items a 206 accepts one of them: still a failure
     started = time.monotonic()
-    with pytest.raises(TelemetryExportFailed):
-        sink.flush()
+    with pytest.raises(TelemetryExportFailed) as raised:
+        send(sink, record("lost"))
     # Bounded: two attempts at most, each within the timeout (the slow fake would hold 5 s).
     assert time.monotonic() - started < 2 * TIMEOUT + 1.5
+    assert raised.value.accepted == accepted  # what the redelivery need not send again
+    assert raised.value.maybe_delivered is maybe  # only a request left unanswered may have been stored
+    if maybe:
+        assert len(ingestion_server.track_requests()) == 1  # never re-sent blind: that could duplicate it
 
     ingestion_server.reset()
     already = len(ingestion_server.track_requests())
-    sink.emit_run_record(record("after"))
-    sink.flush()
-
-    # The failed items are not re-sent by the next flush: their event's redelivery sends them again.
-    resent = [
-        envelope["data"]["baseData"].get("properties", {}).get("run_id")
-        for request in ingestion_server.track_requests()[already:]
-        for envelope in request.envelopes
-        if envelope["name"] == EVENT_ENVELOPE
+    send(sink, record("after"))
+    # Nothing of the failed unit rides along: its event's redelivery sends what is missing.
+    [after] = ingestion_server.track_requests()[already:]
+    assert kinds(after) == ["Event", "Metric", "Metric"]
+    events = [
+        e["data"]["baseData"]["properties"]["run_id"] for e in after.envelopes if e["name"] == EVENT_ENVELOPE
     ]
-    assert resent == ["after"]
-    assert run_ids(ingestion_server).count("after") == 1
+    assert events == ["after"]
 
 
-def test_the_failure_message_says_what_ingestion_answered(
+def test_items_refused_by_a_206_are_resent_alone_within_the_send(
+    sink: TelemetrySink, ingestion_server: IngestionServer
+) -> None:
+    ingestion_server.fail_with("partial", times=1)  # item 0 (the event) refused with a 500
+    send(sink, RECORD)
+
+    first, second = ingestion_server.track_requests()
+    assert (first.status, second.status) == (206, 200)
+    assert kinds(second) == ["Event"]
+    assert run_ids(ingestion_server) == ["train_1"]
+    assert len(ingestion_server.metrics(METRIC_DURATION)) == 1  # stored once, by the first request
+
+
+def test_an_item_refused_for_good_fails_at_once_and_says_what_ingestion_answered(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
     ingestion_server.fail_with("partial", partial_status=400)
-    sink.emit_run_record(record("x"))
-    sink.emit_run_record(record("y"))
-    with pytest.raises(TelemetryExportFailed, match=r"HTTP 206 \(1 of 2 items accepted; item 0: 400"):
-        sink.flush()
+    with pytest.raises(
+        TelemetryExportFailed, match=r"HTTP 206 \(2 of 3 items accepted; item 0: 400"
+    ) as raised:
+        send(sink, RECORD)
+    assert len(ingestion_server.track_requests()) == 1  # a 400 will not improve on a retry
+    assert raised.value.accepted == ALL_ITEMS - {f"event:{EVENT_RUN_STATUS_CHANGED}"}
 
 
-def test_a_single_transient_503_is_retried_within_the_flush(
+def test_a_single_transient_503_is_retried_within_the_send(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
     ingestion_server.fail_with(503, times=1)
-    sink.emit_run_record(RECORD)
-    sink.flush()
+    send(sink, RECORD)
     assert run_ids(ingestion_server) == ["train_1"]
     assert [r.status for r in ingestion_server.track_requests()][:2] == [503, 200]
 
@@ -411,10 +492,9 @@ def test_a_long_retry_after_fails_at_once_instead_of_waiting(ingestion_server: I
     )
     try:
         ingestion_server.fail_with(503, retry_after=120)
-        sink.emit_run_record(RECORD)
         started = time.monotonic()
         with pytest.raises(TelemetryExportFailed, match="503"):
-            sink.flush()
+            send(sink, RECORD)
         assert time.monotonic() - started < 2
         assert len(ingestion_server.track_requests()) == 1
     finally:
@@ -430,128 +510,54 @@ def test_failed_exports_write_nothing_to_disk(
     sink = create_telemetry(settings_for(ingestion_server.connection_string), None)
     try:
         ingestion_server.fail_with(500)
-        sink.emit_run_record(RECORD)
         with pytest.raises(TelemetryExportFailed):
-            sink.flush()
+            send(sink, RECORD)
         ingestion_server.fail_with("partial")
-        sink.emit_run_record(record("a"))
-        sink.emit_run_record(record("b"))
         with pytest.raises(TelemetryExportFailed):
-            sink.flush()
+            send(sink, record("a"))
     finally:
         ingestion_server.reset()
         sink.shutdown()
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
 
 
-def test_each_flush_sends_only_what_is_new(sink: TelemetrySink, ingestion_server: IngestionServer) -> None:
-    sink.emit_run_record(record("first", execution_time_ms=1000))
-    sink.emit_rejected("not_json", "bad", {})
-    sink.flush()
-    sink.emit_run_record(record("second", execution_time_ms=2000))
-    sink.emit_rejected("not_json", "bad", {})
-    sink.flush()
-    requests_after_two = len(ingestion_server.track_requests())
-    sink.flush()
-
-    assert run_ids(ingestion_server) == ["first", "second"]
-    # DELTA temporality: the second flush does not repeat the first point (a cumulative reader would).
-    assert sorted((p["value"], p["count"]) for p in ingestion_server.metrics(METRIC_DURATION)) == [
-        (1000, 1),
-        (2000, 1),
-    ]
-    assert [p["value"] for p in ingestion_server.metrics(METRIC_REJECTED)] == [1, 1]
-    assert len(ingestion_server.track_requests()) == requests_after_two  # nothing new, nothing sent
+def test_an_empty_unit_sends_nothing(sink: TelemetrySink, ingestion_server: IngestionServer) -> None:
+    sink.send(TelemetryUnit())
+    sink.send(run_record_unit(RECORD).without(ALL_ITEMS))
+    assert ingestion_server.track_requests() == []
 
 
-def test_when_the_events_fail_their_metric_points_are_not_sent_either(
+def test_concurrent_invocations_succeed_or_fail_each_on_their_own(
     sink: TelemetrySink, ingestion_server: IngestionServer
 ) -> None:
-    ingestion_server.fail_with(500)
-    sink.emit_run_record(record("lost", execution_time_ms=1000))
-    with pytest.raises(TelemetryExportFailed):
-        sink.flush()
-    ingestion_server.reset()
-    sink.emit_run_record(record("redelivered", execution_time_ms=1000))
-    sink.flush()
+    # One invocation's request is refused while others are in flight: only that invocation fails (a
+    # shared batch used to fail every invocation in it, including those ingestion had accepted).
+    def refuse_doomed(request: RecordedRequest) -> IngestionFault | None:
+        ids = {e["data"]["baseData"].get("properties", {}).get("run_id") for e in request.envelopes}
+        return IngestionFault(500) if "doomed" in ids else None
 
-    # The redelivery records the point again, so sending it with the failed events would count it twice.
-    assert [(p["value"], p["count"]) for p in ingestion_server.metrics(METRIC_DURATION)] == [(1000, 1)]
-    assert not any(
-        envelope["name"].endswith("Metric")
-        for request in ingestion_server.track_requests()
-        if request.status != 200
-        for envelope in request.envelopes
-    )
+    ingestion_server.fault_hook = refuse_doomed
+    outcomes: dict[str, str] = {}
 
-
-def test_a_failed_metric_export_fails_the_flush_even_though_the_events_were_stored(
-    sink: TelemetrySink, ingestion_server: IngestionServer
-) -> None:
-    ingestion_server.fail_with(503, matching="Metric")
-    sink.emit_run_record(RECORD)
-    with pytest.raises(TelemetryExportFailed, match="metrics: ingestion answered HTTP 503"):
-        sink.flush()
-    assert run_ids(ingestion_server) == ["train_1"]
-    assert ingestion_server.metrics(METRIC_DURATION) == []
-
-
-def test_an_invocation_whose_items_failed_in_another_invocations_flush_is_told_so(
-    sink: TelemetrySink, ingestion_server: IngestionServer
-) -> None:
-    emitted, failed_elsewhere = threading.Event(), threading.Event()
-    outcomes: list[str] = []
-
-    def other_invocation() -> None:
-        sink.emit_run_record(record("other"))
-        emitted.set()
-        failed_elsewhere.wait(10)
-        for _ in range(2):
-            try:
-                sink.flush()
-                outcomes.append("ok")
-            except TelemetryExportFailed:
-                outcomes.append("failed")
-
-    worker = threading.Thread(target=other_invocation)
-    worker.start()
-    assert emitted.wait(10)
-    ingestion_server.fail_with(500)
-    sink.emit_run_record(record("mine"))
-    with pytest.raises(TelemetryExportFailed):
-        sink.flush()  # sends "mine" and "other" together, and fails
-    ingestion_server.reset()
-    failed_elsewhere.set()
-    worker.join(10)
-
-    # The other invocation must not report success although ingestion is healthy again: its record
-    # was in the failed request. It is told once; its next flush (next event) succeeds.
-    assert outcomes == ["failed", "ok"]
-    assert run_ids(ingestion_server) == []
-
-
-def test_concurrent_invocations_each_get_their_records_sent_exactly_once(
-    sink: TelemetrySink, ingestion_server: IngestionServer
-) -> None:
-    errors: list[BaseException] = []
-
-    def invocation(n: int) -> None:
+    def invocation(name: str) -> None:
         try:
             for i in range(5):
-                sink.emit_run_record(record(f"t{n}-{i}", execution_time_ms=100))
-                sink.flush()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+                send(sink, record(f"{name}-{i}" if name != "doomed" else "doomed", execution_time_ms=100))
+            outcomes[name] = "ok"
+        except TelemetryExportFailed:
+            outcomes[name] = "failed"
 
-    threads = [threading.Thread(target=invocation, args=(n,)) for n in range(6)]
+    names = [f"t{n}" for n in range(5)] + ["doomed"]
+    threads = [threading.Thread(target=invocation, args=(name,)) for name in names]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
+    ingestion_server.fault_hook = None
 
-    assert errors == []
-    assert sorted(run_ids(ingestion_server)) == sorted(f"t{n}-{i}" for n in range(6) for i in range(5))
-    assert sum(p["count"] for p in ingestion_server.metrics(METRIC_DURATION)) == 30
+    assert outcomes == {**{f"t{n}": "ok" for n in range(5)}, "doomed": "failed"}
+    assert sorted(run_ids(ingestion_server)) == sorted(f"t{n}-{i}" for n in range(5) for i in range(5))
+    assert sum(p["count"] for p in ingestion_server.metrics(METRIC_DURATION)) == 25
 
 
 # --- process hygiene ---------------------------------------------------------------------------
@@ -566,8 +572,7 @@ def test_no_global_provider_or_root_handler_is_installed(
     from opentelemetry.sdk.metrics import MeterProvider
 
     root_handlers = list(logging.getLogger().handlers)
-    sink.emit_run_record(RECORD)
-    sink.flush()
+    send(sink, RECORD)
     logging.getLogger("amlobs.processor").warning("an ordinary log line")
 
     assert not isinstance(get_logger_provider(), LoggerProvider)
@@ -578,6 +583,7 @@ def test_no_global_provider_or_root_handler_is_installed(
         e["data"]["baseData"].get("name") for e in ingestion_server.envelopes if e["name"] == EVENT_ENVELOPE
     ] == [EVENT_RUN_STATUS_CHANGED]
     assert not [e for e in ingestion_server.envelopes if e["name"].endswith("Message")]
+    assert {e["name"] for e in ingestion_server.envelopes} == {EVENT_ENVELOPE, METRIC_ENVELOPE}
 
 
 def test_importing_and_creating_the_sink_does_not_load_opentelemetry() -> None:
@@ -614,28 +620,28 @@ def test_without_a_connection_string_records_are_logged_with_one_warning(
     caplog.set_level(logging.INFO, logger="amlobs.telemetry")
     sink = create_telemetry(settings_for(None), FakeCredential())
     assert isinstance(sink, LoggingTelemetry)
-    sink.emit_run_record(RECORD)
-    sink.emit_rejected("not_json", "bad", {"event_id": "e1"})
-    sink.flush()
+    sink.send(run_record_unit(RECORD))
+    sink.send(rejected_unit("not_json", "bad", {"event_id": "e1"}))
     sink.shutdown()
 
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "APPLICATIONINSIGHTS_CONNECTION_STRING" in warnings[0].getMessage()
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert infos[0].startswith(EVENT_RUN_STATUS_CHANGED + " ")
-    assert json.loads(infos[0].split(" ", 1)[1]) == RECORD
-    assert json.loads(infos[1].split(" ", 1)[1]) == {"reason": "not_json", "detail": "bad", "event_id": "e1"}
+    assert json.loads(infos[0].split(" ", 1)[1]) == {k: str(v) for k, v in RECORD.items()}
+    assert infos[1].startswith(METRIC_DURATION + " ")
+    rejected = next(line for line in infos if line.startswith(EVENT_REJECTED))
+    assert json.loads(rejected.split(" ", 1)[1]) == {"reason": "not_json", "detail": "bad", "event_id": "e1"}
 
 
-def test_recording_telemetry_keeps_what_was_emitted_in_order() -> None:
+def test_recording_telemetry_keeps_what_was_sent_in_order() -> None:
     sink = RecordingTelemetry()
-    sink.emit_run_record(RECORD)
-    sink.emit_pipeline_summary({"pipelinerunid": "p1"})
-    sink.emit_rejected("not_json", "bad", {"event_id": "e1"})
-    sink.flush()
+    mutable = dict(RECORD)
+    sink.send(run_record_unit(mutable, {"pipelinerunid": "p1"}))
+    sink.send(rejected_unit("not_json", "bad", {"event_id": "e1"}))
+    mutable["run_id"] = "changed later"
 
-    assert sink.run_records == [RECORD]
-    assert sink.run_records[0] is not RECORD  # a copy: later changes by the caller do not rewrite history
-    assert sink.pipeline_summaries == [{"pipelinerunid": "p1"}]
-    assert sink.rejected == [RejectedItem("not_json", "bad", {"event_id": "e1"})]
-    assert sink.flush_count == 1
+    assert sink.run_records == [{k: str(v) for k, v in RECORD.items()}]  # a copy: history is not rewritten
+    assert sink.events(EVENT_PIPELINE_SUMMARY) == [{"pipelinerunid": "p1"}]
+    assert sink.events(EVENT_REJECTED) == [{"event_id": "e1", "reason": "not_json", "detail": "bad"}]
+    assert len(sink.units) == 2

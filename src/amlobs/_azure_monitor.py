@@ -1,38 +1,54 @@
-"""The OpenTelemetry side of :mod:`amlobs.telemetry`: private providers + the Azure Monitor exporters.
+"""The exporter side of :mod:`amlobs.telemetry`: a unit's items → envelopes → one Track API request.
 
-Imported on the first emitted item only (cold start). Not thread-safe on its own: the caller
-serialises emits/``take_batch`` with one lock and exports with another.
+Imported on the first unit only (cold start). Conversion uses the exporter's own per-item converters,
+so envelopes are exactly what ``AzureMonitorLogExporter``/``MetricExporter``/``TraceExporter`` would
+send: ``_log_to_envelope`` (a custom event is a log record carrying ``microsoft.custom_event.name``),
+``_point_to_envelope`` (one histogram or counter point) and ``_span_to_envelope`` +
+``_span_events_to_envelopes``. Sending uses the log exporter's generated client, ``client.track(list of
+envelopes)``: the same call its ``_transmit`` makes, which posts one JSON array to ``/v2.1/track``
+and returns the Breeze answer (``itemsReceived``/``itemsAccepted``/``errors[index, statusCode]``).
+``_transmit`` itself is not used: it folds every outcome into one result and would retry and redirect
+behind our back; here each outcome is classified (stored, refused, not sent, maybe stored).
+
+Thread-safe: units of concurrent invocations convert under one lock (the capture of log records) and
+are sent concurrently over the shared client.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
-from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter, AzureMonitorMetricExporter
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.policies import RetryPolicy
+from azure.monitor.opentelemetry.exporter import (
+    AzureMonitorLogExporter,
+    AzureMonitorMetricExporter,
+    AzureMonitorTraceExporter,
+)
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.resource.detector.azure.functions import AzureFunctionsResourceDetector
 from opentelemetry.sdk._logs import Logger as SdkLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExportResult
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, Counter, Histogram, MeterProvider
-from opentelemetry.sdk.metrics import Meter as SdkMeter
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    InMemoryMetricReader,
-    MetricExportResult,
-    MetricsData,
-)
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import __version__
+from .errors import TelemetryExportFailed
 from .settings import SettingsError
+from .telemetry import TelemetryItem, TelemetryUnit
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -45,15 +61,13 @@ SERVICE_NAME = "aml-run-observability"
 SCOPE_NAME = "amlobs"
 # The exporter turns a log record carrying this attribute into a customEvents item of that name.
 CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
-# DELTA: each flush sends only the points recorded since the previous one, so nothing is counted twice.
-DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
-    Histogram: AggregationTemporality.DELTA,
-    Counter: AggregationTemporality.DELTA,
-}
+# Item statuses of a 206 (and whole-request statuses) that mean "not stored, try again".
+RETRYABLE_STATUSES = frozenset({408, 429, 439, 500, 502, 503, 504})
+BACKOFF_SECONDS = 0.5
 
 
 class _Capture(LogRecordProcessor):
-    """Hands each emitted log record back to the pipeline instead of queueing it for a background thread."""
+    """Hands each emitted log record back instead of queueing it for a background thread."""
 
     def __init__(self) -> None:
         self.captured: list[ReadableLogRecord] = []
@@ -77,56 +91,6 @@ class _Capture(LogRecordProcessor):
         return True
 
 
-class _IngestionDiagnostics(SansIOHTTPPolicy[Any, Any]):
-    """Remembers how ingestion answered (the exporter only logs it), for the exception message.
-
-    Also lets a bearer token go to a plain-http *loopback* ingestion endpoint (the test fake):
-    azure-core refuses bearer tokens over http, and settings only accept http for loopback hosts.
-    """
-
-    def __init__(self, allow_http_bearer: bool) -> None:
-        self._allow_http_bearer = allow_http_bearer
-        self.outcome: str | None = None
-
-    def on_request(self, request: PipelineRequest[Any]) -> None:
-        if self._allow_http_bearer:
-            request.context["enforce_https"] = False
-
-    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
-        status = response.http_response.status_code
-        detail = ""
-        if status in (200, 206):
-            try:
-                body = json.loads(response.http_response.text() or "{}")
-                errors = body.get("errors") or []
-                detail = f" ({body.get('itemsAccepted')} of {body.get('itemsReceived')} items accepted"
-                if errors:
-                    first = errors[0]
-                    detail += f"; item {first.get('index')}: {first.get('statusCode')} {first.get('message')}"
-                detail += ")"
-            except (ValueError, AttributeError):
-                detail = ""
-        self.outcome = f"ingestion answered HTTP {status}{detail}"
-
-    def on_exception(self, request: PipelineRequest[Any]) -> None:
-        exc = sys.exc_info()[1]
-        self.outcome = f"no answer from ingestion: {type(exc).__name__}: {exc}"
-
-
-class _IngestionRetryPolicy(RetryPolicy[Any, Any]):
-    """azure-core's retry, except that a Retry-After longer than our budget is not waited for."""
-
-    def __init__(self, max_retry_after_seconds: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._max_retry_after_seconds = max_retry_after_seconds
-
-    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
-        retry_after = self.get_retry_after(response)
-        if retry_after is not None and retry_after > self._max_retry_after_seconds:
-            return False
-        return bool(super().is_retry(settings, response))
-
-
 def _resource() -> Resource:
     # Deliberately not Resource.create(): it runs whatever OTEL_EXPERIMENTAL_RESOURCE_DETECTORS names,
     # including the Azure VM detector that calls the instance metadata endpoint. The Functions detector
@@ -136,21 +100,23 @@ def _resource() -> Resource:
 
 
 @dataclass
-class Batch:
-    logs: list[tuple[int, ReadableLogRecord]]
-    metrics: MetricsData | None
-    metric_owners: set[int] = field(default_factory=set)
+class _Post:
+    """How ingestion answered one request: which envelopes (by position) it stored or refused."""
 
-    @property
-    def metric_point_count(self) -> int:
-        if self.metrics is None:
-            return 0
-        return sum(
-            len(metric.data.data_points)
-            for resource_metrics in self.metrics.resource_metrics
-            for scope_metrics in resource_metrics.scope_metrics
-            for metric in scope_metrics.metrics
-        )
+    stored: set[int] = field(default_factory=set)
+    refused: dict[int, int] = field(default_factory=dict)  # position → item status
+    status: int | None = None  # the whole request's status when it was refused as a whole
+    retry_after: float | None = None
+    sent_unanswered: bool = False  # the request left, no answer came: it may have been stored
+    detail: str = ""
+
+
+def _retry_after(headers: Any) -> float | None:
+    raw = (headers or {}).get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 class ExportPipeline:
@@ -162,66 +128,33 @@ class ExportPipeline:
         timeout_seconds: float,
         max_attempts: int,
         max_retry_after_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        resource = _resource()
+        self._resource = _resource()
+        self._scope = InstrumentationScope(SCOPE_NAME, __version__)
         self._capture = _Capture()
-        # shutdown_on_exit=False: no atexit hooks; every invocation flushes before it returns anyway.
-        # The NoOp meter provider keeps the SDK's self-metrics (if enabled) off the global provider.
+        # shutdown_on_exit=False: no atexit hooks. The NoOp meter provider keeps the SDK's
+        # self-metrics (if enabled) off the global provider.
         self._logger_provider = LoggerProvider(
-            resource=resource, shutdown_on_exit=False, meter_provider=NoOpMeterProvider()
+            resource=self._resource, shutdown_on_exit=False, meter_provider=NoOpMeterProvider()
         )
         self._logger_provider.add_log_record_processor(self._capture)
-        self._reader = InMemoryMetricReader(preferred_temporality=DELTA_TEMPORALITY)
-        self._meter_provider = MeterProvider(
-            metric_readers=[self._reader],
-            resource=resource,
-            exemplar_filter=AlwaysOffExemplarFilter(),
-            shutdown_on_exit=False,
-        )
         self._logger = self._logger_provider.get_logger(SCOPE_NAME, __version__)
-        meter = self._meter_provider.get_meter(SCOPE_NAME, __version__)
-        if not isinstance(self._logger, SdkLogger) or not isinstance(meter, SdkMeter):
+        if not isinstance(self._logger, SdkLogger):
             raise SettingsError("OpenTelemetry SDK is disabled (OTEL_SDK_DISABLED): telemetry would be lost")
-        self._meter = meter
-        self._histograms: dict[str, Any] = {}
-        self._counters: dict[str, Any] = {}
-        self._pending: list[tuple[int, ReadableLogRecord]] = []
-        self._metric_owners: set[int] = set()
-
-        allow_http_bearer = credential is not None and target.ingestion_endpoint.startswith("http://")
-        self.log_diagnostics = _IngestionDiagnostics(allow_http_bearer)
-        self.metric_diagnostics = _IngestionDiagnostics(allow_http_bearer)
-        self._log_exporter = AzureMonitorLogExporter(
-            **self._exporter_options(
-                target,
-                credential,
-                self.log_diagnostics,
-                timeout_seconds,
-                max_attempts,
-                max_retry_after_seconds,
-            )
-        )
-        self._metric_exporter = AzureMonitorMetricExporter(
-            **self._exporter_options(
-                target,
-                credential,
-                self.metric_diagnostics,
-                timeout_seconds,
-                max_attempts,
-                max_retry_after_seconds,
-            )
-        )
-
-    @staticmethod
-    def _exporter_options(
-        target: IngestionTarget,
-        credential: TokenCredential | None,
-        diagnostics: _IngestionDiagnostics,
-        timeout_seconds: float,
-        max_attempts: int,
-        max_retry_after_seconds: float,
-    ) -> dict[str, Any]:
-        return {
+        self._emit_lock = threading.Lock()
+        self._timeout = timeout_seconds
+        self._max_attempts = max(1, max_attempts)
+        self._max_retry_after = max_retry_after_seconds
+        self._sleep = sleep
+        # azure-core refuses bearer tokens over http; settings allow http for loopback hosts only.
+        self._call_options: dict[str, Any] = {
+            "connection_timeout": timeout_seconds,
+            "read_timeout": timeout_seconds,
+        }
+        if credential is not None and target.ingestion_endpoint.startswith("http://"):
+            self._call_options["enforce_https"] = False
+        options: dict[str, Any] = {
             "connection_string": target.connection_string,
             # Always passed, even None: otherwise the exporter reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING
             # itself and builds its own managed identity credential behind our back.
@@ -229,88 +162,176 @@ class ExportPipeline:
             "disable_offline_storage": True,
             "timeout": timeout_seconds,  # the exporter's connect timeout
             "read_timeout": timeout_seconds,  # azure-core's default is 300 s
-            "retry_policy": _IngestionRetryPolicy(
-                max_retry_after_seconds,
-                retry_total=max_attempts - 1,
-                retry_backoff_factor=0.5,
-                retry_backoff_max=2,
-                timeout=timeout_seconds * max_attempts + 2,
-            ),
-            "per_call_policies": [diagnostics],
+            # No retry inside the client: a retried POST whose first try was stored but unanswered would
+            # be a duplicate nobody counts. send() retries only what it knows was not stored.
+            "retry_policy": RetryPolicy(retry_total=0),
         }
+        self._log_exporter = AzureMonitorLogExporter(**options)
+        self._metric_exporter = AzureMonitorMetricExporter(**options)
+        self._trace_options = options
+        self._trace_exporter: AzureMonitorTraceExporter | None = None
 
-    # -- emitting (caller holds the state lock) ----------------------------------------------------
-    def emit_event(self, owner: int, name: str, dimensions: dict[str, str]) -> None:
-        self._logger.emit(
-            severity_number=SeverityNumber.INFO,
-            body=name,
-            attributes={**dimensions, CUSTOM_EVENT_ATTRIBUTE: name},
+    # -- conversion ----------------------------------------------------------------------------------
+    def _event_envelope(self, item: TelemetryItem) -> list[Any]:
+        with self._emit_lock:
+            self._logger.emit(
+                severity_number=SeverityNumber.INFO,
+                body=item.name,
+                attributes={**item.dimensions, CUSTOM_EVENT_ATTRIBUTE: item.name},
+            )
+            records, self._capture.captured = self._capture.captured, []
+        return [self._log_exporter._log_to_envelope(record) for record in records]
+
+    def _metric_envelope(self, item: TelemetryItem) -> list[Any]:
+        now = time.time_ns()
+        point: HistogramDataPoint | NumberDataPoint
+        if item.kind == "histogram":
+            point = HistogramDataPoint(
+                attributes=dict(item.dimensions),
+                start_time_unix_nano=now,
+                time_unix_nano=now,
+                count=1,
+                sum=item.value,
+                bucket_counts=[1],
+                explicit_bounds=[],
+                min=item.value,
+                max=item.value,
+            )
+        else:
+            point = NumberDataPoint(
+                attributes=dict(item.dimensions),
+                start_time_unix_nano=now,
+                time_unix_nano=now,
+                value=item.value,
+            )
+        envelope = self._metric_exporter._point_to_envelope(point, item.name, self._resource, self._scope)
+        # None: the exporter sends custom metrics nowhere (APPLICATIONINSIGHTS_METRICS_TO_LOGANALYTICS_ENABLED
+        # is false); the item then counts as stored, as the exporter's own export() would report it.
+        return [envelope] if envelope is not None else []
+
+    def _span_envelopes(self, item: TelemetryItem) -> list[Any]:
+        with self._emit_lock:
+            if self._trace_exporter is None:
+                self._trace_exporter = AzureMonitorTraceExporter(**self._trace_options)
+            exporter = self._trace_exporter
+        span = item.span
+        if not isinstance(span, ReadableSpan):
+            raise TypeError(f"telemetry item {item.key} is not a finished OpenTelemetry span")
+        return [exporter._span_to_envelope(span), *exporter._span_events_to_envelopes(span)]
+
+    def envelopes(self, unit: TelemetryUnit) -> tuple[list[Any], list[str]]:
+        """The unit's envelopes and, position by position, the key of the item each belongs to."""
+        envelopes: list[Any] = []
+        owners: list[str] = []
+        for item in unit.items:
+            if item.kind == "event":
+                converted = self._event_envelope(item)
+            elif item.kind == "span":
+                converted = self._span_envelopes(item)
+            else:
+                converted = self._metric_envelope(item)
+            envelopes.extend(converted)
+            owners.extend(item.key for _ in converted)
+        return envelopes, owners
+
+    # -- sending -------------------------------------------------------------------------------------
+    def _post(self, envelopes: list[Any]) -> _Post:
+        post = _Post()
+        try:
+            result: Any = self._log_exporter.client.track(
+                envelopes,
+                cls=lambda pipeline_response, body, _: (body, pipeline_response.http_response),
+                **self._call_options,
+            )
+        except ServiceResponseError as exc:  # sent; the answer timed out or the connection broke
+            post.sent_unanswered = True
+            post.detail = f"no answer from ingestion: {type(exc).__name__}: {exc}"
+            return post
+        except (ServiceRequestError, ClientAuthenticationError) as exc:
+            if isinstance(exc, ClientAuthenticationError) and exc.response is not None:
+                post.status, post.detail = 401, "ingestion answered HTTP 401"
+            else:  # not sent: no connection, or no token to send
+                post.detail = f"not sent: {type(exc).__name__}: {exc}"
+            return post
+        except HttpResponseError as exc:
+            if exc.response is None:  # an answer cut short while it was read
+                post.sent_unanswered = True
+                post.detail = f"no answer from ingestion: {type(exc).__name__}: {exc}"
+                return post
+            post.status = exc.status_code
+            post.retry_after = _retry_after(getattr(exc.response, "headers", None))
+            post.detail = f"ingestion answered HTTP {exc.status_code}"
+            return post
+        except Exception as exc:  # a bug in the exporter must fail the send, not pass it
+            post.detail = f"{type(exc).__name__}: {exc}"
+            return post
+        answer, response = result
+        for error in answer.errors or []:
+            if error.index is not None and 0 <= error.index < len(envelopes):
+                post.refused[error.index] = int(error.status_code or 0)
+        post.stored = set(range(len(envelopes))) - set(post.refused)
+        post.retry_after = _retry_after(response.headers)
+        if post.refused:
+            first = next(e for e in answer.errors if e.index in post.refused)
+            post.detail = (
+                f"ingestion answered HTTP {response.status_code} ({answer.items_accepted} of "
+                f"{answer.items_received} items accepted; item {first.index}: "
+                f"{first.status_code} {first.message})"
+            )
+        return post
+
+    def send(self, unit: TelemetryUnit) -> None:
+        envelopes, owners = self.envelopes(unit)
+        pending = list(range(len(envelopes)))
+        stored: set[int] = set()
+        attempt = 0
+        while pending:
+            attempt += 1
+            post = self._post([envelopes[i] for i in pending])
+            stored |= {pending[i] for i in post.stored}
+            if post.sent_unanswered:
+                self._fail(unit, owners, stored, post.detail, maybe_delivered=True)
+            retryable = (
+                [pending[i] for i, status in post.refused.items() if status in RETRYABLE_STATUSES]
+                if post.refused
+                else (pending if post.status is None or post.status in RETRYABLE_STATUSES else [])
+            )
+            remaining = (
+                [pending[i] for i in post.refused] if post.refused else (pending if not post.stored else [])
+            )
+            if not remaining:
+                return
+            if len(retryable) < len(remaining) or attempt >= self._max_attempts:
+                self._fail(unit, owners, stored, post.detail, maybe_delivered=False)
+            delay = post.retry_after if post.retry_after is not None else BACKOFF_SECONDS * attempt
+            if delay > self._max_retry_after:
+                self._fail(
+                    unit, owners, stored, f"{post.detail}; Retry-After {delay:.0f} s", maybe_delivered=False
+                )
+            self._sleep(delay)
+            pending = retryable
+
+    @staticmethod
+    def _fail(
+        unit: TelemetryUnit, owners: list[str], stored: set[int], detail: str, *, maybe_delivered: bool
+    ) -> None:
+        by_item: dict[str, list[bool]] = {}
+        for position, key in enumerate(owners):
+            by_item.setdefault(key, []).append(position in stored)
+        # Items without envelopes (metrics the exporter sends nowhere) count as stored.
+        accepted = frozenset(item.key for item in unit.items if all(by_item.get(item.key, [True])))
+        # An item half stored (a span and some of its events) cannot be sent again without repeating
+        # the stored half: say that its copy may be a duplicate.
+        partly = any(any(flags) and not all(flags) for flags in by_item.values())
+        raise TelemetryExportFailed(
+            f"Application Insights did not accept the telemetry: {detail or 'the request failed'}",
+            accepted=accepted,
+            maybe_delivered=maybe_delivered or partly,
         )
-        self._pending.extend((owner, record) for record in self._capture.captured)
-        self._capture.captured.clear()
-
-    def record_histogram(self, owner: int, name: str, value: float, dimensions: dict[str, str]) -> None:
-        histogram = self._histograms.get(name)
-        if histogram is None:
-            histogram = self._histograms[name] = self._meter.create_histogram(name, unit="ms")
-        histogram.record(value, dimensions)
-        self._metric_owners.add(owner)
-
-    def add_counter(self, owner: int, name: str, value: int, dimensions: dict[str, str]) -> None:
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = self._meter.create_counter(name)
-        counter.add(value, dimensions)
-        self._metric_owners.add(owner)
-
-    def take_batch(self) -> Batch:
-        """Everything emitted so far; metrics are collected in the same critical section as the owners."""
-        logs, self._pending = self._pending, []
-        owners, self._metric_owners = self._metric_owners, set()
-        metrics = self._reader.get_metrics_data() if owners else None
-        return Batch(logs, metrics, owners)
-
-    # -- exporting (caller holds the flush lock, not the state lock) --------------------------------
-    def export(self, batch: Batch) -> tuple[str | None, set[int]]:
-        """``(None, set())`` when all was accepted, else ``(reason, owners whose items were not)``."""
-        if batch.logs:
-            failure = self._export_logs([record for _, record in batch.logs])
-            if failure is not None:
-                # The metric points are dropped too: the redelivered events will record them again.
-                return failure, {owner for owner, _ in batch.logs} | batch.metric_owners
-        if batch.metrics is not None and batch.metric_point_count:
-            failure = self._export_metrics(batch.metrics)
-            if failure is not None:
-                return failure, set(batch.metric_owners)
-        return None, set()
-
-    def _export_logs(self, records: list[ReadableLogRecord]) -> str | None:
-        self.log_diagnostics.outcome = None
-        try:
-            result = self._log_exporter.export(records)
-        except Exception as exc:  # any exporter bug must fail the flush, not pass it
-            return f"custom events: {type(exc).__name__}: {exc}"
-        if result == LogRecordExportResult.SUCCESS:
-            return None
-        return f"custom events: {self.log_diagnostics.outcome or 'the exporter refused to send them'}"
-
-    def _export_metrics(self, metrics: MetricsData) -> str | None:
-        self.metric_diagnostics.outcome = None
-        try:
-            result = self._metric_exporter.export(metrics)
-        except Exception as exc:
-            return f"metrics: {type(exc).__name__}: {exc}"
-        if result == MetricExportResult.SUCCESS:
-            return None
-        return f"metrics: {self.metric_diagnostics.outcome or 'the exporter refused to send them'}"
 
     def shutdown(self) -> None:
-        for close in (
-            self._log_exporter.shutdown,
-            self._metric_exporter.shutdown,
-            self._logger_provider.shutdown,
-            self._meter_provider.shutdown,
-        ):
+        exporters: list[Any] = [self._log_exporter, self._metric_exporter, self._trace_exporter]
+        for close in [*(e.shutdown for e in exporters if e is not None), self._logger_provider.shutdown]:
             try:
                 close()
             except Exception:  # shutting down must not mask the caller's outcome

@@ -12,11 +12,12 @@ or a discovered URL that fails validation, is ``EnrichmentUnavailable``: that is
 configuration fault, not a property of the run, and the event should wait for it to be fixed.
 Failed discoveries are not cached.
 
-Who gets the bearer token: only Resource Manager (``settings.arm_endpoint``), the configured
-``settings.api_endpoint``, and discovered API hosts under Azure ML's own domains (or loopback).
-The discovery document is fetched without a token, as azureml-core did: it is public service
-metadata, and sending an ARM token to whatever URL a response names would be a token leak waiting
-to happen.
+Who gets the bearer token (:mod:`amlobs.trust`): only Resource Manager (``settings.arm_endpoint``),
+the configured ``settings.api_endpoint``, and discovered API hosts under Azure ML's own domains (or
+loopback), each an unambiguous https origin (:func:`~amlobs.trust.check_token_url`); the pipeline's
+:class:`~amlobs.trust.TokenGate` decides again on every send. The discovery document is fetched
+without a token, as azureml-core did: it is public service metadata, and sending an ARM token to
+whatever URL a response names would be a token leak waiting to happen.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from urllib.parse import quote, urlsplit
 from .aml_transport import AmlHttp
 from .errors import EnrichmentUnavailable
 from .events import WorkspaceRef
-from .settings import Settings, SettingsError, is_loopback_host, validate_endpoint
+from .settings import Settings, SettingsError, validate_endpoint
+from .trust import Origin, TrustedOrigins, UntrustedUrl, check_token_url, is_trusted_api_host
 
 logger = logging.getLogger("amlobs.runhistory")
 
@@ -40,20 +42,11 @@ _ARM_SCOPES_BY_HOST = {
     "management.chinacloudapi.cn": "https://management.chinacloudapi.cn/.default",
     "management.usgovcloudapi.net": "https://management.usgovcloudapi.net/.default",
 }
-# Regional AML API hosts: <region>.api.azureml.ms, private link <id>.workspace.<region>.api.azureml.ms,
-# the older *.experiments.azureml.net, and the China / US Government clouds.
-TRUSTED_API_HOST_SUFFIXES: tuple[str, ...] = (".azureml.ms", ".azureml.net", ".ml.azure.cn", ".ml.azure.us")
 
 
 def arm_scope_for(arm_endpoint: str) -> str:
     host = (urlsplit(arm_endpoint).hostname or "").lower()
     return _ARM_SCOPES_BY_HOST.get(host, ARM_SCOPE)
-
-
-def is_trusted_api_host(host: str) -> bool:
-    """Hosts a discovered ``api`` endpoint may have before it receives a Resource Manager token."""
-    host = host.lower().rstrip(".")
-    return is_loopback_host(host) or any(host.endswith(suffix) for suffix in TRUSTED_API_HOST_SUFFIXES)
 
 
 def segment(value: str) -> str:
@@ -67,33 +60,37 @@ def workspace_path(ws: WorkspaceRef) -> str:
     )
 
 
-def _discovered_endpoint(name: str, raw: object, *, missing: str, refusing: str) -> str:
-    """A URL read from a discovery answer, held to the same rules as the settings' endpoints."""
+def _discovered_endpoint(name: str, raw: object, *, missing: str, refusing: str) -> tuple[str, Origin]:
+    """A URL read from a discovery answer, held to the same rules as the settings' endpoints, and
+    unambiguous (:func:`amlobs.trust.check_token_url`) even when it will not carry the token."""
     if not isinstance(raw, str) or not raw.strip():
         raise EnrichmentUnavailable(missing)
     try:
-        return validate_endpoint(name, raw)
-    except SettingsError as exc:
+        url = validate_endpoint(name, raw)
+        return url, check_token_url(url)
+    except (SettingsError, UntrustedUrl) as exc:
         raise EnrichmentUnavailable(f"{refusing}: {exc}") from None
 
 
+def _configured_origin(name: str, url: str) -> Origin:
+    try:
+        return check_token_url(url)
+    except UntrustedUrl as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
 class WorkspaceEndpoints:
-    """The API endpoint of each workspace (discovered once) and the hosts trusted with the token."""
+    """The API endpoint of each workspace (discovered once) and the origins trusted with the token."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._arm_host = (urlsplit(settings.arm_endpoint).hostname or "").lower()
-        self._configured_api_host = (
-            (urlsplit(settings.api_endpoint).hostname or "").lower() if settings.api_endpoint else None
-        )
-        self._discovered_hosts: set[str] = set()
+        self.trusted = TrustedOrigins([_configured_origin("AML_OBS_ARM_ENDPOINT", settings.arm_endpoint)])
+        if settings.api_endpoint:
+            self.trusted.add(_configured_origin("AML_OBS_API_ENDPOINT", settings.api_endpoint))
         self._api_by_workspace: dict[str, str] = {}
         self._locks_lock = threading.Lock()
         self._workspace_locks: dict[str, threading.Lock] = {}
         self.discoveries = 0
-
-    def host_is_trusted(self, host: str) -> bool:
-        return host in (self._arm_host, self._configured_api_host) or host in self._discovered_hosts
 
     def api_base(self, ws: WorkspaceRef, http: AmlHttp) -> str:
         if self._settings.api_endpoint:
@@ -122,7 +119,7 @@ class WorkspaceEndpoints:
             not_found="workspace",
         )
         properties = workspace.get("properties")
-        discovery_url = _discovered_endpoint(
+        discovery_url, _ = _discovered_endpoint(
             "discoveryUrl",
             properties.get("discoveryUrl") if isinstance(properties, dict) else None,
             missing=f"workspace {ws.workspace_name}: its Resource Manager resource has no "
@@ -136,18 +133,17 @@ class WorkspaceEndpoints:
             anonymous=True,
             not_found="unavailable",
         )
-        api = _discovered_endpoint(
+        api, origin = _discovered_endpoint(
             "api",
             document.get("api"),
             missing=f"the discovery document of {ws.workspace_name} has no 'api' endpoint",
             refusing=f"workspace {ws.workspace_name}: refusing discovered endpoint",
         )
-        host = (urlsplit(api).hostname or "").lower()
-        if not is_trusted_api_host(host):
+        if not is_trusted_api_host(origin.host):
             raise EnrichmentUnavailable(
-                f"workspace {ws.workspace_name}: discovered API host {host!r} is not an Azure Machine "
-                "Learning host; refusing to send it a token (set AML_OBS_API_ENDPOINT to override)"
+                f"workspace {ws.workspace_name}: discovered API host {origin.host!r} is not an Azure "
+                "Machine Learning host; refusing to send it a token (set AML_OBS_API_ENDPOINT to override)"
             )
-        self._discovered_hosts.add(host)
+        self.trusted.add(origin)
         logger.info("workspace %s uses AML API endpoint %s", ws.workspace_name, api)
         return api

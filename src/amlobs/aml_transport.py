@@ -9,9 +9,11 @@ jitter, ``x-ms-retry-after-ms``/``Retry-After`` honoured, a Retry-After beyond
 :class:`RunHistoryRejected`, a ``RunNotFound``: a 400 will not improve on redelivery, and the
 event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
 
-Who gets the bearer token is decided by the ``trusted`` predicate the owner passes in (see
-:mod:`amlobs.aml_discovery`); requests marked anonymous go out without one. Exception messages carry
-the call, the status and the attempt count, never a token.
+Who gets the bearer token is decided by :class:`amlobs.trust.TokenGate`, the last policy before the
+transport, on every send (first try, retry, challenge), from the ``trusted`` origins the owner passes
+in (see :mod:`amlobs.aml_discovery`); requests marked anonymous go out without one, and no redirect
+is followed (the requests transport is told not to and no redirect policy is in the pipeline).
+Exception messages carry the call, the status and the attempt count, never a token.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -35,7 +36,6 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
     HeadersPolicy,
     HTTPPolicy,
     RequestIdPolicy,
@@ -45,7 +45,8 @@ from azure.core.pipeline.policies import (
 
 from . import __version__
 from .errors import EnrichmentUnavailable, RunNotFound
-from .settings import Settings, is_loopback_host
+from .settings import Settings
+from .trust import ANONYMOUS, Origin, TokenGate, UntrustedHost
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -61,7 +62,7 @@ BACKOFF_MAX_SECONDS = 8.0
 # Keys this module keeps in an azure-core PipelineContext.
 _CTX_ATTEMPTS = "amlobs_attempts"
 _CTX_RETRY_AFTER_REFUSED = "amlobs_retry_after_refused"
-_OPT_ANONYMOUS = "amlobs_anonymous"
+# Request option (consumed by the retry policy): fewer attempts than the process default for one call.
 _OPT_ATTEMPTS = "amlobs_max_attempts"
 
 NotFoundMeaning = Literal["run", "workspace", "compute", "unavailable"]
@@ -87,10 +88,6 @@ class _GaveUp(Exception):
         super().__init__(str(error))
         self.attempts = attempts
         self.error = error
-
-
-class _UntrustedHost(Exception):
-    """The pipeline was asked to send the bearer token to a host outside the trusted set."""
 
 
 def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -193,30 +190,6 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
             self._sleep(delay)
 
 
-class _TrustedBearerPolicy(BearerTokenCredentialPolicy[Any, Any]):
-    """Bearer token for trusted hosts only; requests marked anonymous go out without one."""
-
-    def __init__(self, credential: TokenCredential, scope: str, trusted: Callable[[str], bool]) -> None:
-        super().__init__(credential, scope)
-        self._trusted = trusted
-
-    def on_request(self, request: PipelineRequest[Any]) -> None:
-        # Options are consumed on the first attempt; the context keeps the choice for retries.
-        if request.context.options.pop(_OPT_ANONYMOUS, False):
-            request.context[_OPT_ANONYMOUS] = True
-        if request.context.get(_OPT_ANONYMOUS, False):
-            return
-        parts = urlsplit(request.http_request.url)
-        host = (parts.hostname or "").lower()
-        if not self._trusted(host):
-            raise _UntrustedHost(host)
-        if parts.scheme == "http" and is_loopback_host(host):
-            # validate_endpoint admitted http for loopback only (the test fakes); tell azure-core
-            # that this one plain-text hop is intended.
-            request.context["enforce_https"] = False
-        super().on_request(request)
-
-
 class _CountingPolicy(SansIOHTTPPolicy[Any, Any]):
     """Counts the HTTP requests that reach the transport (every attempt), for the benchmark."""
 
@@ -266,7 +239,7 @@ class AmlHttp:
         credential: TokenCredential,
         *,
         scope: str,
-        trusted: Callable[[str], bool],
+        trusted: Callable[[Origin], bool],
         transport: HttpTransport[Any, Any] | None,
         sleep: Callable[[float], None],
         jitter: Callable[[], float],
@@ -286,7 +259,7 @@ class AmlHttp:
             HeadersPolicy({"Accept": "application/json"}),
             UserAgentPolicy(base_user_agent=USER_AGENT),
             _BoundedRetryPolicy(settings.http_max_attempts, settings.max_retry_after_seconds, sleep, jitter),
-            _TrustedBearerPolicy(credential, scope, trusted),
+            TokenGate(credential, scope, trusted),
             self._counter,
         ]
         self._pipeline: Pipeline[HttpRequest, HttpResponse] = Pipeline(transport=transport, policies=policies)
@@ -317,7 +290,7 @@ class AmlHttp:
         per_request = self._timeout if timeout is None else timeout
         options: dict[str, Any] = {"connection_timeout": per_request, "read_timeout": per_request}
         if anonymous:
-            options[_OPT_ANONYMOUS] = True
+            options[ANONYMOUS] = True
         if attempts is not None:
             options[_OPT_ATTEMPTS] = attempts
         try:
@@ -326,10 +299,8 @@ class AmlHttp:
             raise EnrichmentUnavailable(
                 f"{call} failed after {gave_up.attempts} attempt(s): {type(gave_up.error).__name__}"
             ) from None
-        except _UntrustedHost as untrusted:
-            raise EnrichmentUnavailable(
-                f"{call}: refusing to send a token to untrusted host {untrusted}"
-            ) from None
+        except UntrustedHost as untrusted:
+            raise EnrichmentUnavailable(f"{call}: refusing to send a token to {untrusted}") from None
         except ClientAuthenticationError as exc:
             raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
         response = result.http_response

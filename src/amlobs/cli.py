@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="process event files: single events, arrays, JSON lines, Event Grid dead-letter blobs",
         description=(
             "Process Event Grid events from files or folders exactly as the Function does. "
-            "Already-recorded event ids are skipped. Exit status 1 when any event failed or was rejected."
+            "Run statuses already recorded are skipped. Exit status 1 when any event failed or was rejected."
         ),
     )
     replay_parser.add_argument("paths", nargs="+", metavar="FILE|DIR")

@@ -28,7 +28,20 @@ class EnrichmentUnavailable(TransientError):
 
 
 class TelemetryExportFailed(TransientError):
-    """Application Insights did not accept the telemetry of an event."""
+    """Application Insights did not accept (all of) the telemetry of an event.
+
+    ``accepted`` names the items of the invocation that ingestion did store (a 206 answer), so the
+    redelivery sends only the others; ``maybe_delivered`` is true when ingestion may have stored
+    items nobody can name (a request sent without an answer: a timeout, a dropped connection), so
+    the redelivery's copy may be a duplicate and says so.
+    """
+
+    def __init__(
+        self, message: str, *, accepted: frozenset[str] = frozenset(), maybe_delivered: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+        self.maybe_delivered = maybe_delivered
 
 
 class StorageUnavailable(TransientError):
@@ -40,3 +53,16 @@ class StorageUnavailable(TransientError):
 
 class RunNotFound(Exception):
     """The run history API answered 404: the run is deleted or not visible. Record what we have."""
+
+
+class DeliveryInProgress(TransientError):
+    """Another invocation holds a fresh claim on the same (run, status): it is being recorded now.
+
+    Sending too would record it twice; failing lets Event Grid redeliver, and the redelivery finds the
+    run status recorded (or, if that invocation died, its claim expired and takes it over).
+    """
+
+
+class ClaimLost(TransientError):
+    """This invocation's claim expired and another invocation took the (run, status) over before
+    anything was sent: this one stops without sending, the other records it."""

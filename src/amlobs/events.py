@@ -21,6 +21,9 @@ SUPPORTED_EVENT_TYPES: tuple[str, ...] = (RUN_STATUS_CHANGED, RUN_COMPLETED)
 # is rejected before we spend memory or storage on it.
 MAX_EVENT_BYTES = 1024 * 1024
 MAX_ID_LENGTH = 256
+# A real AML event nests a handful of levels. Deeper JSON is refused before it is decoded: decoding
+# (and later encoding) recurses once per level, and ~1,000 levels exhaust Python's stack.
+MAX_NESTING = 128
 
 # The AML run statuses (azure.ai.ml JobStatus / run history RunStatus), in their canonical spelling.
 KNOWN_STATUSES: tuple[str, ...] = (
@@ -138,6 +141,27 @@ def _size_in_bytes(payload: str | bytes | Mapping[str, Any]) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def nested_deeper_than(text: str | bytes, limit: int) -> bool:
+    """Whether JSON text opens more than ``limit`` arrays/objects inside each other (strings ignored).
+
+    Iterative, so it answers for any depth; malformed text is left for the decoder to refuse.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for bracket in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def decode_event(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
     """Bytes/str → JSON object; a mapping passes through. Raises :class:`EventRejected`."""
     size = _size_in_bytes(payload)
@@ -145,6 +169,10 @@ def decode_event(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
         raise EventRejected("too_large", f"event is {size} bytes, limit {MAX_EVENT_BYTES}")
     if isinstance(payload, Mapping):
         return payload
+    if nested_deeper_than(payload, MAX_NESTING):
+        raise EventRejected(
+            "nested_too_deeply", f"event nests arrays/objects deeper than {MAX_NESTING} levels"
+        )
     try:
         decoded = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:

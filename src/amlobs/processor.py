@@ -1,24 +1,34 @@
-"""One event in, one outcome out: the code path shared by the Function and the ``replay`` command.
+"""One event in, one outcome out: the code path shared by the Function and the ``replay`` and
+``backfill`` commands (each passes its ``source``, stamped on the record with the status time).
 
-Order matters for losslessness: telemetry is flushed before the event id is marked processed, and
-anything transient raises so that Event Grid redelivers; only events that can never succeed are
-stored as rejected (and the invocation then succeeds).
+Each (workspace, run, status) is recorded once (``amlobs.storage.claims``): the invocation claims its
+key before anything else, so a concurrent delivery of the same event, the ``RunCompleted`` that
+arrives with a ``RunStatusChanged``/Completed, or a replay or backfill of a status recorded live,
+waits for it or is told to retry later (or finds it recorded) instead of recording it too. The
+claim moves to "sending" right before the telemetry goes out, to "done" after ingestion stored it.
+Anything transient releases the claim (saying which items ingestion did store) and raises, so that
+Event Grid redelivers; only events that can never succeed are stored as rejected (and the invocation
+then succeeds).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .enrichment import PipelineListing, RunAnswers, RunSource, fetch_run_answers, list_pipeline
-from .errors import EventRejected, RunNotFound
+from .errors import EventRejected, RunNotFound, StorageUnavailable, TelemetryExportFailed, TransientError
 from .events import RunEvent, WorkspaceRef, decode_event, parse_event
 from .records import Record, build_record, parse_utc_ms
 from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
+
+if TYPE_CHECKING:
+    from .storage.claims import Claim
+    from .telemetry import TelemetryUnit
 
 logger = logging.getLogger("amlobs")
 
@@ -29,16 +39,15 @@ __all__ = ["EventProcessor", "Outcome", "RunSource"]
 
 
 class Telemetry(Protocol):
-    def emit_run_record(self, record: Mapping[str, str | int]) -> None: ...
-    def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None: ...
-    def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None: ...
-    def flush(self) -> None: ...
+    def send(self, unit: TelemetryUnit) -> None: ...
     def shutdown(self) -> None: ...
 
 
 class Dedupe(Protocol):
-    def is_processed(self, event_id: str) -> bool: ...
-    def mark_processed(self, event_id: str, context: Mapping[str, str]) -> None: ...
+    def claim(self, key: str, context: Mapping[str, str]) -> Claim | None: ...
+    def start_sending(self, claim: Claim) -> Claim: ...
+    def complete(self, claim: Claim) -> None: ...
+    def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None: ...
 
 
 class CostEstimates(Protocol):
@@ -79,12 +88,58 @@ def _payload_text(payload: str | bytes | Mapping[str, Any]) -> str | bytes:
     return payload
 
 
+def _top_level_only(text: str) -> str:
+    """JSON text with every array/object inside the outermost one replaced by ``null``.
+
+    An event refused for its nesting still has readable top-level fields (id, eventType, topic) that
+    say which event it was; this reads them with a flat, iterative scan instead of a recursive decode.
+    """
+    out: list[str] = []
+    depth = 0
+    skipping = False
+    index, size = 0, len(text)
+    while index < size:
+        char = text[index]
+        if char == '"':
+            end = index + 1
+            while end < size and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            if not skipping:
+                out.append(text[index : end + 1])
+            index = end + 1
+            continue
+        if char in "[{":
+            depth += 1
+            if depth == 2 and not skipping:
+                skipping = True
+                out.append("null")
+            elif not skipping:
+                out.append(char)
+        elif char in "]}":
+            if not skipping:
+                out.append(char)
+            elif depth == 2:
+                skipping = False
+            depth -= 1
+        elif not skipping:
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
 def _best_effort_fields(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
     """What can still be read of an event that failed validation (for the blob and the log line)."""
     try:
         return decode_event(payload)
-    except EventRejected:
+    except EventRejected as rejection:
+        if rejection.code != "nested_too_deeply" or isinstance(payload, Mapping):
+            return {}
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    try:
+        shallow = json.loads(_top_level_only(text))
+    except (ValueError, RecursionError):
         return {}
+    return shallow if isinstance(shallow, dict) else {}
 
 
 def _field(decoded: Mapping[str, Any], *keys: str) -> str | None:
@@ -95,14 +150,30 @@ def _field(decoded: Mapping[str, Any], *keys: str) -> str | None:
     return None
 
 
-def dedupe_keys(event: RunEvent) -> list[str]:
-    """The event id, plus the run's (workspace, run, status): Event Grid ids are random, so the second
-    key is what makes ``backfill`` and the live path idempotent with each other, and what collapses a
-    ``RunCompleted`` and a ``RunStatusChanged``/Completed of the same run into one record."""
-    keys = [event.event_id]
+def _cost_keys(estimate: Callable[[], Mapping[str, str | int]], event: RunEvent) -> Mapping[str, str | int]:
+    """An estimate, or why there is none: the cost is never a reason to fail or redeliver an event.
+
+    The estimator already turns every lookup failure into "no estimate: <why>"; this catches what it
+    did not foresee, so a bug there costs the estimate, not the record (nor its claim).
+    """
+    try:
+        return dict(estimate())
+    except Exception as unexpected:
+        logger.exception("cost estimate of run %s failed", event.run_id)
+        return {"cost_basis": f"no estimate: the estimate failed unexpectedly ({type(unexpected).__name__})"}
+
+
+def dedupe_key_of(event: RunEvent) -> str:
+    """The run's (workspace, run, status), or the event id for an event without a status.
+
+    Event Grid ids are random, so the run key is what makes ``backfill``, ``replay`` and the live path
+    idempotent with each other, and what collapses a ``RunCompleted`` and a ``RunStatusChanged``/
+    Completed of the same run into one record. (The previous version wrote the same run keys, so its
+    table carries over.)
+    """
     if event.run_status:
-        keys.append(f"run|{event.workspace.cache_key}|{event.run_id}|{event.run_status.lower()}")
-    return keys
+        return f"run|{event.workspace.cache_key}|{event.run_id}|{event.run_status.lower()}"
+    return event.event_id
 
 
 class EventProcessor:
@@ -140,39 +211,83 @@ class EventProcessor:
         except EventRejected as rejection:
             return self._reject(payload, rejection)
 
-        keys = dedupe_keys(event)
-        if any(self._dedupe.is_processed(key) for key in keys):
+        key = dedupe_key_of(event)
+        context = {
+            "source_event_id": event.event_id,
+            "run_id": event.run_id,
+            "status": event.run_status or "",
+        }
+        claim = self._dedupe.claim(key, context)
+        if claim is None:
             logger.info("event %s (run %s) already recorded: skipped", event.event_id, event.run_id)
             return Outcome("duplicate", event.event_id)
-
-        record, answers = self._enriched_record(event)
-        if self._costs is not None:
-            record.update(self._costs.for_record(event.workspace, record, answers))
-        # Decided on the enriched record, not the event's runType (which may be null).
-        summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
-        event_time_ms = parse_utc_ms(event.event_time)
-        record.update(status_fields(record, source, event_time_ms=event_time_ms))
-        if summary is not None:
-            summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
-        self._telemetry.emit_run_record(record)
-        if summary is not None:
-            self._telemetry.emit_pipeline_summary(summary)
-        self._telemetry.flush()
-        status = str(record.get("status", ""))
-        context = {"source_event_id": event.event_id, "run_id": event.run_id, "status": status}
-        # The run's key first: if the second write fails, the redelivery is a duplicate by the first
-        # and never writes the other; only the run's key also covers RunCompleted and backfill.
-        for key in reversed(keys):
-            self._dedupe.mark_processed(key, context)
+        try:
+            record, answers = self._enriched_record(event)
+            record.update(self._record_cost(event, record, answers))
+            # Decided on the enriched record, not the event's runType (which may be null).
+            summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
+            event_time_ms = parse_utc_ms(event.event_time)
+            record.update(status_fields(record, source, event_time_ms=event_time_ms))
+            if summary is not None:
+                summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
+            unit = self._unit(record, summary, claim)
+            claim = self._dedupe.start_sending(claim)
+            self._telemetry.send(unit)
+        except TransientError as failure:
+            self._release(claim, failure)
+            raise
+        except BaseException as bug:
+            self._release(claim, bug)  # a bug must not block the run status until the lease expires
+            raise
+        self._complete(claim)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
         logger.info(
-            "event %s: run %s %s recorded%s",
+            "event %s: run %s %s recorded%s%s",
             event.event_id,
             event.run_id,
             record.get("status", "?"),
             " (partial: run not found)" if kind == "partial" else "",
+            " (may duplicate an earlier attempt)" if claim.maybe_delivered else "",
         )
         return Outcome(kind, event.event_id, record=record, summary=summary)
+
+    @staticmethod
+    def _unit(record: Record, summary: Record | None, claim: Claim) -> TelemetryUnit:
+        from .telemetry import run_record_unit
+
+        unit = run_record_unit(record, summary, maybe_duplicate=claim.maybe_delivered)
+        if claim.accepted:
+            logger.info(
+                "%s: %s already stored by an earlier attempt", claim.key, ", ".join(sorted(claim.accepted))
+            )
+        return unit.without(claim.accepted)
+
+    def _release(self, claim: Claim, failure: BaseException) -> None:
+        """Hand the key back for the redelivery, with what this attempt left stored (best effort)."""
+        from .errors import ClaimLost
+
+        if isinstance(failure, ClaimLost):
+            return  # not ours any more
+        accepted, maybe = claim.accepted, claim.maybe_delivered
+        if isinstance(failure, TelemetryExportFailed):
+            accepted |= failure.accepted
+            maybe = maybe or failure.maybe_delivered
+        elif claim.state == "sending" and not isinstance(failure, TransientError):
+            maybe = True  # something broke after the claim said "sending": the POST may have gone out
+        try:
+            self._dedupe.release(claim, accepted=accepted, maybe_delivered=maybe)
+        except StorageUnavailable as exc:
+            # The claim then expires after its lease, and the redelivery takes it over.
+            logger.warning("could not release the claim on %s: %s", claim.key, exc)
+
+    def _complete(self, claim: Claim) -> None:
+        try:
+            self._dedupe.complete(claim)
+        except StorageUnavailable as exc:
+            # The telemetry is stored: failing now would only make Event Grid send it again. The claim
+            # stays "sending" until its lease expires; a later delivery would then resend it, flagged
+            # as a possible duplicate.
+            logger.warning("recorded %s but could not mark it done: %s", claim.key, exc)
 
     def _enriched_record(self, event: RunEvent) -> tuple[Record, RunAnswers | None]:
         """The record, and the run history answers it used (None when the run was not found)."""
@@ -193,8 +308,18 @@ class EventProcessor:
         listing = list_pipeline(self._runs, event.workspace, event.run_id)
         summary = summarize_pipeline(event, answers.run, listing)
         if self._costs is not None:
-            summary.update(self._costs.for_summary(event.workspace, listing))
+            costs = self._costs
+            summary.update(_cost_keys(lambda: costs.for_summary(event.workspace, listing), event))
         return summary
+
+    def _record_cost(
+        self, event: RunEvent, record: Record, answers: RunAnswers | None
+    ) -> Mapping[str, str | int]:
+        """The record's cost keys (none without an estimator); bounded in time by the estimator."""
+        if self._costs is None:
+            return {}
+        costs = self._costs
+        return _cost_keys(lambda: costs.for_record(event.workspace, record, answers), event)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
         readable = _best_effort_fields(payload)
@@ -212,8 +337,9 @@ class EventProcessor:
             }.items()
             if value
         }
-        self._telemetry.emit_rejected(rejection.code, rejection.detail, attributes)
-        self._telemetry.flush()
+        from .telemetry import rejected_unit
+
+        self._telemetry.send(rejected_unit(rejection.code, rejection.detail, attributes))
         logger.warning(
             "event %s rejected (%s): %s%s",
             event_id or "<no id>",

@@ -2,7 +2,8 @@
 
 One :class:`RunHistoryClient` per process: one azure-core pipeline (one connection pool, one token
 cache, :mod:`amlobs.aml_transport`) serves every event; each workspace's API endpoint is discovered
-once (:mod:`amlobs.aml_discovery`); ``backfill``'s listing is :mod:`amlobs.run_listing`.
+once (:mod:`amlobs.aml_discovery`); ``backfill``'s listing is :mod:`amlobs.run_listing`. Which
+origins may receive the bearer token is :mod:`amlobs.trust`'s decision, made on every send.
 
 Requests are the ones azure-ai-ml's run history client sends (``RunOperations`` in
 ``azure/ai/ml/operations/_run_operations.py`` lines 31-95 of azure-ai-ml 1.35.2, over the
@@ -34,15 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from .aml_discovery import (
-    ARM_API_VERSION,
-    TRUSTED_API_HOST_SUFFIXES,
-    WorkspaceEndpoints,
-    arm_scope_for,
-    is_trusted_api_host,
-    segment,
-    workspace_path,
-)
+from .aml_discovery import ARM_API_VERSION, WorkspaceEndpoints, arm_scope_for, segment, workspace_path
 from .aml_transport import AmlHttp, RunHistoryRejected
 from .events import WorkspaceRef
 from .run_listing import HISTORY_API_VERSION, RUNS_PAGE_SIZE, RunPage, iter_runs, page_items, page_token
@@ -52,14 +45,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.pipeline.transport import HttpTransport
 
-__all__ = [
-    "TRUSTED_API_HOST_SUFFIXES",
-    "RunHistoryClient",
-    "RunHistoryRejected",
-    "RunPage",
-    "arm_scope_for",
-    "is_trusted_api_host",
-]
+__all__ = ["RunHistoryClient", "RunHistoryRejected", "RunPage"]
 
 _HISTORY = "history/v1.0"
 
@@ -92,7 +78,7 @@ class RunHistoryClient:
             settings,
             credential,
             scope=arm_scope_for(settings.arm_endpoint),
-            trusted=self._endpoints.host_is_trusted,
+            trusted=self._endpoints.trusted.__contains__,
             transport=transport,
             sleep=sleep,
             jitter=jitter,

@@ -203,6 +203,9 @@ class Settings:
     cost_currency: str = DEFAULT_COST_CURRENCY
     prices_endpoint: str = DEFAULT_PRICES_ENDPOINT
     cost_timeout_seconds: float = 5.0
+    # How long a (run, status) claim holds without progress: an invocation that dies blocks its run
+    # status this long before a redelivery takes it over (amlobs/storage/claims.py).
+    claim_lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,4 +238,5 @@ class Settings:
                 env.get("AML_OBS_PRICES_ENDPOINT", "").strip() or DEFAULT_PRICES_ENDPOINT,
             ),
             cost_timeout_seconds=_positive_float(env, "AML_OBS_COST_TIMEOUT_SECONDS", 5.0),
+            claim_lease_seconds=_positive_float(env, "AML_OBS_CLAIM_LEASE_SECONDS", 60.0),
         )

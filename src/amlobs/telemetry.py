@@ -1,44 +1,67 @@
-"""Records → Application Insights: custom events and histograms, flushed (and checked) per invocation.
+"""Records → Application Insights: each invocation's telemetry is one unit, sent in one request.
+
+A :class:`TelemetryUnit` holds everything one invocation records: the ``AmlRunStatusChanged`` custom
+event, its histogram points, the pipeline summary, the rejected-event counter, and spans (pipeline
+traces: :meth:`TelemetryUnit.add_span`). The Azure Monitor sink sends a unit as *one* POST to the
+Track API, whose body is an array of envelopes of any type (the exporter itself mixes them: its trace
+exporter sends request, exception and message envelopes in one call). So events and metrics of an
+invocation are stored together or not at all, as far as ingestion allows:
+
+* ``200``: all stored.
+* ``206``: ingestion stored some items and names the others; those are sent again in the same
+  invocation (bounded attempts). What stays refused fails the invocation with the names of the items
+  that *were* stored (:attr:`~amlobs.errors.TelemetryExportFailed.accepted`): the redelivery sends
+  only the rest. A 206 concerns only the invocation whose request it answers: units never share a
+  request.
+* ``408``/``429``/``5xx``, connection refused: nothing was stored; retried, then the invocation fails.
+* no answer (a timeout after the request went out, a dropped connection): ingestion may have stored
+  it. The invocation fails with ``maybe_delivered``: Event Grid redelivers, and the redelivery's copy
+  says ``delivery_maybe_duplicate=true``, so each possible duplicate is counted and the dashboards,
+  which count each (run, status) once, are not misled (docs/dashboard.md).
 
 Why not ``configure_azure_monitor()``: it installs *global* OpenTelemetry providers and a handler on
-the root logger. The Functions Python worker may already do the same for the host's own telemetry
-(``PYTHON_ENABLE_OPENTELEMETRY``, ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``) and the host already
-forwards ``logging`` records to Application Insights, so a second global setup would duplicate traces
-or fight over the global provider. This module therefore drives the exporter with *private*
-``LoggerProvider``/``MeterProvider`` instances that nothing else can see and that send only the items
-named below; the host's own logging pipeline is left untouched.
-
-Why export synchronously: the SDK's ``BatchLogRecordProcessor`` and periodic metric readers drop the
-result of each export, so a flush could "succeed" while ingestion refused the data. Here ``flush()``
-calls the exporters itself and looks at each result; any failure (ingestion down, 4xx/5xx, a 206
-partial acceptance, a timeout) raises :class:`~amlobs.errors.TelemetryExportFailed`, the invocation
-fails and Event Grid redelivers. The exporter's offline disk storage is off for the same reason: a
-disk retry would hide the failure and later duplicate what the redelivery already sent.
-
-Nothing from OpenTelemetry or the exporter is imported until the first item is emitted, because the
-host imports ``function_app`` (and so this module) on the cold-start path.
+the root logger, which the Functions worker may also do for the host's own telemetry. The exporter is
+driven with private providers instead, and nothing from OpenTelemetry or the exporter is imported
+until the first unit is sent (the host imports ``function_app`` on the cold-start path). The
+exporter's offline disk storage is off: a disk retry would hide a failure and later duplicate what the
+redelivery already sent.
 """
 
 from __future__ import annotations
 
-import contextvars
-import itertools
 import json
 import logging
 import os
-import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from .errors import TelemetryExportFailed
-from .settings import Settings, SettingsError, validate_endpoint
+from .appinsights import (
+    AUTHENTICATION_STRING_SETTING,
+    CONNECTION_STRING_SETTING,
+    DEFAULT_INGESTION_ENDPOINT,
+    EntraIngestion,
+    IngestionTarget,
+    parse_authentication_string,
+    parse_connection_string,
+)
+from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from ._azure_monitor import ExportPipeline
+
+__all__ = [
+    "AUTHENTICATION_STRING_SETTING",
+    "CONNECTION_STRING_SETTING",
+    "DEFAULT_INGESTION_ENDPOINT",
+    "EntraIngestion",
+    "IngestionTarget",
+    "parse_authentication_string",
+    "parse_connection_string",
+]
 
 logger = logging.getLogger("amlobs.telemetry")
 
@@ -55,26 +78,63 @@ HISTOGRAM_SOURCES: tuple[tuple[str, str], ...] = (
     (METRIC_DURATION, "execution_time_ms"),
     (METRIC_QUEUE_TIME, "queue_time_ms"),
 )
-
-CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
-AUTHENTICATION_STRING_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
-DEFAULT_INGESTION_ENDPOINT = "https://dc.services.visualstudio.com"
+# The dimension a possible duplicate carries (an earlier attempt's POST went unanswered).
+MAYBE_DUPLICATE = "delivery_maybe_duplicate"
 # Inside one invocation ingestion gets one quick retry; Event Grid's redelivery is the real retry.
 MAX_EXPORT_ATTEMPTS = 2
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-class TelemetrySink(Protocol):
-    def emit_run_record(self, record: Mapping[str, str | int]) -> None: ...
-    def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None: ...
-    def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None: ...
-    def flush(self) -> None: ...
-    def shutdown(self) -> None: ...
+ItemKind = Literal["event", "histogram", "counter", "span"]
 
 
 # --------------------------------------------------------------------------------------------------
-# Pure mapping: record → event dimensions and metric points (unit-tested without any exporter).
+# The unit of an invocation (pure data: built and unit-tested without any exporter).
+
+
+@dataclass(frozen=True)
+class TelemetryItem:
+    """One item of a unit. ``key`` is unique within the unit: the dedupe claim remembers the keys of
+    the items ingestion stored, so a redelivery never sends them again."""
+
+    key: str
+    kind: ItemKind
+    name: str
+    dimensions: Mapping[str, str] = field(default_factory=dict)
+    value: float = 0.0
+    span: object = None  # an OpenTelemetry ReadableSpan, for kind "span"
+
+
+@dataclass
+class TelemetryUnit:
+    items: list[TelemetryItem] = field(default_factory=list)
+
+    def _add(self, item: TelemetryItem) -> None:
+        if any(existing.key == item.key for existing in self.items):
+            raise ValueError(f"telemetry item {item.key!r} is already in this unit")
+        self.items.append(item)
+
+    def add_event(self, name: str, dimensions: Mapping[str, str]) -> None:
+        self._add(TelemetryItem(f"event:{name}", "event", name, dict(dimensions)))
+
+    def add_histogram(self, name: str, value: float, dimensions: Mapping[str, str]) -> None:
+        self._add(TelemetryItem(f"metric:{name}", "histogram", name, dict(dimensions), value))
+
+    def add_counter(self, name: str, value: float, dimensions: Mapping[str, str]) -> None:
+        self._add(TelemetryItem(f"metric:{name}", "counter", name, dict(dimensions), value))
+
+    def add_span(self, key: str, span: object) -> None:
+        """A finished span (``ReadableSpan``), sent in the same request as the rest of the unit."""
+        self._add(TelemetryItem(f"span:{key}", "span", key, {}, 0.0, span))
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(item.key for item in self.items)
+
+    def without(self, keys: Iterable[str]) -> TelemetryUnit:
+        skip = frozenset(keys)
+        return TelemetryUnit([item for item in self.items if item.key not in skip])
+
+    def events(self, name: str) -> list[Mapping[str, str]]:
+        return [item.dimensions for item in self.items if item.kind == "event" and item.name == name]
 
 
 def stringify(values: Mapping[str, object]) -> dict[str, str]:
@@ -101,113 +161,65 @@ def rejected_dimensions(reason: str, detail: str, attributes: Mapping[str, str])
     return {**stringify(attributes), "reason": reason, "detail": detail}
 
 
-# --------------------------------------------------------------------------------------------------
-# Settings parsing (no SDK imports: malformed settings fail at start-up, not on the first event).
+def run_record_unit(
+    record: Mapping[str, str | int],
+    summary: Mapping[str, str | int] | None = None,
+    *,
+    maybe_duplicate: bool = False,
+) -> TelemetryUnit:
+    """The custom event of a record, its histogram points and the pipeline summary, as one unit."""
+    flag = {MAYBE_DUPLICATE: "true"} if maybe_duplicate else {}
+    unit = TelemetryUnit()
+    unit.add_event(EVENT_RUN_STATUS_CHANGED, {**stringify(record), **flag})
+    dimensions = metric_dimensions(record)
+    for metric, value in metric_points(record):
+        unit.add_histogram(metric, value, dimensions)
+    if summary is not None:
+        unit.add_event(EVENT_PIPELINE_SUMMARY, {**stringify(summary), **flag})
+    return unit
 
 
-def _pairs(name: str, value: str) -> dict[str, str]:
-    """``Key=Value;Key=Value`` → lower-cased keys. Empty segments (a trailing ``;``) are ignored."""
-    pairs: dict[str, str] = {}
-    for segment in value.split(";"):
-        if not segment.strip():
-            continue
-        key, sep, val = segment.partition("=")
-        if not sep or not key.strip():
-            raise SettingsError(f"{name} must be Key=Value pairs separated by ';', got segment {segment!r}")
-        pairs[key.strip().lower()] = val.strip()
-    return pairs
-
-
-@dataclass(frozen=True)
-class IngestionTarget:
-    instrumentation_key: str
-    ingestion_endpoint: str
-    # The connection string handed to the exporter: same meaning, normalised so that its stricter
-    # parser accepts it (no empty segments, lower-case key).
-    connection_string: str
-
-
-def parse_connection_string(value: str) -> IngestionTarget:
-    pairs = _pairs(CONNECTION_STRING_SETTING, value)
-    ikey = pairs.get("instrumentationkey", "")
-    if not _GUID.match(ikey):
-        raise SettingsError(f"{CONNECTION_STRING_SETTING} must contain InstrumentationKey=<GUID>")
-    authorization = pairs.get("authorization")
-    if authorization is not None and authorization.lower() != "ikey":
-        raise SettingsError(f"{CONNECTION_STRING_SETTING}: Authorization must be ikey when present")
-    if any("=" in v for v in pairs.values()):
-        raise SettingsError(f"{CONNECTION_STRING_SETTING}: a value contains '=': check the string's quoting")
-    endpoint = pairs.get("ingestionendpoint")
-    if not endpoint and pairs.get("endpointsuffix"):
-        location = f"{pairs['location']}." if pairs.get("location") else ""
-        endpoint = f"https://{location}dc.{pairs['endpointsuffix']}"
-    endpoint = validate_endpoint(
-        f"{CONNECTION_STRING_SETTING} IngestionEndpoint", endpoint or DEFAULT_INGESTION_ENDPOINT
-    )
-    normalised = {**pairs, "instrumentationkey": ikey.lower()}
-    return IngestionTarget(
-        instrumentation_key=ikey.lower(),
-        ingestion_endpoint=endpoint,
-        connection_string=";".join(f"{k}={v}" for k, v in normalised.items()),
-    )
-
-
-@dataclass(frozen=True)
-class EntraIngestion:
-    """``Authorization=AAD[;ClientId=<guid>]``: ingestion with an Entra ID token instead of the ikey."""
-
-    client_id: str | None
-
-
-def parse_authentication_string(value: str) -> EntraIngestion:
-    pairs = _pairs(AUTHENTICATION_STRING_SETTING, value)
-    unknown = sorted(set(pairs) - {"authorization", "clientid"})
-    if pairs.get("authorization", "").upper() != "AAD" or unknown:
-        raise SettingsError(
-            f"{AUTHENTICATION_STRING_SETTING} must be 'Authorization=AAD' or "
-            f"'Authorization=AAD;ClientId=<client id>'"
-            + (f" (unknown keys: {', '.join(unknown)})" if unknown else "")
-        )
-    client_id = pairs.get("clientid")
-    if client_id is not None and not _GUID.match(client_id):
-        raise SettingsError(f"{AUTHENTICATION_STRING_SETTING}: ClientId must be a GUID, got {client_id!r}")
-    return EntraIngestion(client_id=client_id)
+def rejected_unit(reason: str, detail: str, attributes: Mapping[str, str]) -> TelemetryUnit:
+    unit = TelemetryUnit()
+    unit.add_event(EVENT_REJECTED, rejected_dimensions(reason, detail, attributes))
+    unit.add_counter(METRIC_REJECTED, 1, {"reason": reason})
+    return unit
 
 
 # --------------------------------------------------------------------------------------------------
 # Sinks.
 
 
-@dataclass(frozen=True)
-class RejectedItem:
-    reason: str
-    detail: str
-    attributes: dict[str, str]
+class TelemetrySink(Protocol):
+    def send(self, unit: TelemetryUnit) -> None:
+        """Store the unit, or raise :class:`~amlobs.errors.TelemetryExportFailed`."""
+        ...
+
+    def shutdown(self) -> None: ...
 
 
 @dataclass
 class RecordingTelemetry:
-    """Keeps what was emitted (``replay --dry-run`` prints it; unit tests read it). Sends nothing."""
+    """Keeps what was sent (``replay --dry-run`` prints it; unit tests read it). Sends nothing."""
 
-    run_records: list[dict[str, str | int]] = field(default_factory=list)
-    pipeline_summaries: list[dict[str, str | int]] = field(default_factory=list)
-    rejected: list[RejectedItem] = field(default_factory=list)
-    flush_count: int = 0
+    units: list[TelemetryUnit] = field(default_factory=list)
 
-    def emit_run_record(self, record: Mapping[str, str | int]) -> None:
-        self.run_records.append(dict(record))
-
-    def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None:
-        self.pipeline_summaries.append(dict(summary))
-
-    def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None:
-        self.rejected.append(RejectedItem(reason, detail, dict(attributes)))
-
-    def flush(self) -> None:
-        self.flush_count += 1
+    def send(self, unit: TelemetryUnit) -> None:
+        self.units.append(unit)
 
     def shutdown(self) -> None:
         pass
+
+    def events(self, name: str) -> list[Mapping[str, str]]:
+        return [event for unit in self.units for event in unit.events(name)]
+
+    @property
+    def run_records(self) -> list[Mapping[str, str]]:
+        return self.events(EVENT_RUN_STATUS_CHANGED)
+
+    @property
+    def pipeline_summaries(self) -> list[Mapping[str, str]]:
+        return self.events(EVENT_PIPELINE_SUMMARY)
 
 
 class LoggingTelemetry:
@@ -220,66 +232,35 @@ class LoggingTelemetry:
             CONNECTION_STRING_SETTING,
         )
 
-    def _write(self, name: str, dimensions: Mapping[str, object]) -> None:
-        try:
-            self._log.info("%s %s", name, json.dumps(dict(dimensions), sort_keys=True, default=str))
-        except Exception:  # local logging must never fail an event
-            self._log.debug("could not log %s", name, exc_info=True)
-
-    def emit_run_record(self, record: Mapping[str, str | int]) -> None:
-        self._write(EVENT_RUN_STATUS_CHANGED, record)
-
-    def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None:
-        self._write(EVENT_PIPELINE_SUMMARY, summary)
-
-    def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None:
-        self._write(EVENT_REJECTED, rejected_dimensions(reason, detail, attributes))
-
-    def flush(self) -> None:
-        pass
+    def send(self, unit: TelemetryUnit) -> None:
+        for item in unit.items:
+            if item.kind == "span":
+                continue
+            payload = (
+                dict(item.dimensions) if item.kind == "event" else {"value": item.value, **item.dimensions}
+            )
+            try:
+                self._log.info("%s %s", item.name, json.dumps(payload, sort_keys=True, default=str))
+            except Exception:  # local logging must never fail an event
+                self._log.debug("could not log %s", item.name, exc_info=True)
 
     def shutdown(self) -> None:
         pass
-
-
-# Which invocation emitted an item. The Functions worker runs each sync invocation on a pool thread
-# (each with its own context) and each async one in its own task, and an invocation emits and flushes
-# in the same one, so a context variable tells invocations apart without changing the API.
-_OWNER: contextvars.ContextVar[int | None] = contextvars.ContextVar("amlobs_telemetry_owner", default=None)
-_OWNER_IDS = itertools.count(1)
-# Undelivered-owner marks are dropped beyond this many (owners that never flush again, e.g. ended tasks).
-_MAX_FAILED_OWNERS = 10_000
-
-
-def current_owner() -> int:
-    owner = _OWNER.get()
-    if owner is None:
-        owner = next(_OWNER_IDS)
-        _OWNER.set(owner)
-    return owner
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     timeout_seconds: float = 10.0
     max_attempts: int = MAX_EXPORT_ATTEMPTS
-    # A longer Retry-After fails the flush at once (Event Grid backs off more cheaply than we can wait).
+    # A longer Retry-After fails the send at once (Event Grid backs off more cheaply than we can wait).
     max_retry_after_seconds: float = 30.0
 
 
 class AzureMonitorTelemetry:
-    """Application Insights through ``azure-monitor-opentelemetry-exporter``, checked on every flush.
+    """Application Insights through ``azure-monitor-opentelemetry-exporter``: one checked POST per unit.
 
-    ``flush()`` exports everything emitted so far in the process, one flush at a time. When an export
-    fails, every invocation that had items in it is told so by its own ``flush()`` (not only the one
-    that happened to send), so no invocation reports success for telemetry that was not accepted.
-    Failed items are not kept: the failing invocation's redelivery emits them again.
-
-    Metrics use DELTA temporality, so each flush sends only this flush's histogram points. If the
-    custom events of a flush fail, that flush's collected metric points are dropped rather than sent,
-    so the redelivered events record them exactly once; if only the metric export fails, the points
-    are lost with the failed request while the events (the source of truth) were stored, and the
-    flush still fails so the event is redelivered (its event may then appear twice).
+    Units of concurrent invocations are sent independently (the HTTP client is shared), so one
+    invocation's failure, 206 included, is never reported to another.
     """
 
     def __init__(
@@ -297,10 +278,8 @@ class AzureMonitorTelemetry:
         self.target = parse_connection_string(connection_string)
         self._credential = credential
         self._options = options or ExportOptions()
-        self._state_lock = threading.Lock()  # pending items, failure marks, lazy start
-        self._flush_lock = threading.Lock()  # one export at a time, and flushes wait for each other
+        self._lock = threading.Lock()
         self._pipeline: ExportPipeline | None = None
-        self._failed_owners: dict[int, str] = {}
         self._closed = False
 
     @property
@@ -308,73 +287,27 @@ class AzureMonitorTelemetry:
         return self._credential is not None
 
     def _started(self) -> ExportPipeline:
-        # Callers hold _state_lock.
-        if self._closed:
-            raise RuntimeError("telemetry was shut down")
-        if self._pipeline is None:
-            from ._azure_monitor import ExportPipeline
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("telemetry was shut down")
+            if self._pipeline is None:
+                from ._azure_monitor import ExportPipeline
 
-            self._pipeline = ExportPipeline(
-                self.target,
-                self._credential,
-                timeout_seconds=self._options.timeout_seconds,
-                max_attempts=self._options.max_attempts,
-                max_retry_after_seconds=self._options.max_retry_after_seconds,
-            )
-        return self._pipeline
+                self._pipeline = ExportPipeline(
+                    self.target,
+                    self._credential,
+                    timeout_seconds=self._options.timeout_seconds,
+                    max_attempts=self._options.max_attempts,
+                    max_retry_after_seconds=self._options.max_retry_after_seconds,
+                )
+            return self._pipeline
 
-    def emit_run_record(self, record: Mapping[str, str | int]) -> None:
-        owner = current_owner()
-        with self._state_lock:
-            pipeline = self._started()
-            pipeline.emit_event(owner, EVENT_RUN_STATUS_CHANGED, stringify(record))
-            dimensions = metric_dimensions(record)
-            for metric, value in metric_points(record):
-                pipeline.record_histogram(owner, metric, value, dimensions)
-
-    def emit_pipeline_summary(self, summary: Mapping[str, str | int]) -> None:
-        owner = current_owner()
-        with self._state_lock:
-            self._started().emit_event(owner, EVENT_PIPELINE_SUMMARY, stringify(summary))
-
-    def emit_rejected(self, reason: str, detail: str, attributes: Mapping[str, str]) -> None:
-        owner = current_owner()
-        with self._state_lock:
-            pipeline = self._started()
-            pipeline.emit_event(owner, EVENT_REJECTED, rejected_dimensions(reason, detail, attributes))
-            pipeline.add_counter(owner, METRIC_REJECTED, 1, {"reason": reason})
-
-    def flush(self) -> None:
-        """Send everything emitted so far; raise :class:`TelemetryExportFailed` unless all was accepted."""
-        owner = current_owner()
-        with self._flush_lock:
-            with self._state_lock:
-                pipeline = self._pipeline
-                batch = pipeline.take_batch() if pipeline is not None else None
-            failure: str | None = None
-            failed_owners: set[int] = set()
-            if pipeline is not None and batch is not None:
-                failure, failed_owners = pipeline.export(batch)
-            with self._state_lock:
-                for failed in failed_owners:
-                    self._failed_owners[failed] = failure or "export failed"
-                mine = self._failed_owners.pop(owner, None)
-                while len(self._failed_owners) > _MAX_FAILED_OWNERS:
-                    self._failed_owners.pop(next(iter(self._failed_owners)))
-        if failure is not None:
-            raise TelemetryExportFailed(f"Application Insights did not accept the telemetry: {failure}")
-        if mine is not None:
-            raise TelemetryExportFailed(
-                f"Application Insights did not accept telemetry of this invocation sent by a concurrent "
-                f"flush: {mine}"
-            )
+    def send(self, unit: TelemetryUnit) -> None:
+        if unit.items:
+            self._started().send(unit)
 
     def shutdown(self) -> None:
-        try:
-            self.flush()
-        except TelemetryExportFailed as exc:
-            logger.warning("telemetry not delivered at shutdown: %s", exc)
-        with self._flush_lock, self._state_lock:
+        with self._lock:
             self._closed = True
             pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:

@@ -35,7 +35,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -174,6 +174,9 @@ class FakeAmlApi:
         # The Retail Prices API (anonymous), served here too so that every test pointed at this fake by
         # env() also has a loopback price endpoint.
         self.prices = RetailPricesData()
+        # Consulted after the scripted faults: (method, percent-decoded path) -> a Fault or None.
+        # The chaos simulator draws random faults with it; it runs on the server's threads.
+        self.fault_hook: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
         self._faults: list[tuple[str, str, Fault]] = []
         self._workspaces: dict[tuple[str, str, str], FakeWorkspace] = {}
@@ -302,7 +305,8 @@ class FakeAmlApi:
                 if fault_method == method and fragment.lower() in path.lower():
                     del self._faults[index]
                     return fault
-        return None
+        hook = self.fault_hook
+        return hook(method, path) if hook is not None else None
 
     # -- request handling --------------------------------------------------------------------
 

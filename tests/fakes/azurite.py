@@ -58,6 +58,8 @@ class Azurite:
     table_endpoint: str
     log_path: Path
     tls_cert: Path | None = None
+    command: list[str] = field(default_factory=list)
+    workdir: Path | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -163,6 +165,39 @@ class Azurite:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    # -- outages (the chaos simulator) ------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Freeze the emulator (SIGSTOP): connections hang, as behind a stalled network."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Stop the emulator gracefully and start it again on the same ports (start it with
+        ``persistent=True`` to keep the data: in-memory data does not survive)."""
+        if not self.command or self.workdir is None:
+            raise AzuriteFailed("this Azurite was not started by start_azurite(): cannot restart it")
+        _stop(self.process)
+        ports = {"--blobPort": self.blob_port, "--tablePort": self.table_port}
+        command = [
+            str(ports.get(self.command[index - 1], arg)) if index else arg
+            for index, arg in enumerate(self.command)
+        ]
+        # A queue port of 0 is fine: nothing uses the queue service.
+        marker = len(self.log())
+        self.process = _spawn(command, self.workdir, self.log_path)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            text = self.log()[marker:]
+            if len(_LISTENING.findall(text)) >= 2:
+                return
+            if self.process.poll() is not None:
+                raise AzuriteFailed(f"Azurite exited with code {self.process.returncode} on restart:\n{text}")
+            time.sleep(0.05)
+        raise AzuriteFailed("Azurite did not listen again after a restart")
+
 
 def _wait_for_endpoints(process: subprocess.Popen[bytes], log_path: Path) -> dict[str, str]:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -202,12 +237,28 @@ def missing_azurite_message() -> str | None:
     return None
 
 
+def _spawn(command: list[str], workdir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @contextlib.contextmanager
-def start_azurite(*, tls: tuple[Path, Path] | None = None, oauth: bool = False) -> Iterator[Azurite]:
-    """Run Azurite (in-memory, Blob + Table on 127.0.0.1) for the duration of the ``with`` block.
+def start_azurite(
+    *, tls: tuple[Path, Path] | None = None, oauth: bool = False, persistent: bool = False
+) -> Iterator[Azurite]:
+    """Run Azurite (Blob + Table on 127.0.0.1) for the duration of the ``with`` block.
 
     ``tls`` = (certificate PEM, key PEM) serves https; ``oauth`` (needs ``tls``) also accepts
     bearer tokens, checking their issuer, audience and lifetime (Azurite's "basic" OAuth level).
+    ``persistent`` keeps the data on disk instead of in memory, so that :meth:`Azurite.restart`
+    finds it again (the chaos simulator restarts storage mid-run).
     """
     if oauth and tls is None:
         raise ValueError("Azurite accepts bearer tokens only over https: pass tls=(cert, key)")
@@ -216,11 +267,14 @@ def start_azurite(*, tls: tuple[Path, Path] | None = None, oauth: bool = False) 
         raise AzuriteNotInstalled(problem)
     workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
     log_path = workdir / "azurite.log"
+    storage = (
+        ["--location", str(workdir / "data")]
+        if persistent
+        else ["--inMemoryPersistence", "--extentMemoryLimit", "256"]
+    )
     command = [
         str(AZURITE_BIN),
-        "--inMemoryPersistence",
-        "--extentMemoryLimit",
-        "256",
+        *storage,
         "--disableTelemetry",
         "--skipApiVersionCheck",
         "--silent",
@@ -233,26 +287,24 @@ def start_azurite(*, tls: tuple[Path, Path] | None = None, oauth: bool = False) 
         command += ["--cert", str(tls[0]), "--key", str(tls[1])]
     if oauth:
         command += ["--oauth", "basic"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    if persistent:
+        (workdir / "data").mkdir()
+    process = _spawn(command, workdir, log_path)
+    running: Azurite | None = None
     try:
         endpoints = _wait_for_endpoints(process, log_path)
-        yield Azurite(
+        running = Azurite(
             process=process,
             blob_endpoint=f"{endpoints['blob']}/{DEV_ACCOUNT}",
             table_endpoint=f"{endpoints['table']}/{DEV_ACCOUNT}",
             log_path=log_path,
             tls_cert=tls[0] if tls else None,
+            command=command,
+            workdir=workdir,
         )
+        yield running
     finally:
-        _stop(process)
+        _stop(running.process if running is not None else process)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

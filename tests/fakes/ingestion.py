@@ -6,7 +6,8 @@ delimited JSON and gzip bodies are accepted too), answered with the Breeze shape
 ``{"itemsReceived": n, "itemsAccepted": k, "errors": [{"index": i, "statusCode": s, "message": m}]}``.
 
 ``envelopes`` holds what ingestion *accepted* (what a KQL query would later see); ``requests`` holds every
-request as received, whatever the answer. Failure modes are switched with :meth:`IngestionServer.fail_with`.
+request as received, whatever the answer. Failure modes are switched with :meth:`IngestionServer.fail_with`,
+or drawn per request by :attr:`IngestionServer.fault_hook` (the chaos simulator).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import gzip
 import json
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +40,9 @@ class RecordedRequest:
     envelopes: list[dict[str, Any]]
     status: int | None = None  # None: no answer was sent (the client had gone, or "slow" was released)
     body_error: str | None = None
+    received_at: float = field(default_factory=time.time)  # wall clock: comparable across processes
+    fault: str | None = None  # the failure mode applied to this request, if any
+    accepted: list[int] = field(default_factory=list)  # indices of the envelopes ingestion stored
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -45,13 +50,17 @@ class RecordedRequest:
 
 
 @dataclass
-class _Failure:
+class IngestionFault:
+    """How to answer one track request (see :meth:`IngestionServer.fail_with` for the modes)."""
+
     mode: int | str
-    remaining: int | None  # None: until reset()
+    remaining: int | None = None  # None: until reset()
     retry_after: float | None = None
     delay: float = 5.0
     partial_status: int = 500
     matching: str | None = None  # only requests holding an envelope whose name ends with this
+    refused: frozenset[int] | None = None  # "partial": the indices refused (None: item 0)
+    released_by_reset: bool = True  # "slow": reset() ends the hold early (else only close() does)
 
     def applies_to(self, request: RecordedRequest) -> bool:
         suffix = self.matching
@@ -68,9 +77,12 @@ class IngestionServer:
     port: int = 0
 
     def __post_init__(self) -> None:
+        # Consulted when no fail_with() mode applies: the request -> a fault for it, or None.
+        self.fault_hook: Callable[[RecordedRequest], IngestionFault | None] | None = None
         self._lock = threading.Lock()
-        self._failure: _Failure | None = None
+        self._failure: IngestionFault | None = None
         self._release = threading.Event()  # frees requests held by "slow"
+        self._closing = threading.Event()  # frees every held request
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -105,6 +117,7 @@ class IngestionServer:
             self._thread = None
 
     def close(self) -> None:
+        self._closing.set()
         self._release.set()
         self._stop_listening()
 
@@ -149,7 +162,7 @@ class IngestionServer:
         if not isinstance(mode, int) and mode not in FAILURE_MODES:
             raise ValueError(f"unknown failure mode {mode!r}: an HTTP status or one of {FAILURE_MODES}")
         with self._lock:
-            self._failure = _Failure(mode, times, retry_after, delay, partial_status, matching)
+            self._failure = IngestionFault(mode, times, retry_after, delay, partial_status, matching)
             self._release.clear()
         if mode == "down":
             self._stop_listening()
@@ -199,11 +212,12 @@ class IngestionServer:
         return found
 
     # -- request handling (server threads) ------------------------------------------------------
-    def _take_failure(self, request: RecordedRequest) -> _Failure | None:
+    def _take_failure(self, request: RecordedRequest) -> IngestionFault | None:
         with self._lock:
             failure = self._failure
             if failure is None or not failure.applies_to(request):
-                return None
+                hook = self.fault_hook
+                return hook(request) if hook is not None else None
             if failure.remaining is not None:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
@@ -214,24 +228,26 @@ class IngestionServer:
         with self._lock:
             self.requests.append(request)
 
-    def _accept(self, accepted: list[dict[str, Any]]) -> None:
+    def _accept(self, request: RecordedRequest, indices: list[int]) -> None:
         with self._lock:
-            self.envelopes.extend(accepted)
+            request.accepted = indices
+            self.envelopes.extend(request.envelopes[index] for index in indices)
 
     def _handle_track(self, request: RecordedRequest) -> tuple[int, dict[str, str], dict[str, Any]]:
         items = request.envelopes
         count = len(items)
         failure = self._take_failure(request)
+        request.fault = None if failure is None else str(failure.mode)
         if failure is not None and failure.mode == "slow":
-            self._release.wait(failure.delay)
+            (self._release if failure.released_by_reset else self._closing).wait(failure.delay)
             failure = None
         if failure is None or failure.mode == "down":
-            self._accept(items)
+            self._accept(request, list(range(count)))
             return 200, {}, {"itemsReceived": count, "itemsAccepted": count, "errors": []}
         if failure.mode == "partial":
-            refused = {0} if count else set()
-            accepted = [item for index, item in enumerate(items) if index not in refused]
-            self._accept(accepted)
+            refused = set(failure.refused if failure.refused is not None else {0}) & set(range(count))
+            accepted = [index for index in range(count) if index not in refused]
+            self._accept(request, accepted)
             errors = [
                 {"index": index, "statusCode": failure.partial_status, "message": "fake: item refused"}
                 for index in sorted(refused)

@@ -37,7 +37,16 @@ class App:
         return [e["properties"] for e in self.ingestion.events("AmlRunStatusChanged")]
 
     def processed_ids(self) -> set[str]:
-        return {e["event_id"] for e in self.storage.list_entities("processedevents")}
+        """Ids of the events whose (run, status) is recorded: their claims reached "done"."""
+        return {
+            e.get("source_event_id", "")
+            for e in self.storage.list_entities("processedevents")
+            if e.get("state") == "done"
+        }
+
+    def claim_states(self) -> dict[str, str]:
+        """(run, status) key → claim state, for every key claimed so far."""
+        return {e["event_id"]: e["state"] for e in self.storage.list_entities("processedevents")}
 
     def rejected_blobs(self) -> list[Any]:
         return self.storage.list_blobs("rejected-events")

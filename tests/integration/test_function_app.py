@@ -252,11 +252,15 @@ def test_ingestion_failure_fails_the_invocation_and_marks_nothing(app: App, mode
         invoke(event)
     assert event["id"] not in app.processed_ids()
 
+    assert set(app.claim_states().values()) == {"retry"}  # handed back at once, with what was stored
+
     app.ingestion.reset()
     invoke(event)
     assert event["id"] in app.processed_ids()
+    # Exactly once: one request per invocation, and a 206's stored items are not sent again.
     delivered = [r for r in app.records() if r["event_id"] == event["id"]]
-    assert len(delivered) >= 1
+    assert len(delivered) == 1
+    assert [p["count"] for p in app.ingestion.metrics("aml_run_duration_ms")] == [1]
 
 
 def test_the_same_event_twice_gives_one_record_and_no_second_lookup(app: App) -> None:

@@ -1,0 +1,232 @@
+"""What a chaos run left in Application Insights (the ingestion fake), against what AML published.
+
+A (run, status) is *lost* when no ``AmlRunStatusChanged`` record of it was stored, *duplicated* when more
+than one was. An extra record is *counted* when it carries ``delivery_maybe_duplicate``: the app sent it
+again after an attempt whose outcome it could not know (a POST that timed out, a worker killed while
+sending), and said so. Each extra record is attributed to a cause from the delivery log: the attempt
+that stored the earlier record and why it did not stop the later one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+from tests.chaos.eventgrid import Attempt
+from tests.chaos.scenario import Key, Scenario
+from tests.fakes.ingestion import EVENT_ENVELOPE, METRIC_ENVELOPE, RecordedRequest
+
+RECORD_EVENT = "AmlRunStatusChanged"
+SUMMARY_EVENT = "AmlPipelineRunSummary"
+MAYBE_DUPLICATE = "delivery_maybe_duplicate"
+TERMINAL = ("Completed", "Failed", "Canceled")
+DURATION_METRIC = "aml_run_duration_ms"
+
+CAUSE_RACE_SAME_EVENT = "two deliveries of one event in flight at once"
+CAUSE_RACE_RUN_COMPLETED = "RunCompleted and RunStatusChanged/Completed in flight at once"
+CAUSE_REPLAY = "dead-letter replay of an event already recorded"
+CAUSE_KILLED = "worker killed after sending, before the mark"
+CAUSE_METRICS_FAILED = "events stored, then the metrics export failed"
+CAUSE_TIMEOUT = "client timeout on a POST that ingestion stored"
+CAUSE_PARTIAL = "206 (or a shared batch's failure) failed an invocation whose items were stored"
+CAUSE_MARK_FAILED = "dedupe write failed after the flush (or its claim expired first)"
+CAUSE_EVENTGRID_TIMEOUT = "Event Grid stopped waiting; the invocation finished"
+CAUSE_AFTER_SUCCESS = "recorded again after a successful invocation"
+CAUSE_UNKNOWN = "unattributed"
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: Key
+    event_id: str
+    received_at: float
+    maybe_duplicate: bool
+    has_duration: bool = False
+    enriched: bool = True  # no enrichment_error: run history answered the requests the client sent
+    # A finished step (terminal status, has a parent) or a summary, and whether it carries an estimated
+    # cost: the cost lookups (Resource Manager compute GET, Retail Prices API) run inside the same claim.
+    finished_step: bool = False
+    estimated: bool = False
+
+
+@dataclass
+class Figures:
+    keys: int = 0
+    published: int = 0
+    deliveries: int = 0
+    duplicate_deliveries: int = 0
+    failed_deliveries: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    deadlettered: int = 0
+    lost_before_replay: int = 0
+    recovered_by_replay: int = 0
+    lost: int = 0
+    duplicated_keys: int = 0
+    extra_records: int = 0
+    counted_extra_records: int = 0
+    duplicated_summaries: int = 0
+    counted_duplicated_summaries: int = 0
+    missing_summaries: int = 0
+    # Run statuses whose first record has no run history details (enrichment_error: a 404 fault, or a
+    # request the AML fake refused because it drifted from the official client's form).
+    unenriched_records: int = 0
+    duration_points_expected: int = 0
+    duration_points_stored: int = 0
+    # Finished steps and pipeline summaries whose first record has no estimated cost (a fault on a cost
+    # lookup, or a lookup that failed where it should not).
+    finished_steps: int = 0
+    unestimated_steps: int = 0
+    unestimated_summaries: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
+    counted_causes: Counter[str] = field(default_factory=Counter)
+    delivery_seconds: float = 0.0
+    replay_seconds: float = 0.0
+    workers_started: int = 0
+
+    @property
+    def uncounted_extra_records(self) -> int:
+        return self.extra_records - self.counted_extra_records
+
+    def as_dict(self) -> dict[str, Any]:
+        values = dict(self.__dict__)
+        values["faults"] = dict(self.faults)
+        values["causes"] = dict(self.causes)
+        values["counted_causes"] = dict(self.counted_causes)
+        values["uncounted_extra_records"] = self.uncounted_extra_records
+        return values
+
+
+def stored_items(requests: Iterable[RecordedRequest]) -> tuple[list[Stored], list[Stored], int]:
+    """Records, summaries and the number of duration points ingestion stored, in arrival order."""
+    records: list[Stored] = []
+    summaries: list[Stored] = []
+    duration_points = 0
+    for request in sorted(requests, key=lambda r: r.received_at):
+        for index in request.accepted:
+            envelope = request.envelopes[index]
+            base = envelope.get("data", {}).get("baseData", {})
+            properties = base.get("properties") or {}
+            if envelope.get("name") == METRIC_ENVELOPE:
+                for point in base.get("metrics", []):
+                    if point.get("name") == DURATION_METRIC:
+                        duration_points += int(point.get("count") or 1)
+                continue
+            if envelope.get("name") != EVENT_ENVELOPE or base.get("name") not in (
+                RECORD_EVENT,
+                SUMMARY_EVENT,
+            ):
+                continue
+            item = Stored(
+                (
+                    properties.get("amlWorkSpace", ""),
+                    properties.get("run_id", ""),
+                    properties.get("status", ""),
+                ),
+                properties.get("event_id", ""),
+                request.received_at,
+                properties.get(MAYBE_DUPLICATE) == "true",
+                "execution_time_ms" in properties,
+                "enrichment_error" not in properties,
+                properties.get("status") in TERMINAL and bool(properties.get("parent_run_id")),
+                "estimated_cost" in properties,
+            )
+            (records if base.get("name") == RECORD_EVENT else summaries).append(item)
+    return records, summaries, duration_points
+
+
+def _producers(item: Stored, attempts: list[Attempt]) -> list[Attempt]:
+    """The attempts that may have sent ``item``: same event, in flight when ingestion received it."""
+    return [
+        a for a in attempts if a.event_id == item.event_id and a.started <= item.received_at <= a.ended + 0.05
+    ]
+
+
+def _overlap(a: Attempt, b: Attempt) -> bool:
+    return a.started < b.ended and b.started < a.ended
+
+
+def classify(
+    earlier: Stored, later: Stored, attempts: list[Attempt], replay_window: tuple[float, float]
+) -> str:
+    """Why ``later`` was stored although ``earlier`` already was (both of one key)."""
+    if replay_window[0] <= later.received_at <= replay_window[1]:
+        return CAUSE_REPLAY
+    # An attempt that waited on another's claim never sent anything: it cannot be a producer.
+    firsts = [a for a in _producers(earlier, attempts) if a.error != "DeliveryInProgress"]
+    seconds = [a for a in _producers(later, attempts) if a.error != "DeliveryInProgress"]
+    if not later.maybe_duplicate:
+        # The app saw no trace of an earlier attempt: two attempts raced past the dedupe check.
+        for a in firsts:
+            for b in seconds:
+                if a is not b and _overlap(a, b):
+                    return CAUSE_RACE_SAME_EVENT if a.event_id == b.event_id else CAUSE_RACE_RUN_COMPLETED
+    # The earlier record's attempt, preferring one that failed: its failure is why a copy was sent.
+    first = next((a for a in firsts if a.outcome != "ok"), firsts[0] if firsts else None)
+    if first is None:
+        return CAUSE_UNKNOWN
+    text = f"{first.error} {first.message}".lower()
+    if first.outcome == "killed":
+        return CAUSE_KILLED
+    if first.outcome == "timeout":
+        return CAUSE_EVENTGRID_TIMEOUT
+    if first.outcome == "ok":
+        return CAUSE_MARK_FAILED if later.maybe_duplicate else CAUSE_AFTER_SUCCESS
+    if "storageunavailable" in text:
+        return CAUSE_MARK_FAILED
+    if "metrics:" in text:
+        return CAUSE_METRICS_FAILED
+    if "206" in text or "concurrent flush" in text or "accepted" in text:
+        return CAUSE_PARTIAL
+    if "timeout" in text or "no answer" in text or "timed out" in text:
+        return CAUSE_TIMEOUT
+    return f"failed after sending: {first.error or 'error'}"
+
+
+def analyse(
+    scenario: Scenario,
+    requests: list[RecordedRequest],
+    attempts: list[Attempt],
+    *,
+    replay_window: tuple[float, float],
+) -> Figures:
+    figures = Figures(keys=len(scenario.expected_keys), published=len(scenario.events))
+    records, summaries, figures.duration_points_stored = stored_items(requests)
+
+    by_key: dict[Key, list[Stored]] = defaultdict(list)
+    for record in records:
+        by_key[record.key].append(record)
+    recorded = set(by_key)
+    before_replay = {r.key for r in records if r.received_at < replay_window[0]}
+    figures.lost = len(scenario.expected_keys - recorded)
+    figures.lost_before_replay = len(scenario.expected_keys - before_replay)
+    figures.recovered_by_replay = len((scenario.expected_keys - before_replay) & recorded)
+    # One duration point is due per recorded (run, status) whose record has an execution time.
+    figures.duration_points_expected = sum(1 for stored in by_key.values() if stored[0].has_duration)
+    figures.unenriched_records = sum(1 for stored in by_key.values() if not stored[0].enriched)
+    steps = [stored[0] for stored in by_key.values() if stored[0].finished_step]
+    figures.finished_steps = len(steps)
+    figures.unestimated_steps = sum(1 for step in steps if not step.estimated)
+    for stored in by_key.values():
+        if len(stored) < 2:
+            continue
+        figures.duplicated_keys += 1
+        for earlier, later in pairwise(stored):
+            figures.extra_records += 1
+            cause = classify(earlier, later, attempts, replay_window)
+            figures.causes[cause] += 1
+            if later.maybe_duplicate:
+                figures.counted_extra_records += 1
+                figures.counted_causes[cause] += 1
+
+    by_pipeline: dict[Key, list[Stored]] = defaultdict(list)
+    for summary in summaries:
+        by_pipeline[summary.key].append(summary)
+    for stored in by_pipeline.values():
+        figures.duplicated_summaries += len(stored) - 1
+        figures.counted_duplicated_summaries += sum(1 for s in stored[1:] if s.maybe_duplicate)
+    figures.missing_summaries = len(scenario.expected_summaries - set(by_pipeline))
+    figures.unestimated_summaries = sum(1 for stored in by_pipeline.values() if not stored[0].estimated)
+    return figures
