@@ -4,8 +4,9 @@ Error rules (DESIGN.md "Enrichment"): 401/403/408/429/5xx, timeouts and connecti
 retried inside the call (``settings.http_max_attempts`` attempts in total, exponential backoff with
 jitter, ``x-ms-retry-after-ms``/``Retry-After`` honoured, a Retry-After beyond
 ``settings.max_retry_after_seconds`` fails at once) and then raise
-:class:`~amlobs.errors.EnrichmentUnavailable`, so Event Grid redelivers. 404 raises
-:class:`~amlobs.errors.RunNotFound` (record what the event carries). Any other 4xx raises
+:class:`~amlobs.errors.EnrichmentUnavailable` (:class:`AccessRefused` when the last answer was 401/403), so
+Event Grid redelivers. 404 raises :class:`~amlobs.errors.RunNotFound` (record what the event carries; the
+caller says whether the run, the workspace or a compute is missing). Any other 4xx raises
 :class:`RunHistoryRejected`, a ``RunNotFound``: a 400 will not improve on redelivery, and the
 event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
 
@@ -13,7 +14,10 @@ Who gets the bearer token is decided by :class:`amlobs.trust.TokenGate`, the las
 transport, on every send (first try, retry, challenge), from the ``trusted`` origins the owner passes
 in (see :mod:`amlobs.aml_discovery`); requests marked anonymous go out without one, and no redirect
 is followed (the requests transport is told not to and no redirect policy is in the pipeline).
-Exception messages carry the call, the status and the attempt count, never a token.
+A call may ask for fewer attempts and a shorter timeout than the process settings (the cost estimate's
+Resource Manager reads make one attempt within their own time bound); it still goes through the same
+pipeline, so the same gate decides about its token. Exception messages carry the call, the status and the
+attempt count, never a token.
 """
 
 from __future__ import annotations
