@@ -38,6 +38,35 @@ param alertEmails string = ''
 @minValue(100)
 param durationRegressionPercent int = 150
 
+@description('A finished pipeline run alerts when its estimated compute cost exceeds this percentage of its pipeline\'s recent p95 (azd env COST_REGRESSION_PERCENT).')
+@minValue(100)
+param costRegressionPercent int = 150
+
+@description('Currency of the estimated compute costs: one the Azure Retail Prices API supports (azd env COST_CURRENCY). Only USD prices are Microsoft\'s retail prices; the others are for reference.')
+@allowed([
+  'USD'
+  'AUD'
+  'BRL'
+  'CAD'
+  'CHF'
+  'CNY'
+  'DKK'
+  'EUR'
+  'GBP'
+  'INR'
+  'JPY'
+  'KRW'
+  'NOK'
+  'NZD'
+  'RUB'
+  'SEK'
+  'TWD'
+])
+param costCurrency string = 'USD'
+
+@description('Azure Retail Prices API endpoint the cost estimates read list prices from (anonymous; azd env AML_OBS_PRICES_ENDPOINT). Override it where the public endpoint is not the right one (a sovereign cloud, a proxy).')
+param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
+
 @description('Event types delivered to the function; the function accepts exactly these (amlobs.events.SUPPORTED_EVENT_TYPES).')
 param includedEventTypes amlEventType[] = [
   'Microsoft.MachineLearningServices.RunStatusChanged'
@@ -328,6 +357,8 @@ module functionApp './modules/functionapp.bicep' = {
     storageAccountName: storageAccountName
     deploymentContainerName: deploymentContainerName
     appInsightsConnectionStringSecretUri: keyVault.outputs.appInsightsConnectionStringSecretUri
+    costCurrency: costCurrency
+    retailPricesEndpoint: retailPricesEndpoint
   }
   // The app's first start downloads the package and resolves the Key Vault reference with the
   // identity: its roles must exist first.
@@ -492,6 +523,7 @@ module alerts './modules/alerts.bicep' = {
     appInsightsId: applicationInsightsId
     alertEmailReceivers: alertEmailReceivers
     durationRegressionPercent: durationRegressionPercent
+    costRegressionPercent: costRegressionPercent
     // Computed, not read from the topic modules' outputs: a module loop's outputs collected outside
     // it compile to a copyIndex() without a loop name, which Resource Manager rejects
     // (Azure/bicep#5101).

@@ -72,7 +72,22 @@ SAMPLE_TEXT = {
     "topic": ["/subscriptions/…/storageAccounts/stdata", "/subscriptions/…/workspaces/mlw-prod"],
     "blob": ["2025/06/01/evt-91c2.json", "2025/06/01/evt-77aa.json"],
     "recorded": ["live", "live", "backfill", "live", "replay"],
+    "currency": ["USD"],
+    "kind": ["pipeline_step", "pipeline_step", "command", "pipeline_step"],
+    "step": ["train_model", "score_batches", "build_features", "evaluate"],
+    "why not": [
+        "no estimate: a compute instance is billed for the hours it runs, not per job",
+        "",
+        "no estimate: attached Kubernetes compute is billed as the cluster's own nodes, not by Azure ML per job",
+    ],
+    "basis": [
+        "sku=Standard_NC24ads_A100_v4; os=Linux; priority=dedicated; nodes=2; hourly_price=3.673 USD; duration_s=5412.3 (compute duration); region=eastus; …",
+        "sku=Standard_DS3_v2; os=Linux; priority=low_priority; nodes=4; hourly_price=0.0586 USD; duration_s=2710 (compute duration); region=eastus; …",
+        "sku=Standard_E4s_v3; os=Linux; priority=dedicated; nodes=1; hourly_price=0.252 USD; duration_s=1810.9 (compute duration); region=westeurope; …",
+    ],
 }
+# Made-up estimated costs per row (descending, as the "most expensive" panels sort them).
+COSTS = [39.7514, 12.0625, 3.3412, 0.8271, 0.1024]
 
 
 def items(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -119,6 +134,10 @@ def sample_value(column: dict[str, str], row: int, rng: random.Random) -> str:  
             return f"{base * scale * rng.uniform(0.9, 1.1):,.1f}"
         if "failed" in key:
             return str([3, 0, 1, 0, 2][row % 5])
+        if key == "cost":
+            return f"{COSTS[row % 5] * rng.uniform(0.95, 1.05):,.4f}"
+        if "without estimate" in key:
+            return str([4, 0, 2, 0, 1][row % 5])
         return str([42, 31, 18, 9, 4][row % 5] + rng.randint(0, 3))
     if key == "studio":
         return "Open in studio"
@@ -187,6 +206,7 @@ def series_for(name: str, columns: list[dict[str, str]], rng: random.Random) -> 
         "queue-over-time": ["cpu-cluster", "gpu-a100", "serverless"],
         "processor-invocations": [c["name"] for c in columns if c["type"] != "datetime"],
         "processor-rejected-by-reason": ["unsupported_event_type", "not_json"],
+        "cost-by-pipeline": ["churn-training (USD)", "forecast-retrain (USD)", "daily-scoring (USD)"],
     }.get(name, ["series"])
     data = {}
     for index, label in enumerate(labels):

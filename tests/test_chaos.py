@@ -44,6 +44,9 @@ def test_without_faults_every_run_status_is_recorded_exactly_once() -> None:
     assert (figures.duplicated_summaries, figures.missing_summaries) == (0, 0), _explain(result)
     assert figures.duration_points_stored == figures.duration_points_expected, _explain(result)
     assert figures.deadlettered == 0, _explain(result)
+    # The cost estimate ran inside each claim (compute GET and prices from the fakes) for every step.
+    assert figures.finished_steps > 0, _explain(result)
+    assert (figures.unestimated_steps, figures.unestimated_summaries) == (0, 0), _explain(result)
 
 
 def test_with_faults_nothing_is_lost_and_every_duplicate_is_counted() -> None:

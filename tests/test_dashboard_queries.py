@@ -376,6 +376,7 @@ def test_queries_were_found_in_both_files() -> None:
     assert {q.origin for q in QUERIES if q.origin.startswith("alerts.bicep:")} == {
         "alerts.bicep:pipeline-failed",
         "alerts.bicep:pipeline-duration-regression",
+        "alerts.bicep:pipeline-cost-regression",
         "alerts.bicep:processor-failures",
         "alerts.bicep:events-rejected",
     }
@@ -775,7 +776,7 @@ def log_rules() -> list[dict[str, Any]]:
 
 def test_alert_dimensions_are_string_columns_of_their_queries(kusto: dict[str, dict[str, Any]]) -> None:
     rules = log_rules()
-    assert len(rules) == 4
+    assert len(rules) == 5
     for rule in rules:
         key = rule["key"].value()
         result = columns(kusto, f"alerts.bicep:{key}")
@@ -788,13 +789,23 @@ def test_alert_dimensions_are_string_columns_of_their_queries(kusto: dict[str, d
 
 def test_failed_and_slow_pipeline_alerts_fire_once_per_run() -> None:
     rules = {r["key"].value(): r for r in log_rules()}
-    for key in ("pipeline-failed", "pipeline-duration-regression"):
+    for key in ("pipeline-failed", "pipeline-duration-regression", "pipeline-cost-regression"):
         dimensions = [d["name"].value() for d in rules[key]["dimensions"].value()]
         assert "run_id" in dimensions, key
     failed = rules["pipeline-failed"]["query"].value()
     assert "run_type =~ 'azureml.PipelineRun' and status == 'Failed'" in failed
     assert "summarize arg_max(status_time" in failed
     assert "by subscription, resource_group, workspace, run_id" in failed
+
+
+def test_cost_regression_uses_its_own_factor_and_compares_within_a_currency() -> None:
+    query = next(q.kql for q in QUERIES if q.origin == "alerts.bicep:pipeline-cost-regression")
+    assert "let factor = 150 / 100.0;" in query
+    assert "let min_baseline_runs = 5;" in query
+    assert "where estimated_cost > p95_cost * factor" in query
+    assert "join kind=inner baseline on workspace, pipeline, currency" in query
+    params = bicep_params(ALERTS_BICEP)
+    assert params["costRegressionPercent"] == ("int", True)
 
 
 def test_duration_regression_uses_the_configured_factor() -> None:
@@ -814,7 +825,7 @@ def test_run_alerts_judge_the_status_time_within_their_own_window_and_only_live_
     """A record that arrives later than the rule's window after its status changed never fires: the rule's
     window filters on `timestamp`, the query on `status_time` over the same span (`let window`)."""
     rules = {r["key"].value(): r for r in log_rules()}
-    for key in ("pipeline-failed", "pipeline-duration-regression"):
+    for key in ("pipeline-failed", "pipeline-duration-regression", "pipeline-cost-regression"):
         query = rules[key]["query"].value()
         match = KQL_TIMESPAN.search(query)
         assert match is not None, key
@@ -824,6 +835,9 @@ def test_run_alerts_judge_the_status_time_within_their_own_window_and_only_live_
         assert "record_source !in ('backfill', 'replay')" in query, key
         assert "by subscription, resource_group, workspace, run_id" in query, key  # each run once
         assert "project timestamp = status_time" in query, key
+    cost = rules["pipeline-cost-regression"]["query"].value()
+    assert "| where status == 'Completed' and status_time <= ago(recent)" in cost  # earlier completions
+    assert "| where status_time > ago(recent) and record_source !in ('backfill', 'replay')" in cost
     regression = rules["pipeline-duration-regression"]["query"].value()
     assert "| where status_time <= ago(recent)" in regression  # the baseline: earlier completions
     assert "| where status_time > ago(recent) and record_source !in ('backfill', 'replay')" in regression

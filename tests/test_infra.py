@@ -85,6 +85,8 @@ AML_READ_ACTIONS = [
     "Microsoft.MachineLearningServices/workspaces/read",
     "Microsoft.MachineLearningServices/workspaces/experiments/read",
     "Microsoft.MachineLearningServices/workspaces/experiments/runs/read",
+    # The estimated cost reads a cluster's VM size and priority (GET .../computes/{name}); nothing more.
+    "Microsoft.MachineLearningServices/workspaces/computes/read",
 ]
 # App settings Flex Consumption rejects or ignores (functions-app-settings, "Flex Consumption plan
 # deprecations"): runtime and scale live in functionAppConfig there.
@@ -763,7 +765,8 @@ def test_the_status_filter_lets_run_completed_through(
 
 def _workspace_access(s: Scenario) -> None:
     """Exactly one role assignment per observed workspace, on the workspace, of a custom role with only
-    the three AML read actions, assignable only in the workspace's resource group."""
+    the four AML read actions (workspace, experiments, runs, computes), assignable only in the workspace's
+    resource group."""
     assignments = s.of_type("Microsoft.Authorization/roleAssignments")
     definitions = {d["id"].lower(): d for d in s.of_type("Microsoft.Authorization/roleDefinitions")}
     assert len(definitions) == len(s.deployed_workspace_ids)
@@ -1000,6 +1003,11 @@ def _app_settings(s: Scenario) -> None:
     assert app_settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
         f"[format('Authorization=AAD;ClientId={{0}}', {client_id[1:-1]})]"
     )
+    # The cost estimate's settings: the currency and the Retail Prices endpoint, as parameters set them.
+    assert app_settings["AML_OBS_COST_CURRENCY"] == s.parameters.get("costCurrency", "USD")
+    assert app_settings["AML_OBS_PRICES_ENDPOINT"] == s.parameters.get(
+        "retailPricesEndpoint", "https://prices.azure.com/api/retail/prices"
+    )
     reference = f"[format('@Microsoft.KeyVault(SecretUri={{0}})', reference('{secret['id']}', '2026-02-01').secretUri)]"
     assert app_settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] == reference
     for name, value in app_settings.items():
@@ -1030,6 +1038,8 @@ def _app_settings(s: Scenario) -> None:
     assert loaded.storage.table_service_uri == f"https://{storage['name']}.table.core.windows.net"
     assert loaded.storage.client_id == loaded.azure_client_id == deployed[client_id]
     assert loaded.arm_endpoint == "https://management.azure.com"
+    assert loaded.cost_currency == app_settings["AML_OBS_COST_CURRENCY"]
+    assert loaded.prices_endpoint == app_settings["AML_OBS_PRICES_ENDPOINT"].rstrip("/")
 
 
 test_app_settings_identity_based_storage_and_a_key_vault_reference = _every_scenario(_app_settings)

@@ -330,3 +330,71 @@ def test_a_404_is_recorded_partially_once() -> None:
     assert processor.process(_run_event("rc", RUN_COMPLETED)).kind == "duplicate"
     [record] = ingestion.run_records
     assert record["enrichment_error"]
+
+
+class _Costs:
+    """A cost estimator (amlobs.costing.CostEstimator's interface) that answers fixed keys or fails."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.failure = failure
+        self.calls: list[str] = []
+
+    def for_record(self, ws: Any, record: Any, answers: Any) -> dict[str, str]:
+        self.calls.append(f"record {record.get('run_id')}")
+        if self.failure is not None:
+            raise self.failure
+        return {"estimated_cost": "1.500000", "cost_currency": "USD", "cost_basis": "sku=Standard_D2_v3"}
+
+    def for_summary(self, ws: Any, listing: Any) -> dict[str, str | int]:
+        self.calls.append("summary")
+        if self.failure is not None:
+            raise self.failure
+        return {"estimated_cost": "3.000000", "cost_currency": "USD", "unestimated_step_count": 0}
+
+    def close(self) -> None:
+        pass
+
+
+def _costed(costs: _Costs) -> tuple[EventProcessor, _Ingestion]:
+    ingestion = _Ingestion()
+    processor = EventProcessor(
+        runs=_Runs(),
+        telemetry=ingestion,
+        dedupe=MemoryDedupeStore(ClaimPolicy(lease_seconds=60, wait_seconds=2, poll_seconds=0.01)),
+        rejected=MemoryRejectedEventStore(),
+        costs=costs,
+    )
+    return processor, ingestion
+
+
+PIPELINE_COMPLETED = _run_event("p", runStatus="Completed", runType="azureml.PipelineRun")
+
+
+def test_the_estimates_travel_in_the_one_unit_with_the_record_and_the_summary() -> None:
+    costs = _Costs()
+    processor, ingestion = _costed(costs)
+    assert processor.process(PIPELINE_COMPLETED).kind == "recorded"
+    assert processor.process(_run_event("p-rc", RUN_COMPLETED, runType="azureml.PipelineRun")).kind == (
+        "duplicate"
+    )
+
+    [unit] = ingestion.sent
+    assert {item.name for item in unit.items} >= {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY}
+    [record], [summary] = ingestion.run_records, ingestion.pipeline_summaries
+    assert record["estimated_cost"] == "1.500000" and summary["estimated_cost"] == "3.000000"
+    # The claim comes first: the duplicate delivery looked nothing up.
+    assert costs.calls == ["record run-1", "summary"]
+
+
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("a bug in the estimate"), EnrichmentUnavailable("compute: HTTP 503")]
+)
+def test_an_estimate_that_raises_costs_the_estimate_never_the_record(failure: Exception) -> None:
+    processor, ingestion = _costed(_Costs(failure))
+    assert processor.process(PIPELINE_COMPLETED).kind == "recorded"
+    assert processor.process(PIPELINE_COMPLETED).kind == "duplicate"  # recorded once, claim done
+
+    [record], [summary] = ingestion.run_records, ingestion.pipeline_summaries
+    why = f"no estimate: the estimate failed unexpectedly ({type(failure).__name__})"
+    assert record["cost_basis"] == why and summary["cost_basis"] == why
+    assert "estimated_cost" not in record and "estimated_cost" not in summary

@@ -336,3 +336,77 @@ def test_retries_of_a_trusted_call_stay_with_the_trusted_host(
     assert len(details_calls) == 3
     assert {r.authorization for r in details_calls} == {f"Bearer {TOKEN}"}
     assert foreign.requests == []
+
+
+# -- the Retail Prices API (the cost estimate): anonymous, so its host never gets the token ---------
+
+PRICES = "https://prices.azure.com/api/retail/prices"
+
+
+def test_the_token_gate_refuses_to_move_a_request_to_the_prices_host() -> None:
+    pipeline, recorder, _ = _pipeline([(307, {"Location": f"{PRICES}?x=1"})], TRUSTED, mover=True)
+    with pytest.raises(UntrustedHost, match=r"prices\.azure\.com"):
+        pipeline.run(HttpRequest("GET", ARM_URL))
+    assert recorder.sent == [(ARM_URL, f"Bearer {TOKEN}")]
+
+
+def test_a_compute_answer_redirecting_to_the_prices_host_is_not_followed(
+    make_client: Callable[[], RunHistoryClient], aml_api: FakeAmlApi, foreign: ForeignServer
+) -> None:
+    # The compute GET of the cost estimate goes to Resource Manager with the token; a redirect from there
+    # to the prices host (or anywhere) is an answer, not a hop.
+    aml_api.fail("GET", "/computes/", Fault(307, headers={"Location": PRICES}))
+    with pytest.raises(EnrichmentUnavailable, match="307"):
+        make_client().get_compute(SAMPLE_WS, "cpu-cluster", timeout=5.0)
+    assert foreign.requests == []
+    [compute_get] = aml_api.requests_to("/computes/")
+    assert compute_get.authorization == f"Bearer {TOKEN}"  # the control: that call did carry it
+
+
+def _price_page(next_link: str | None) -> dict[str, Any]:
+    return {"BillingCurrency": "USD", "Items": [], "NextPageLink": next_link, "Count": 0}
+
+
+def _prices_client(foreign: ForeignServer) -> Any:
+    from amlobs.prices import RetailPrices
+
+    return RetailPrices(PRICES, "USD", transport=RequestsTransport(connection_verify=str(foreign.ca_path)))
+
+
+def test_the_prices_client_sends_no_token_and_follows_no_link_away_from_its_host(
+    foreign: ForeignServer,
+) -> None:
+    from amlobs.compute_facts import Budget, Unavailable
+
+    def answer(method: str, path: str) -> tuple[int, Mapping[str, str], Any]:
+        if "skip=1000" not in path:  # page 1 links to page 2 in the documented form (port named)
+            return 200, {}, _price_page(f"https://prices.azure.com:443{path}&$skip=1000")
+        return 200, {}, _price_page("https://evil.test/api/retail/prices?$skip=2000")
+
+    foreign.responder = answer
+    prices = _prices_client(foreign)
+    try:
+        found = prices.rows("eastus", "Standard_D2_v3", Budget(5.0))
+    finally:
+        prices.close()
+    assert isinstance(found, Unavailable) and "points away" in found.reason
+    assert [r.host for r in foreign.requests] == ["prices.azure.com", "prices.azure.com"]
+    assert foreign.tokens == []
+
+
+def test_the_prices_client_follows_no_redirect(foreign: ForeignServer) -> None:
+    from amlobs.compute_facts import Budget, Unavailable
+
+    foreign.responder = lambda method, path: (
+        (302, {"Location": "https://evil.test/steal"}, {})
+        if "steal" not in path
+        else (200, {}, _price_page(None))
+    )
+    prices = _prices_client(foreign)
+    try:
+        found = prices.rows("eastus", "Standard_D2_v3", Budget(5.0))
+    finally:
+        prices.close()
+    assert isinstance(found, Unavailable) and "HTTP 302" in found.reason
+    assert [r.host for r in foreign.requests] == ["prices.azure.com"]
+    assert foreign.tokens == []

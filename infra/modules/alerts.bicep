@@ -23,6 +23,10 @@ param alertEmailReceivers string[]
 @minValue(100)
 param durationRegressionPercent int = 150
 
+@description('A finished pipeline run alerts when its estimated compute cost exceeds this percentage of its own pipeline\'s recent p95 (150 = 1.5 x p95).')
+@minValue(100)
+param costRegressionPercent int = 150
+
 @description('Resource ids of the Event Grid system topics whose dead-lettered deliveries alert (one metric alert per topic).')
 param systemTopicIds string[]
 
@@ -128,6 +132,45 @@ var durationRegressionQuery = replace(
   string(durationBaselineMinRuns)
 )
 
+// The same shape for cost: the baseline is the p95 estimated cost of the pipeline's completed runs that
+// finished in the last two days (in the same currency); a run that finished in the last 30 minutes,
+// recorded live, completed or not, fires when it cost more than the factor times that. A summary whose steps
+// were not all estimated carries a lower bound: it can only fire late, never falsely high.
+@description('Log query of the cost-regression rule, before its placeholders are replaced.')
+var costRegressionQueryTemplate = '''
+let factor = __COST_PERCENT__ / 100.0;
+let min_baseline_runs = __MIN_BASELINE_RUNS__;
+let window = 2d;
+let recent = 30m;
+let finished = customEvents
+| where name == 'AmlPipelineRunSummary'
+| extend run_id = tostring(customDimensions.run_id), status = tostring(customDimensions.status),
+    pipeline = tostring(customDimensions.experimentName), workspace = tostring(customDimensions.amlWorkSpace),
+    subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
+    estimated_cost = todouble(customDimensions.estimated_cost), currency = tostring(customDimensions.cost_currency),
+    record_source = tostring(customDimensions.record_source),
+    status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| where isnotnull(estimated_cost) and status_time > ago(window)
+// each run once, however often its summary was sent
+| summarize arg_max(status_time, pipeline, status, estimated_cost, currency, record_source) by subscription, resource_group, workspace, run_id;
+let baseline = finished
+| where status == 'Completed' and status_time <= ago(recent)
+| summarize baseline_runs = count(), p95_cost = percentile(estimated_cost, 95) by workspace, pipeline, currency
+| where baseline_runs >= min_baseline_runs;
+finished
+| where status_time > ago(recent) and record_source !in ('backfill', 'replay')
+| join kind=inner baseline on workspace, pipeline, currency
+| where estimated_cost > p95_cost * factor
+| project timestamp = status_time, workspace, pipeline, run_id, status, estimated_cost = round(estimated_cost, 4),
+    currency, baseline_p95_cost = round(p95_cost, 4), baseline_runs
+'''
+@description('Log query of the cost-regression rule with its factor and baseline size.')
+var costRegressionQuery = replace(
+  replace(costRegressionQueryTemplate, '__COST_PERCENT__', string(costRegressionPercent)),
+  '__MIN_BASELINE_RUNS__',
+  string(durationBaselineMinRuns)
+)
+
 @description('Log query of the processor-failures rule: failed invocations of the event function.')
 var processorFailuresQuery = '''
 requests
@@ -172,6 +215,23 @@ var logRules = [
     // The whole two days are one window: the query computes the baseline itself.
     windowSize: 'P2D'
     query: durationRegressionQuery
+    dimensions: [
+      { name: 'workspace', operator: 'Include', values: allValues }
+      { name: 'pipeline', operator: 'Include', values: allValues }
+      { name: 'run_id', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    key: 'pipeline-cost-regression'
+    displayName: 'AML pipeline run cost more than usual'
+    description: 'A finished pipeline run\'s estimated compute cost (retail list prices) exceeded ${costRegressionPercent}% of the p95 estimated cost of the same pipeline (experiment) over the last two days (at least ${durationBaselineMinRuns} earlier completed runs).'
+    severity: 3
+    evaluationFrequency: 'PT15M'
+    // The whole two days are one window: the query computes the baseline itself.
+    windowSize: 'P2D'
+    query: costRegressionQuery
     dimensions: [
       { name: 'workspace', operator: 'Include', values: allValues }
       { name: 'pipeline', operator: 'Include', values: allValues }

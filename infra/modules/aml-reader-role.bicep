@@ -1,6 +1,7 @@
-// Custom role with only the three AML read actions the function needs (DESIGN.md): read the
-// workspace (discovery URL), its experiments and its runs. One definition per observed workspace,
-// assignable only in that workspace's resource group, so it cannot be reused more broadly.
+// Custom role with only the AML read actions the function needs (DESIGN.md): read the workspace
+// (discovery URL), its experiments, its runs, and its compute resources (the VM size and priority of a
+// cluster, for the estimated cost of a run). One definition per observed workspace, assignable only in
+// that workspace's resource group, so it cannot be reused more broadly.
 targetScope = 'subscription'
 
 @description('Role definition name (a GUID, deterministic per environment and workspace).')
@@ -12,18 +13,19 @@ param roleName string
 @description('Resource id of the resource group the role may be assigned in (the workspace\'s).')
 param assignableScope string
 
-@description('The only actions of the role: read the workspace (its discovery URL), its experiments and its runs.')
+@description('The only actions of the role: read the workspace (its discovery URL), its experiments, its runs and its compute resources (GET .../computes/{name}: a cluster\'s VM size and priority price a run).')
 var amlReadActions = [
   'Microsoft.MachineLearningServices/workspaces/read'
   'Microsoft.MachineLearningServices/workspaces/experiments/read'
   'Microsoft.MachineLearningServices/workspaces/experiments/runs/read'
+  'Microsoft.MachineLearningServices/workspaces/computes/read'
 ]
 
 resource readerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: roleGuid
   properties: {
     roleName: roleName
-    description: 'Read AML workspace, experiment and run metadata for run-status observability (azd template).'
+    description: 'Read AML workspace, experiment, run and compute metadata for run-status observability (azd template).'
     type: 'CustomRole'
     permissions: [
       {

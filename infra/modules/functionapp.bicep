@@ -61,6 +61,31 @@ param deploymentContainerName string
 @description('Versionless Key Vault URI of the Application Insights connection string secret.')
 param appInsightsConnectionStringSecretUri string
 
+@description('Currency of the estimated compute costs (AML_OBS_COST_CURRENCY): one the Azure Retail Prices API supports.')
+@allowed([
+  'USD'
+  'AUD'
+  'BRL'
+  'CAD'
+  'CHF'
+  'CNY'
+  'DKK'
+  'EUR'
+  'GBP'
+  'INR'
+  'JPY'
+  'KRW'
+  'NOK'
+  'NZD'
+  'RUB'
+  'SEK'
+  'TWD'
+])
+param costCurrency string = 'USD'
+
+@description('Azure Retail Prices API endpoint of the cost estimates (AML_OBS_PRICES_ENDPOINT); anonymous, never sent a token.')
+param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
+
 resource storageAccount 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
@@ -143,6 +168,9 @@ resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
     AZURE_CLIENT_ID: identityClientId
     // The cloud's Resource Manager endpoint (sovereign clouds); amlobs.settings drops its trailing '/'.
     AML_OBS_ARM_ENDPOINT: environment().resourceManager
+    // The estimated compute cost of each finished run: list prices in this currency, from this endpoint.
+    AML_OBS_COST_CURRENCY: costCurrency
+    AML_OBS_PRICES_ENDPOINT: retailPricesEndpoint
   }
 }
 

@@ -4,8 +4,9 @@ Error rules (DESIGN.md "Enrichment"): 401/403/408/429/5xx, timeouts and connecti
 retried inside the call (``settings.http_max_attempts`` attempts in total, exponential backoff with
 jitter, ``x-ms-retry-after-ms``/``Retry-After`` honoured, a Retry-After beyond
 ``settings.max_retry_after_seconds`` fails at once) and then raise
-:class:`~amlobs.errors.EnrichmentUnavailable`, so Event Grid redelivers. 404 raises
-:class:`~amlobs.errors.RunNotFound` (record what the event carries). Any other 4xx raises
+:class:`~amlobs.errors.EnrichmentUnavailable` (:class:`AccessRefused` when the last answer was 401/403), so
+Event Grid redelivers. 404 raises :class:`~amlobs.errors.RunNotFound` (record what the event carries; the
+caller says whether the run, the workspace or a compute is missing). Any other 4xx raises
 :class:`RunHistoryRejected`, a ``RunNotFound``: a 400 will not improve on redelivery, and the
 event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
 
@@ -13,7 +14,10 @@ Who gets the bearer token is decided by :class:`amlobs.trust.TokenGate`, the las
 transport, on every send (first try, retry, challenge), from the ``trusted`` origins the owner passes
 in (see :mod:`amlobs.aml_discovery`); requests marked anonymous go out without one, and no redirect
 is followed (the requests transport is told not to and no redirect policy is in the pipeline).
-Exception messages carry the call, the status and the attempt count, never a token.
+A call may ask for fewer attempts and a shorter timeout than the process settings (the cost estimate's
+Resource Manager reads make one attempt within their own time bound); it still goes through the same
+pipeline, so the same gate decides about its token. Exception messages carry the call, the status and the
+attempt count, never a token.
 """
 
 from __future__ import annotations
@@ -62,8 +66,10 @@ BACKOFF_MAX_SECONDS = 8.0
 # Keys this module keeps in an azure-core PipelineContext.
 _CTX_ATTEMPTS = "amlobs_attempts"
 _CTX_RETRY_AFTER_REFUSED = "amlobs_retry_after_refused"
+# Request option (consumed by the retry policy): fewer attempts than the process default for one call.
+_OPT_ATTEMPTS = "amlobs_max_attempts"
 
-NotFoundMeaning = Literal["run", "workspace", "unavailable"]
+NotFoundMeaning = Literal["run", "workspace", "compute", "unavailable"]
 
 
 class RunHistoryRejected(RunNotFound):
@@ -71,6 +77,12 @@ class RunHistoryRejected(RunNotFound):
 
     A ``RunNotFound`` so the event is recorded from what it carries, with ``enrichment_error`` set.
     """
+
+
+class AccessRefused(EnrichmentUnavailable):
+    """The last answer was 401 or 403. Still an ``EnrichmentUnavailable`` (run history calls fail the
+    invocation on it, since a new role assignment takes minutes to propagate); a caller for whom access
+    is optional (the compute lookup of the cost estimate) can tell it apart from an outage."""
 
 
 class _GaveUp(Exception):
@@ -154,6 +166,8 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
         return ceiling * (0.5 + self._jitter() / 2)
 
     def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        # A call may ask for fewer attempts than the process default (the cost lookups make one).
+        max_attempts = max(1, int(request.context.options.pop(_OPT_ATTEMPTS, None) or self._max_attempts))
         attempt = 0
         while True:
             attempt += 1
@@ -163,13 +177,13 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
             except (ServiceRequestError, ServiceResponseError, HttpResponseError) as exc:
                 if not _is_transport_failure(exc):
                     raise
-                if attempt >= self._max_attempts:
+                if attempt >= max_attempts:
                     raise _GaveUp(attempt, exc) from exc
                 delay = self._backoff(attempt)
                 logger.info("%s (attempt %d): retrying in %.2fs", type(exc).__name__, attempt, delay)
             else:
                 status = response.http_response.status_code
-                if not _is_retryable(status) or attempt >= self._max_attempts:
+                if not _is_retryable(status) or attempt >= max_attempts:
                     return response
                 retry_after = _retry_after_seconds(response.http_response.headers)
                 if retry_after is not None and retry_after > self._max_retry_after:
@@ -200,6 +214,24 @@ def _error_code(body: bytes) -> str | None:
     error = parsed.get("error") if isinstance(parsed, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) and len(code) <= 100 else None
+
+
+_NOT_FOUND_MEANINGS = {
+    "run": "the run is deleted or not visible to this identity",
+    "workspace": "the workspace is deleted or not visible to this identity",
+    "compute": "the compute target is deleted or not visible to this identity",
+}
+
+
+def _refusal(call: str, detail: str, status: int, not_found: NotFoundMeaning, tried: int) -> Exception:
+    """What a final answer other than 200 means for the caller (the module docstring's rules)."""
+    if status == 404 and not_found in _NOT_FOUND_MEANINGS:
+        return RunNotFound(f"{call}: {detail}: {_NOT_FOUND_MEANINGS[not_found]}")
+    if 400 <= status < 500 and not _is_retryable(status) and not_found != "unavailable":
+        return RunHistoryRejected(f"{call}: {detail}: the request was refused and would be again")
+    if status in (401, 403):
+        return AccessRefused(f"{call} failed: {detail} after {tried} attempt(s)")
+    return EnrichmentUnavailable(f"{call} failed: {detail} after {tried} attempt(s)")
 
 
 class AmlHttp:
@@ -252,13 +284,19 @@ class AmlHttp:
         *,
         anonymous: bool = False,
         not_found: NotFoundMeaning = "run",
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        """``attempts`` and ``timeout`` override the process settings for this one call."""
         from azure.core.rest import HttpRequest as RestRequest
 
         request = RestRequest(method, url, json=dict(json_body) if json_body is not None else None)
-        options: dict[str, Any] = {"connection_timeout": self._timeout, "read_timeout": self._timeout}
+        per_request = self._timeout if timeout is None else timeout
+        options: dict[str, Any] = {"connection_timeout": per_request, "read_timeout": per_request}
         if anonymous:
             options[ANONYMOUS] = True
+        if attempts is not None:
+            options[_OPT_ATTEMPTS] = attempts
         try:
             result = self._pipeline.run(request, **options)  # type: ignore[arg-type]
         except _GaveUp as gave_up:
@@ -270,7 +308,7 @@ class AmlHttp:
         except ClientAuthenticationError as exc:
             raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
         response = result.http_response
-        attempts = int(result.context.get(_CTX_ATTEMPTS, 1))
+        tried = int(result.context.get(_CTX_ATTEMPTS, 1))
         status = response.status_code
         body = response.body()
         if status == 200:
@@ -290,12 +328,6 @@ class AmlHttp:
             raise EnrichmentUnavailable(
                 f"{call} failed: {detail}; the service asked to retry after {refused:.0f}s, more than "
                 f"the {self._settings.max_retry_after_seconds:.0f}s this invocation may wait "
-                f"(attempt {attempts})"
+                f"(attempt {tried})"
             )
-        if status == 404 and not_found == "run":
-            raise RunNotFound(f"{call}: {detail}: the run is deleted or not visible to this identity")
-        if status == 404 and not_found == "workspace":
-            raise RunNotFound(f"{call}: {detail}: the workspace is deleted or not visible to this identity")
-        if 400 <= status < 500 and not _is_retryable(status) and not_found != "unavailable":
-            raise RunHistoryRejected(f"{call}: {detail}: the request was refused and would be again")
-        raise EnrichmentUnavailable(f"{call} failed: {detail} after {attempts} attempt(s)")
+        raise _refusal(call, detail, status, not_found, tried)

@@ -24,6 +24,7 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 def _processor(settings: Settings, dry_run: bool) -> tuple[EventProcessor, RunHistoryClient]:
     """The Function's processor; for a dry run the same run history client, but records stay in memory."""
+    from .costing import build_cost_estimator
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
     from .runtime import build_processor
@@ -39,6 +40,7 @@ def _processor(settings: Settings, dry_run: bool) -> tuple[EventProcessor, RunHi
         telemetry=RecordingTelemetry(),
         dedupe=MemoryDedupeStore(),
         rejected=MemoryRejectedEventStore(),
+        costs=build_cost_estimator(settings, runs),
     )
     return processor, runs
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .enrichment import RunAnswers, RunSource, fetch_run_answers, list_pipeline
+from .enrichment import PipelineListing, RunAnswers, RunSource, fetch_run_answers, list_pipeline
 from .errors import EventRejected, RunNotFound, StorageUnavailable, TelemetryExportFailed, TransientError
-from .events import RunEvent, decode_event, parse_event
+from .events import RunEvent, WorkspaceRef, decode_event, parse_event
 from .records import Record, build_record, parse_utc_ms
 from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
@@ -48,6 +48,16 @@ class Dedupe(Protocol):
     def start_sending(self, claim: Claim) -> Claim: ...
     def complete(self, claim: Claim) -> None: ...
     def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None: ...
+
+
+class CostEstimates(Protocol):
+    """amlobs.costing.CostEstimator: the cost keys of a finished run and of a pipeline summary."""
+
+    def for_record(
+        self, ws: WorkspaceRef, record: Mapping[str, Any], answers: RunAnswers | None
+    ) -> Mapping[str, str]: ...
+    def for_summary(self, ws: WorkspaceRef, listing: PipelineListing | None) -> Mapping[str, str | int]: ...
+    def close(self) -> None: ...
 
 
 class RejectedEvents(Protocol):
@@ -140,6 +150,19 @@ def _field(decoded: Mapping[str, Any], *keys: str) -> str | None:
     return None
 
 
+def _cost_keys(estimate: Callable[[], Mapping[str, str | int]], event: RunEvent) -> Mapping[str, str | int]:
+    """An estimate, or why there is none: the cost is never a reason to fail or redeliver an event.
+
+    The estimator already turns every lookup failure into "no estimate: <why>"; this catches what it
+    did not foresee, so a bug there costs the estimate, not the record (nor its claim).
+    """
+    try:
+        return dict(estimate())
+    except Exception as unexpected:
+        logger.exception("cost estimate of run %s failed", event.run_id)
+        return {"cost_basis": f"no estimate: the estimate failed unexpectedly ({type(unexpected).__name__})"}
+
+
 def dedupe_key_of(event: RunEvent) -> str:
     """The run's (workspace, run, status), or the event id for an event without a status.
 
@@ -155,15 +178,24 @@ def dedupe_key_of(event: RunEvent) -> str:
 
 class EventProcessor:
     def __init__(
-        self, *, runs: RunSource, telemetry: Telemetry, dedupe: Dedupe, rejected: RejectedEvents
+        self,
+        *,
+        runs: RunSource,
+        telemetry: Telemetry,
+        dedupe: Dedupe,
+        rejected: RejectedEvents,
+        costs: CostEstimates | None = None,
     ) -> None:
         self._runs = runs
         self._telemetry = telemetry
         self._dedupe = dedupe
         self._rejected = rejected
+        self._costs = costs  # None: records carry no cost keys
 
     def close(self) -> None:
         self._telemetry.shutdown()
+        if self._costs is not None:
+            self._costs.close()
         close_runs = getattr(self._runs, "close", None)
         if callable(close_runs):
             close_runs()
@@ -191,6 +223,7 @@ class EventProcessor:
             return Outcome("duplicate", event.event_id)
         try:
             record, answers = self._enriched_record(event)
+            record.update(self._record_cost(event, record, answers))
             # Decided on the enriched record, not the event's runType (which may be null).
             summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
             event_time_ms = parse_utc_ms(event.event_time)
@@ -273,7 +306,20 @@ class EventProcessor:
                 event, None, None, summary_error="pipeline run not found in run history"
             )
         listing = list_pipeline(self._runs, event.workspace, event.run_id)
-        return summarize_pipeline(event, answers.run, listing)
+        summary = summarize_pipeline(event, answers.run, listing)
+        if self._costs is not None:
+            costs = self._costs
+            summary.update(_cost_keys(lambda: costs.for_summary(event.workspace, listing), event))
+        return summary
+
+    def _record_cost(
+        self, event: RunEvent, record: Record, answers: RunAnswers | None
+    ) -> Mapping[str, str | int]:
+        """The record's cost keys (none without an estimator); bounded in time by the estimator."""
+        if self._costs is None:
+            return {}
+        costs = self._costs
+        return _cost_keys(lambda: costs.for_record(event.workspace, record, answers), event)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
         readable = _best_effort_fields(payload)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import run_facts as facts
+from .cost import COST_FIELDS
 from .events import RunEvent, normalise_status
 from .status_time import STATUS_TIME_FIELDS
 
@@ -71,8 +72,9 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_code_chain",
     "error_details",
 )
-# The status time and origin are stamped by the processor (amlobs.status_time).
-RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS
+# The status time and origin are stamped by the processor (amlobs.status_time), the estimated cost of a
+# finished run by amlobs.costing.
+RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + COST_FIELDS
 
 PIPELINE_RUN_TYPE = facts.PIPELINE_RUN_TYPE
 MAX_ERROR_MESSAGE_CHARS = facts.MAX_ERROR_MESSAGE_CHARS

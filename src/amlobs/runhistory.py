@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from .aml_discovery import WorkspaceEndpoints, arm_scope_for, segment, workspace_path
+from .aml_discovery import ARM_API_VERSION, WorkspaceEndpoints, arm_scope_for, segment, workspace_path
 from .aml_transport import AmlHttp, RunHistoryRejected
 from .events import WorkspaceRef
 from .run_listing import HISTORY_API_VERSION, RUNS_PAGE_SIZE, RunPage, iter_runs, page_items, page_token
@@ -73,6 +73,7 @@ class RunHistoryClient:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._endpoints = WorkspaceEndpoints(settings)
+        self._arm = settings.arm_endpoint
         self._http = AmlHttp(
             settings,
             credential,
@@ -157,6 +158,36 @@ class RunHistoryClient:
         prefix = f"{self._endpoints.api_base(ws, self._http)}/{_HISTORY}/{workspace_path(ws)}"
         return iter_runs(
             self._http, prefix, since=since, continuation_token=continuation_token, page_size=page_size
+        )
+
+    # -- Resource Manager reads of the cost estimate (amlobs.compute_facts) --------------------
+    #
+    # Same pipeline, same token, same trusted host (settings.arm_endpoint) as the workspace lookup of
+    # discovery; one attempt within the cost lookup's own time bound, since a record never waits long for
+    # its estimate. GET .../workspaces/{ws}/computes/{name}: Azure/azure-rest-api-specs
+    # specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/stable/
+    # 2024-10-01 (Compute_Get; needs Microsoft.MachineLearningServices/workspaces/computes/read).
+
+    def get_compute(self, ws: WorkspaceRef, name: str, *, timeout: float) -> dict[str, Any]:
+        """The workspace's compute resource ``name`` (``ComputeResource``)."""
+        return self._http.call_json(
+            f"compute {name} of {ws.workspace_name} (Resource Manager)",
+            "GET",
+            f"{self._arm}/{workspace_path(ws)}/computes/{segment(name)}?api-version={ARM_API_VERSION}",
+            not_found="compute",
+            attempts=1,
+            timeout=timeout,
+        )
+
+    def get_workspace(self, ws: WorkspaceRef, *, timeout: float) -> dict[str, Any]:
+        """The workspace resource (its ``location`` prices a serverless job that reports no region)."""
+        return self._http.call_json(
+            f"workspace lookup of {ws.workspace_name} (Resource Manager)",
+            "GET",
+            f"{self._arm}/{workspace_path(ws)}?api-version={ARM_API_VERSION}",
+            not_found="workspace",
+            attempts=1,
+            timeout=timeout,
         )
 
     # -- endpoints ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ def build_processor(
     runs: RunHistoryClient | None = None,
 ) -> EventProcessor:
     """The processor and everything it talks to, sharing one credential."""
+    from .costing import build_cost_estimator
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
     from .storage import create_stores
@@ -37,11 +38,14 @@ def build_processor(
 
     credential = credential or build_credential(settings)
     dedupe, rejected = create_stores(settings, credential)
+    runs = runs or RunHistoryClient(settings, credential)
     return EventProcessor(
-        runs=runs or RunHistoryClient(settings, credential),
+        runs=runs,
         telemetry=create_telemetry(settings, credential),
         dedupe=dedupe,
         rejected=rejected,
+        # The compute lookups go through the run history client's pipeline: same token, same trusted host.
+        costs=build_cost_estimator(settings, runs),
     )
 
 

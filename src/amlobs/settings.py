@@ -10,6 +10,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+# The Azure Retail Prices API (anonymous): https://learn.microsoft.com/rest/api/cost-management/retail-prices/azure-retail-prices
+DEFAULT_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
+DEFAULT_COST_CURRENCY = "USD"
+# The currencies the Retail Prices API documents for currencyCode (the 2021 page's "Supported currencies",
+# mirrored in tongwu-msft/azure-rest-api-specs docs-ref-conceptual/cost-management/retail-prices/
+# azure-retail-prices.md). Only USD prices are Microsoft's retail prices; the others are for reference.
+SUPPORTED_COST_CURRENCIES: tuple[str, ...] = (
+    "USD", "AUD", "BRL", "CAD", "CHF", "CNY", "DKK", "EUR", "GBP", "INR", "JPY", "KRW", "NOK", "NZD", "RUB",
+    "SEK", "TWD",
+)  # fmt: skip
 STORAGE_SETTING = "AzureWebJobsStorage"
 # Settings that hold a string the app uses as is (each may be a Key Vault reference in Azure).
 _STRING_SETTINGS = (
@@ -18,6 +28,8 @@ _STRING_SETTINGS = (
     "AZURE_CLIENT_ID",
     "AML_OBS_ARM_ENDPOINT",
     "AML_OBS_API_ENDPOINT",
+    "AML_OBS_COST_CURRENCY",
+    "AML_OBS_PRICES_ENDPOINT",
 )
 
 
@@ -161,6 +173,17 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _cost_currency(env: Mapping[str, str]) -> str:
+    raw = env.get("AML_OBS_COST_CURRENCY", "").strip()
+    currency = raw.upper() or DEFAULT_COST_CURRENCY
+    if currency not in SUPPORTED_COST_CURRENCIES:
+        raise SettingsError(
+            f"AML_OBS_COST_CURRENCY must be one of the Retail Prices API's currencies "
+            f"({', '.join(SUPPORTED_COST_CURRENCIES)}), got {raw!r}"
+        )
+    return currency
+
+
 @dataclass(frozen=True)
 class Settings:
     appinsights_connection_string: str | None
@@ -175,6 +198,11 @@ class Settings:
     # A Retry-After longer than this fails the invocation at once: Event Grid's backoff is cheaper
     # than a Function instance sleeping.
     max_retry_after_seconds: float = 30.0
+    # The estimated compute cost (amlobs.costing): prices in this currency from this endpoint, and at most
+    # this long spent on the compute and price lookups of one record (then it goes out without estimate).
+    cost_currency: str = DEFAULT_COST_CURRENCY
+    prices_endpoint: str = DEFAULT_PRICES_ENDPOINT
+    cost_timeout_seconds: float = 5.0
     # How long a (run, status) claim holds without progress: an invocation that dies blocks its run
     # status this long before a redelivery takes it over (amlobs/storage/claims.py).
     claim_lease_seconds: float = 60.0
@@ -204,5 +232,11 @@ class Settings:
             http_max_attempts=int(attempts_raw),
             http_timeout_seconds=_positive_float(env, "AML_OBS_HTTP_TIMEOUT_SECONDS", 10.0),
             max_retry_after_seconds=_positive_float(env, "AML_OBS_MAX_RETRY_AFTER_SECONDS", 30.0),
+            cost_currency=_cost_currency(env),
+            prices_endpoint=validate_endpoint(
+                "AML_OBS_PRICES_ENDPOINT",
+                env.get("AML_OBS_PRICES_ENDPOINT", "").strip() or DEFAULT_PRICES_ENDPOINT,
+            ),
+            cost_timeout_seconds=_positive_float(env, "AML_OBS_COST_TIMEOUT_SECONDS", 5.0),
             claim_lease_seconds=_positive_float(env, "AML_OBS_CLAIM_LEASE_SECONDS", 60.0),
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import run_facts as facts
+from .cost import SUMMARY_COST_FIELDS
 from .enrichment import MAX_PIPELINE_DEPTH, PipelineListing, is_pipeline_child
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
 from .records import Record, RecordValue, elapsed_ms, parse_utc_ms
@@ -49,6 +50,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "incomplete_sub_pipeline_count",
     "root_run_id",
     *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
+    *SUMMARY_COST_FIELDS,  # the sum of the steps' estimates (amlobs.costing)
 )
 
 MAX_SUMMARY_ERROR_CHARS = 2048

@@ -22,6 +22,7 @@ from tests.fakes.ingestion import EVENT_ENVELOPE, METRIC_ENVELOPE, RecordedReque
 RECORD_EVENT = "AmlRunStatusChanged"
 SUMMARY_EVENT = "AmlPipelineRunSummary"
 MAYBE_DUPLICATE = "delivery_maybe_duplicate"
+TERMINAL = ("Completed", "Failed", "Canceled")
 DURATION_METRIC = "aml_run_duration_ms"
 
 CAUSE_RACE_SAME_EVENT = "two deliveries of one event in flight at once"
@@ -45,6 +46,10 @@ class Stored:
     maybe_duplicate: bool
     has_duration: bool = False
     enriched: bool = True  # no enrichment_error: run history answered the requests the client sent
+    # A finished step (terminal status, has a parent) or a summary, and whether it carries an estimated
+    # cost: the cost lookups (Resource Manager compute GET, Retail Prices API) run inside the same claim.
+    finished_step: bool = False
+    estimated: bool = False
 
 
 @dataclass
@@ -70,6 +75,11 @@ class Figures:
     unenriched_records: int = 0
     duration_points_expected: int = 0
     duration_points_stored: int = 0
+    # Finished steps and pipeline summaries whose first record has no estimated cost (a fault on a cost
+    # lookup, or a lookup that failed where it should not).
+    finished_steps: int = 0
+    unestimated_steps: int = 0
+    unestimated_summaries: int = 0
     causes: Counter[str] = field(default_factory=Counter)
     counted_causes: Counter[str] = field(default_factory=Counter)
     delivery_seconds: float = 0.0
@@ -120,6 +130,8 @@ def stored_items(requests: Iterable[RecordedRequest]) -> tuple[list[Stored], lis
                 properties.get(MAYBE_DUPLICATE) == "true",
                 "execution_time_ms" in properties,
                 "enrichment_error" not in properties,
+                properties.get("status") in TERMINAL and bool(properties.get("parent_run_id")),
+                "estimated_cost" in properties,
             )
             (records if base.get("name") == RECORD_EVENT else summaries).append(item)
     return records, summaries, duration_points
@@ -194,6 +206,9 @@ def analyse(
     # One duration point is due per recorded (run, status) whose record has an execution time.
     figures.duration_points_expected = sum(1 for stored in by_key.values() if stored[0].has_duration)
     figures.unenriched_records = sum(1 for stored in by_key.values() if not stored[0].enriched)
+    steps = [stored[0] for stored in by_key.values() if stored[0].finished_step]
+    figures.finished_steps = len(steps)
+    figures.unestimated_steps = sum(1 for step in steps if not step.estimated)
     for stored in by_key.values():
         if len(stored) < 2:
             continue
@@ -213,4 +228,5 @@ def analyse(
         figures.duplicated_summaries += len(stored) - 1
         figures.counted_duplicated_summaries += sum(1 for s in stored[1:] if s.maybe_duplicate)
     figures.missing_summaries = len(scenario.expected_summaries - set(by_pipeline))
+    figures.unestimated_summaries = sum(1 for stored in by_pipeline.values() if not stored[0].estimated)
     return figures

@@ -23,6 +23,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("extra records counted as maybe delivered / not counted", "counted_extra_records"),
     ("duplicated pipeline summaries (counted)", "duplicated_summaries"),
     ("duration metric points stored / due", "duration_points_stored"),
+    ("finished steps / without estimated cost; summaries without", "unestimated_steps"),
     ("time: deliveries + replay", "delivery_seconds"),
 )
 
@@ -50,6 +51,8 @@ def cell(result: ChaosResult, field: str) -> str:
         return f"{f.duplicated_summaries} ({f.counted_duplicated_summaries})"
     if field == "duration_points_stored":
         return f"{f.duration_points_stored} / {f.duration_points_expected}"
+    if field == "unestimated_steps":
+        return f"{f.finished_steps} / {f.unestimated_steps}; {f.unestimated_summaries}"
     if field == "delivery_seconds":
         return f"{f.delivery_seconds:.0f} s + {f.replay_seconds:.0f} s"
     return str(getattr(f, field))

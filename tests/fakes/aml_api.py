@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from tests.fakes.aml_data import FakeWorkspace, load_fixture
+from tests.fakes.retail_prices import PRICES_PATH, RetailPricesData
 
 try:  # the benchmark imports this module in environments without pytest
     import pytest
@@ -65,6 +66,7 @@ MANAGEMENT_TOKEN = "token-for-management"
 
 _WS = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
 _ARM_WORKSPACE = re.compile(rf"^{_WS}$", re.IGNORECASE)
+_ARM_COMPUTE = re.compile(rf"^{_WS}/computes/(?P<compute>[^/]+)$", re.IGNORECASE)
 _HISTORY = re.compile(rf"^/history/v1\.0{_WS}(?P<rest>/.*)$", re.IGNORECASE)
 _EXPERIMENT = r"(?:/experimentids/(?P<eid>[^/]+)|/experiments/(?P<ename>[^/:]+))"
 _RUN = re.compile(
@@ -169,6 +171,9 @@ class FakeAmlApi:
         # Merged into the discovery document (e.g. {"api": "https://elsewhere.example"}).
         self.discovery_overrides: dict[str, Any] = {}
         self.token_requests: list[TokenRequest] = []
+        # The Retail Prices API (anonymous), served here too so that every test pointed at this fake by
+        # env() also has a loopback price endpoint.
+        self.prices = RetailPricesData()
         # Consulted after the scripted faults: (method, percent-decoded path) -> a Fault or None.
         # The chaos simulator draws random faults with it; it runs on the server's threads.
         self.fault_hook: Callable[[str, str], Fault | None] | None = None
@@ -225,7 +230,12 @@ class FakeAmlApi:
             "IDENTITY_HEADER": self.identity_secret,
             "AZURE_CLIENT_ID": self.client_id,
             "AML_OBS_ARM_ENDPOINT": self.base_url,
+            "AML_OBS_PRICES_ENDPOINT": self.prices_endpoint,
         }
+
+    @property
+    def prices_endpoint(self) -> str:
+        return f"{self.base_url}{PRICES_PATH}"
 
     # -- data --------------------------------------------------------------------------------
 
@@ -262,6 +272,11 @@ class FakeAmlApi:
             workspace.add_run(
                 load_fixture(f"run_{kind}_{run_id}.json"), load_fixture(f"run_details_{kind}_{run_id}.json")
             )
+        # The clusters the sample's and the recordings' runs name (the 2020 sample's run reports
+        # compute.vmSize STANDARD_D2_V2, dedicated, in eastus).
+        workspace.add_compute("sample-compute", vm_size="STANDARD_D2_V2")
+        workspace.add_compute("cpu-cluster", vm_size="STANDARD_DS2_V2")
+        workspace.add_compute("gpu-cluster", vm_size="STANDARD_NC6S_V3", priority="LowPriority")
         return workspace
 
     # -- faults and records ------------------------------------------------------------------
@@ -331,6 +346,12 @@ class FakeAmlApi:
             return self._token(query, headers)
         if path == "/discovery" and method == "GET":
             return self._discovery()
+        if path == PRICES_PATH and method == "GET":
+            status, answer = self.prices.answer(query, self.base_url)
+            return status, answer, {}
+        compute = _ARM_COMPUTE.match(path)
+        if compute and method == "GET":
+            return self._compute(compute, query, headers)
         arm = _ARM_WORKSPACE.match(path)
         if arm and method == "GET":
             if not self._authorized(headers):
@@ -365,6 +386,20 @@ class FakeAmlApi:
             {"error": {"code": "NoRoute", "message": f"{method} {path} is not served by the fake"}},
             {},
         )
+
+    def _compute(
+        self, match: re.Match[str], query: dict[str, str], headers: Mapping[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """ARM ``GET …/workspaces/{ws}/computes/{name}?api-version=…`` (Compute_Get)."""
+        if not self._authorized(headers):
+            return _unauthorized()
+        if not query.get("api-version"):
+            raise _BadRequest("the api-version query parameter (?api-version=) is required")
+        workspace = self._find(match["sub"], match["rg"], match["ws"])
+        body = workspace.computes.get(match["compute"].lower()) if workspace else None
+        if body is None:
+            return 404, load_fixture("error_arm_not_found.json"), {}
+        return 200, copy.deepcopy(body), {}
 
     def _find(self, sub: str, rg: str, ws: str) -> FakeWorkspace | None:
         return self._workspaces.get((sub.lower(), rg.lower(), ws.lower()))

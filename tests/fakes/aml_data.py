@@ -203,6 +203,8 @@ class FakeWorkspace:
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The run definition POST /rundata answers (None: the one in the run's details, if any).
     definitions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    # ARM compute resources by lower-cased name (GET …/computes/{name}).
+    computes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def resource_id(self) -> str:
@@ -210,6 +212,35 @@ class FakeWorkspace:
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
         )
+
+    def add_compute(
+        self,
+        name: str,
+        *,
+        vm_size: str = "STANDARD_DS2_V2",
+        priority: str = "Dedicated",
+        os_type: str = "Linux",
+        location: str = "eastus",
+        compute_type: str = "AmlCompute",
+    ) -> dict[str, Any]:
+        """A compute resource as Resource Manager answers it: the recorded cluster (compute_amlcompute.json)
+        with this name, size, priority, OS and region; a compute instance or Kubernetes compute from the
+        spec examples (compute_instance.json, compute_kubernetes.json)."""
+        fixture = {"AmlCompute": "compute_amlcompute.json", "ComputeInstance": "compute_instance.json"}.get(
+            compute_type, "compute_kubernetes.json"
+        )
+        body: dict[str, Any] = load_fixture(fixture)
+        body["id"] = f"{self.resource_id}/computes/{name}"
+        body["name"] = name
+        body["location"] = location
+        if compute_type == "AmlCompute":
+            body["properties"]["computeLocation"] = location
+            inner = body["properties"]["properties"]
+            inner.update(vmSize=vm_size, vmPriority=priority, osType=os_type)
+        elif compute_type == "ComputeInstance":
+            body["properties"]["properties"]["vmSize"] = vm_size
+        self.computes[name.lower()] = body
+        return body
 
     def add_experiment(self, name: str, experiment_id: str | None = None) -> dict[str, Any]:
         for existing in self.experiments.values():

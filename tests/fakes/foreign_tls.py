@@ -29,6 +29,7 @@ CERT_NAMES = (
     "westus.api.azureml.ms",
     "*.api.azureml.ms",
     "localhost",
+    "prices.azure.com",
 )
 
 

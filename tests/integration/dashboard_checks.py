@@ -13,7 +13,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from tests.dashboard_sources import expand_workbook_parameters
 from tests.integration.history_scenario import DAY, HOUR, History, Status
@@ -311,6 +314,90 @@ def check_processor_health(run: Runner, h: History) -> None:
     assert [r["Reason"] for r in run("workbook:processor-rejected-latest", TODAY)] == h.rejected_reasons
 
 
+def _money(value: Decimal | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _finished_steps(h: History, view: View) -> dict[tuple[str, str], Status]:
+    """Each finished step once (its terminal status) whose status changed in the view's range."""
+    return {
+        (s.workspace, s.run_id): s
+        for s in statuses(h, view)
+        if s.terminal and s.run_type != "azureml.PipelineRun"
+    }
+
+
+def check_cost_by_pipeline(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected: dict[tuple[str, datetime], Decimal] = defaultdict(Decimal)
+        for summary in h.summaries.values():
+            if summary.at > h.now - view.range and summary.cost is not None:
+                expected[(f"{summary.pipeline} (USD)", floor_to(summary.at, view.grain))] += summary.cost
+        rows = run("workbook:cost-by-pipeline", view)
+        got = {(r["pipeline"], r["status_time"]): r["Cost"] for r in rows}
+        assert got.keys() == expected.keys(), view
+        for key, total in expected.items():
+            assert got[key] == pytest.approx(_money(total), abs=1.5e-4), (view, key)
+
+
+def check_cost_by_target(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[tuple[str, str], list[Status]] = defaultdict(list)
+        for step in _finished_steps(h, view).values():
+            groups[(step.target or "(not reported)", step.compute_target_type or "")].append(step)
+        rows = run("workbook:cost-by-target", view)
+        got = {(r["Compute target"], r["Target type"]): r for r in rows}
+        assert got.keys() == groups.keys(), view
+        for key, steps in groups.items():
+            row = got[key]
+            costs = [s.cost for s in steps if s.cost is not None]
+            assert row["Runs"] == len(steps), (view, key)
+            assert row["Without estimate"] == len(steps) - len(costs), (view, key)
+            if costs:
+                assert row["Cost"] == pytest.approx(_money(sum(costs, Decimal(0))), abs=1.5e-4), (view, key)
+                assert row["Currency"] == "USD"
+            assert bool(row["Why not (one run)"]) == (len(costs) < len(steps)), (view, key)
+    # old-ws has no compute resources: its steps on cpu-cluster are counted without estimate, and say why.
+    month = {r["Compute target"]: r for r in run("workbook:cost-by-target", MONTH)}
+    assert month["cpu-cluster"]["Without estimate"] >= 1
+    assert "cpu-cluster was not found in the workspace" in month["cpu-cluster"]["Why not (one run)"]
+
+
+def check_expensive_pipeline_runs(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        costed = {
+            s.run_id: s for s in h.summaries.values() if s.at > h.now - view.range and s.cost is not None
+        }
+        rows = run("workbook:expensive-pipeline-runs", view)
+        assert len({r["Pipeline run"] for r in rows}) == len(rows), "a pipeline run listed twice"
+        top = sorted((_money(s.cost) for s in costed.values()), reverse=True)[:25]  # type: ignore[type-var]
+        assert [r["Cost"] for r in rows] == pytest.approx(top, abs=1e-4), view
+        for row in rows:
+            summary = costed[row["Pipeline run"]]
+            assert row["Cost"] == pytest.approx(_money(summary.cost), abs=1e-4)
+            assert (row["Finished"], row["Recorded"], row["Currency"]) == (
+                naive(summary.at),
+                summary.source,
+                "USD",
+            )
+
+
+def check_expensive_runs(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        costed = {s.run_id: s for s in _finished_steps(h, view).values() if s.cost is not None}
+        rows = run("workbook:expensive-runs", view)
+        assert len({r["Run"] for r in rows}) == len(rows), "a run listed twice"
+        top = sorted((_money(s.cost) for s in costed.values()), reverse=True)[:25]  # type: ignore[type-var]
+        assert [r["Cost"] for r in rows] == pytest.approx(top, abs=1e-4), view
+        for row in rows:
+            step = costed[row["Run"]]
+            assert row["Cost"] == pytest.approx(_money(step.cost), abs=1e-4)
+            assert row["Finished"] == naive(step.at) and row["Status"] == step.status
+            assert row["Basis"].startswith(
+                f"sku=Standard_{'DS2_v2' if step.target == 'cpu-cluster' else 'NC6s_v3'};"
+            )
+
+
 def check_alert_pipeline_failed(run: Runner, h: History) -> None:
     rows = run("alert:pipeline-failed")
     assert [r["run_id"] for r in rows] == [h.runs["live-failure"]]
@@ -327,6 +414,28 @@ def check_alert_duration_regression(run: Runner, h: History) -> None:
     ]
     assert [(r["run_id"], r["baseline_runs"]) for r in rows] == [(h.runs["live-slow"], len(baseline))]
     assert rows[0]["baseline_p95_s"] == nearest_rank([s.wall_ms for s in baseline], 95) // 1000  # type: ignore[operator]
+
+
+def check_alert_cost_regression(run: Runner, h: History) -> None:
+    rows = run("alert:pipeline-cost-regression")
+    baseline = [
+        s
+        for s in h.summaries.values()
+        if s.pipeline == "train"
+        and s.status == "Completed"
+        and s.cost is not None
+        and h.now - 2 * DAY < s.at <= h.now - timedelta(minutes=30)
+    ]
+    # The slow run recorded live fires; the backfilled and the replayed ones just as expensive do not.
+    assert [(r["run_id"], r["baseline_runs"]) for r in rows] == [(h.runs["live-slow"], len(baseline))]
+    p95 = nearest_rank([s.cost for s in baseline], 95)  # type: ignore[misc]
+    assert rows[0]["baseline_p95_cost"] == pytest.approx(_money(p95), abs=1e-4)  # type: ignore[arg-type]
+    expensive = {h.runs["backfilled-slow"], h.runs["replayed-slow"]}
+    assert all(
+        h.summaries[(s.workspace, s.run_id)].cost > p95 * Decimal("1.5")
+        for s in h.summaries.values()
+        if s.run_id in expensive
+    )  # type: ignore[operator]
 
 
 def check_alert_processor_failures(run: Runner, h: History) -> None:
@@ -352,6 +461,11 @@ CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "workbook:processor-invocations": check_processor_health,
     "alert:pipeline-failed": check_alert_pipeline_failed,
     "alert:pipeline-duration-regression": check_alert_duration_regression,
+    "alert:pipeline-cost-regression": check_alert_cost_regression,
+    "workbook:cost-by-pipeline": check_cost_by_pipeline,
+    "workbook:cost-by-target": check_cost_by_target,
+    "workbook:expensive-pipeline-runs": check_expensive_pipeline_runs,
+    "workbook:expensive-runs": check_expensive_runs,
     "alert:processor-failures": check_alert_processor_failures,
     "alert:events-rejected": check_alert_events_rejected,
 }

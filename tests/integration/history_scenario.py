@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,30 @@ from amlobs.records import parse_utc
 from tests.fakes.aml_api import SAMPLE_SUBSCRIPTION, FakeAmlApi, FakeWorkspace, Fault, start_aml_api
 from tests.fakes.azurite import Azurite
 from tests.fakes.ingestion import IngestionServer
+from tests.fakes.retail_prices import price_of
 from tests.integration.host import invoke
 from tests.integration.test_cli import dead_letter_blob, run_cli
 from tests.kql_engine import Invocation, custom_events, custom_metrics, requests
 
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 FUNCTION = "aml_run_events"
+# The hourly price each (workspace, cluster) is estimated at: the sample workspace's cpu-cluster is a
+# dedicated Standard_DS2_v2, its gpu-cluster a low-priority Standard_NC6s_v3 (billed at the Spot rate);
+# old-ws has no compute resources at all (its runs get no estimate).
+HOURLY = {
+    ("sample-ws", "cpu-cluster"): price_of("eastus", "Standard_DS2_v2"),
+    ("sample-ws", "gpu-cluster"): price_of("eastus", "Standard_NC6s_v3", kind="Spot"),
+}
+
+
+def step_cost(workspace: str, run: dict[str, Any]) -> Decimal | None:
+    """What a finished step's estimate must be: hourly price × 1 node × its duration, to six decimals."""
+    hourly = HOURLY.get((workspace, run.get("target") or ""))
+    start, end = parse_utc(run.get("startTimeUtc")), parse_utc(run.get("endTimeUtc"))
+    if hourly is None or start is None or end is None or run["status"] not in TERMINAL_STATUSES:
+        return None
+    exact = hourly * Decimal(_ms(end - start)) / Decimal(3_600_000)
+    return exact.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,7 @@ class Status:
     end: datetime | None
     target: str | None
     compute_target_type: str | None
+    cost: Decimal | None = None  # the estimate of a finished step (None: none, or not finished)
 
     @property
     def execution_ms(self) -> int | None:
@@ -84,6 +104,7 @@ class Summary:
     source: str
     wall_ms: int
     queue_ms: int
+    cost: Decimal | None = None  # the sum of its steps' estimates (None: no step has one)
 
 
 @dataclass
@@ -191,10 +212,17 @@ class Builder:
             end=_time(run, "endTimeUtc"),
             target=run.get("target"),
             compute_target_type=_key(run, "computeTargetType"),
+            cost=step_cost(ws.name, run) if status in TERMINAL_STATUSES else None,
         )
         if run["runType"] == "azureml.PipelineRun" and status in TERMINAL_STATUSES:
             start, end = _time(run, "startTimeUtc"), _time(run, "endTimeUtc")
             assert start is not None and end is not None
+            step_costs = [
+                step_cost(ws.name, step)
+                for step in ws.runs.values()
+                if step.get("parentRunId") == run["runId"]
+            ]
+            known = [c for c in step_costs if c is not None]
             self.history.summaries.setdefault(
                 (ws.name, run["runId"]),
                 Summary(
@@ -206,6 +234,7 @@ class Builder:
                     source=source,
                     wall_ms=_ms(end - start),
                     queue_ms=_ms(start - _time(run, "createdUtc")),  # type: ignore[operator]
+                    cost=sum(known, Decimal(0)) if known else None,
                 ),
             )
 

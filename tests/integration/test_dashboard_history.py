@@ -306,6 +306,51 @@ MUTANTS = [
         "",
         "baseline over backfilled runs of any age",
     ),
+    Mutant(
+        "alert:pipeline-cost-regression",
+        " and record_source !in ('backfill', 'replay')",
+        "",
+        "backfilled and replayed expensive runs page",
+    ),
+    Mutant(
+        "alert:pipeline-cost-regression",
+        f"status_time = {STATUS_TIME}",
+        "status_time = timestamp",
+        "cost baseline and judging on arrival time",
+    ),
+    Mutant(
+        "alert:pipeline-cost-regression",
+        "p95_cost * factor",
+        "p95_cost",
+        "the configured factor ignored",
+    ),
+    Mutant("workbook:cost-by-pipeline", STATUS_TIME, "timestamp", "cost binned on arrival time"),
+    Mutant(
+        "workbook:cost-by-pipeline",
+        "| summarize arg_max(status_time, pipeline, estimated_cost, currency) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated summary's cost counted twice",
+    ),
+    Mutant("workbook:cost-by-target", RANGE, "", "costs of runs whose records arrived in the range"),
+    Mutant(
+        "workbook:cost-by-target",
+        "| summarize arg_max(status_time, estimated_cost, currency, target, compute_target_type, cost_basis) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated step's cost counted twice",
+    ),
+    Mutant(
+        "workbook:expensive-pipeline-runs",
+        "| summarize arg_max(status_time, pipeline, status, estimated_cost, currency, unestimated, wall_time_ms, record_source) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated pipeline run listed twice",
+    ),
+    Mutant(
+        "workbook:expensive-runs",
+        "| summarize arg_max(status_time, status, estimated_cost, currency, pipeline, step_name, job_kind, target, cost_basis, pipeline_run_id) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated step listed twice",
+    ),
+    Mutant("workbook:expensive-runs", RANGE, "", "old backfilled runs among the range's most expensive"),
 ]
 
 
@@ -317,3 +362,27 @@ def test_a_wrong_query_is_caught(
     assert mutant.old in run.queries.texts[mutant.origin], "the mutant no longer applies to the query"
     with pytest.raises(AssertionError):
         CHECKS[mutant.origin](run.mutated(mutant.origin, mutant.old, mutant.new), history)
+
+
+def test_the_readme_monthly_cost_query_counts_each_pipeline_run_once(run: Runner, history: History) -> None:
+    """The README's cost-by-month query: the sum of the pipeline summaries' estimates per month and experiment
+    (steps are not counted again; the summary a duplicate POST left twice in ingestion is counted once)."""
+    from collections import defaultdict
+    from decimal import Decimal
+
+    from tests.integration.dashboard_checks import naive
+
+    [origin] = [
+        o for o, text in run.queries.texts.items() if o.startswith("doc:README") and "startofmonth(" in text
+    ]
+    expected: dict[tuple[object, str], Decimal] = defaultdict(Decimal)
+    for summary in history.summaries.values():
+        if summary.cost is not None:
+            month = naive(summary.at).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            expected[(month, summary.pipeline)] += summary.cost
+    rows = run(origin)
+    got = {(r["month"], r["experiment"]): r["estimated_cost"] for r in rows}
+    assert got.keys() == expected.keys()
+    for key, total in expected.items():
+        assert got[key] == pytest.approx(round(float(total), 2), abs=0.011), key
+    assert {r["currency"] for r in rows} == {"USD"}

@@ -74,9 +74,17 @@ def test_every_hop_uses_the_managed_identity_with_the_right_audience(app: App) -
     aml_calls = [r for r in app.aml.requests if not r.path.startswith("/msi/")]
     assert aml_calls
     for request in aml_calls:
-        if "/discovery" in request.path:
+        if "/discovery" in request.path or request.path == "/api/retail/prices":
             continue
         assert (request.authorization or "").startswith("Bearer token-for-management"), request.path
+    # The compute of the cost estimate is read from Resource Manager with the same token ...
+    computes = app.aml.requests_to("/computes/sample-compute", "GET")
+    assert len(computes) == 1 and computes[0].authorization == "Bearer token-for-management"
+    # ... and the Retail Prices API, anonymous, never gets one (nor any other credential header).
+    prices = app.aml.requests_to("/api/retail/prices", "GET")
+    assert prices, "the sample step finished: its price was looked up"
+    for request in prices:
+        assert not {"authorization", "x-identity-header", "cookie"} & set(request.headers), request.headers
 
     track = app.ingestion.track_requests()
     assert track

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tests.fakes.retail_prices import price_of
 from tests.integration.conftest import App, sample_event
 from tests.integration.host import invoke
 
@@ -39,6 +40,17 @@ def live_at(text: str) -> dict[str, str]:
         "status_time_utc_ms": ms(text),
         "record_source": "live",
     }
+
+
+def cost(hourly: Decimal, nodes: int, seconds: str) -> str:
+    """hourly × nodes × seconds / 3600, to six decimals (round half up), as the record spells it."""
+    return str(
+        (hourly * nodes * Decimal(seconds) / 3600).quantize(Decimal("0.000001"), rounding="ROUND_HALF_UP")
+    )
+
+
+# The fake's cpu-cluster is Microsoft's recorded cluster (STANDARD_DS2_V2, Dedicated, Linux), placed in eastus.
+DS2_V2 = price_of("eastus", "Standard_DS2_v2")
 
 
 def diff_ms(later: str, earlier: str) -> str:
@@ -96,6 +108,12 @@ def test_v2_pipeline_node_running_a_command(app: App) -> None:
         "created_time_utc_ms": ms("2023-02-09T17:01:08.2359257+00:00"),
         "queue_time_ms": diff_ms("2023-02-09T17:01:32.9590968+00:00", "2023-02-09T17:01:08.2359257+00:00"),
         "compute_duration_ms": "10455",  # Run.computeDuration 00:00:10.4548575
+        # cpu-cluster's Linux dedicated hourly price × compute.instanceCount 1 × the compute duration
+        "estimated_cost": cost(DS2_V2, 1, "10.455"),
+        "cost_currency": "USD",
+        "cost_basis": f"sku=Standard_DS2_v2; os=Linux; priority=dedicated; nodes=1; hourly_price={DS2_V2} USD; "
+        "duration_s=10.455 (compute duration); region=eastus; compute=cluster cpu-cluster; "
+        "meter=D2 v2/DS2 v2; retail list price",
         "event_id": "v2-command-node-completed",
         "event_time": "2023-02-09T17:01:43.413954Z",
         "event_type": EVENT_TYPE,
@@ -140,6 +158,11 @@ def test_v2_pipeline_reused_node(app: App) -> None:
         "snapshot_id": "8c5c1ef9-765b-4031-848c-e0a6c227bfc0",
         "is_reused": "true",  # properties.azureml.isreused
         "reused_run_id": "7a5d9290-d4e1-4d9a-98c8-b0078a5bca04",  # properties.azureml.reusedrunid
+        # its output was computed by 7a5d9290: this run cost nothing
+        "estimated_cost": "0.000000",
+        "cost_currency": "USD",
+        "cost_basis": "reused step: its output was computed earlier in run 7a5d9290-d4e1-4d9a-98c8-b0078a5bca04, "
+        "this run used no compute",
         "job_kind": "pipeline_step",
         "run_type_v2_traits": "azureml.StepRun",  # orchestrator/attribution/computeType null
         "event_id": "v2-reused-node-completed",
@@ -173,6 +196,7 @@ def test_v2_pipeline_with_a_null_run_type_event_gets_its_summary(app: App) -> No
         "job_kind": "pipeline",
         "run_source": "MFE",  # properties.runSource: submitted through the v2 job service
         "display_name": "test_845087997000",
+        "cost_basis": "no estimate: a pipeline run's compute is its steps' (the AmlPipelineRunSummary sums them)",
         "event_id": "v2-pipeline-completed",
         "event_time": "2023-02-12T05:00:08.230557Z",
         "event_type": EVENT_TYPE,
@@ -187,6 +211,10 @@ def test_v2_pipeline_with_a_null_run_type_event_gets_its_summary(app: App) -> No
     assert "slowest_step_run_id" not in summary
     assert summary["wall_time_ms"] == record["execution_time_ms"]
     assert summary["root_run_id"] == "test_845087997000"
+    # Its one step was reused: an estimate of 0, not a missing one.
+    assert (summary["estimated_cost"], summary["cost_currency"]) == ("0.000000", "USD")
+    assert (summary["estimated_step_count"], summary["unestimated_step_count"]) == ("1", "0")
+    assert summary["cost_basis"] == "sum of 1 step estimate(s)"
     # /details (no definition) → /rundata (the Run) → the children listing.
     assert [c.split("?")[0] for c in calls if "/runs" in c or "/rundata" in c] == [
         "GET /runs/test_845087997000/details",
@@ -260,6 +288,7 @@ def test_automl_parent(app: App) -> None:
         "experimentName": "DPv2-classification-training-settings",
         "experimentId": "22188b48-2ffd-4809-b60f-746a48c96c16",
         "job_kind": "automl",  # properties.runTemplate AutoML
+        "cost_basis": "no estimate: an AutoML job's compute is its trials' (each trial has its own estimate)",
         "display_name": "000000000000000000000",
         "root_run_id": "000000000000000000000",
         "created_time_utc_ms": ms("2023-03-08T17:07:38.826897+00:00"),
@@ -284,6 +313,7 @@ def test_automl_trial_from_event_grids_own_sample(app: App) -> None:
         "job_kind": "automl_trial",  # runProperties.runTemplate automl_child; runType is null
         "parent_run_id": "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc",
         "root_run_id": "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc",
+        "cost_basis": "no estimate: run history does not say what compute the run used",
         "event_id": "831e1650-001e-001b-66ab-eeb76e069631",
         "event_time": "2017-06-26T18:41:00.958410Z",
         "event_type": EVENT_TYPE,
@@ -365,6 +395,9 @@ def test_designer_step(app: App) -> None:
         "script": "train.py",  # no definition anywhere: the run's scriptName
         "is_reused": "false",
         "job_kind": "pipeline_step",
+        # The listing entry of the sample's Designer step reports neither compute nor computeRequest, and it
+        # has no definition: the node count is unknown, so no estimate (never an assumed 1).
+        "cost_basis": "no estimate: run history does not say how many nodes the run used",
         "event_id": "designer-step-completed",
         "event_time": "2020-06-07T19:20:05.250000Z",
         "event_type": EVENT_TYPE,
@@ -403,6 +436,8 @@ def test_failed_run_keeps_the_inner_error_chain(app: App) -> None:
         "error_message": "AzureMLCompute job failed.\nOrchestrateJobError: Failed to execute command group with"
         " error Got CommonRuntimeJobError from executing command: \nDocker container"
         " `xxxxxxxx-execution-wrapper` failed with status code `1` due to response error: \nNone",
+        # The run failed before it started: no start time, no compute duration, nothing to bill.
+        "cost_basis": "no estimate: run history gives neither a compute duration nor start and end times",
         "event_id": "failed-node",
         "event_time": "2022-08-06T11:16:48.124344Z",
         "event_type": EVENT_TYPE,
