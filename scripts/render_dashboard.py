@@ -78,12 +78,16 @@ SAMPLE_TEXT = {
     "why not": [
         "no estimate: a compute instance is billed for the hours it runs, not per job",
         "",
-        "no estimate: attached Kubernetes compute is billed as the cluster's own nodes, not by Azure ML per job",
+        "no estimate: attached Kubernetes compute is billed as the cluster's own nodes, "
+        "not by Azure ML per job",
     ],
     "basis": [
-        "sku=Standard_NC24ads_A100_v4; os=Linux; priority=dedicated; nodes=2; hourly_price=3.673 USD; duration_s=5412.3 (compute duration); region=eastus; …",
-        "sku=Standard_DS3_v2; os=Linux; priority=low_priority; nodes=4; hourly_price=0.0586 USD; duration_s=2710 (compute duration); region=eastus; …",
-        "sku=Standard_E4s_v3; os=Linux; priority=dedicated; nodes=1; hourly_price=0.252 USD; duration_s=1810.9 (compute duration); region=westeurope; …",
+        "sku=Standard_NC24ads_A100_v4; os=Linux; priority=dedicated; nodes=2; hourly_price=3.673 USD; "
+        "duration_s=5412.3 (compute duration); region=eastus; …",
+        "sku=Standard_DS3_v2; os=Linux; priority=low_priority; nodes=4; hourly_price=0.0586 USD; "
+        "duration_s=2710 (compute duration); region=eastus; …",
+        "sku=Standard_E4s_v3; os=Linux; priority=dedicated; nodes=1; hourly_price=0.252 USD; "
+        "duration_s=1810.9 (compute duration); region=westeurope; …",
     ],
 }
 # Made-up estimated costs per row (descending, as the "most expensive" panels sort them).

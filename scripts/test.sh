@@ -26,8 +26,8 @@ if ! command -v shellcheck >/dev/null 2>&1; then
 fi
 
 echo "==> ruff (lint + format check)"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff format --check src tests bench scripts
 echo "==> mypy --strict src"
 .venv/bin/mypy
 echo "==> pytest"
