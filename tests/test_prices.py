@@ -164,8 +164,28 @@ def test_an_outage_is_remembered_for_the_cooldown_for_every_size_then_tried_agai
     assert "the next run tries again after " in failed.reason
     assert prices.rows("eastus", "Standard_DS3_v2", budget()) == failed  # the whole API waits
     assert len(price_requests(api)) == 1
-    clock.now += prices_module.FAILURE_COOLDOWN_SECONDS + 0.1
+    clock.now += prices_module.FIRST_COOLDOWN_SECONDS + 0.1  # a lone failure costs seconds, not a minute
     assert isinstance(prices.rows("eastus", "Standard_DS2_v2", budget()), list)
+
+
+def test_an_outage_doubles_the_wait_up_to_a_minute_and_a_success_resets_it(api: FakeAmlApi) -> None:
+    clock = Clock()
+    prices = client(api, clock)
+    api.fail("GET", "/api/retail/prices", *[Fault(status=503)] * 7)  # down for seven requests in a row
+    asked_at = []
+    for second in range(300):  # a run finishes every second for five minutes
+        clock.now = float(second)
+        before = len(price_requests(api))
+        prices.rows("eastus", "Standard_DS2_v2", budget())
+        if len(price_requests(api)) > before:
+            asked_at.append(second)
+    # 5, 10, 20, 40 s, then a minute between attempts; the eighth attempt finds the API back
+    assert asked_at == [0, 5, 15, 35, 75, 135, 195, 255]
+    assert isinstance(prices.rows("eastus", "Standard_DS2_v2", budget()), list)
+    api.fail("GET", "/api/retail/prices", Fault(status=503))
+    assert isinstance(prices.rows("eastus", "Standard_DS3_v2", budget()), Unavailable)
+    clock.now += prices_module.FIRST_COOLDOWN_SECONDS + 0.1  # the success reset the escalation
+    assert isinstance(prices.rows("eastus", "Standard_DS3_v2", budget()), list)
 
 
 def test_retry_after_lengthens_the_cooldown_up_to_a_cap(api: FakeAmlApi) -> None:

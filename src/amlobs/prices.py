@@ -16,9 +16,11 @@ and Windows together; the priority and OS are chosen from the cached rows (:mod:
 
 Never a token: the pipeline has no credential policy at all, so nothing could add one. Never a long wait:
 each request gets what is left of the record's time bound (:class:`amlobs.compute_facts.Budget`) and there
-is no retry inside the invocation. A failure is remembered for :data:`FAILURE_COOLDOWN_SECONDS`: the
-records of that minute go out without estimate at once (and say why), and the first record after it tries
-again, so an outage costs one attempt a minute per instance, not one per event.
+is no retry inside the invocation. A failure is remembered for a cooldown (:func:`cooldown_seconds`: five
+seconds after a lone failure, doubling with each failure in a row up to :data:`FAILURE_COOLDOWN_SECONDS`):
+the records of that time go out without estimate at once (and say why), and the first record after it tries
+again, so a passing fault costs seconds of estimates and an outage one attempt a minute per instance, never
+one per event.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ PRICES_API_VERSION = "2021-10-01-preview"
 # not minutes: six hours keeps an estimate within a quarter of a day of the list, and costs at most four
 # queries a day per (region, VM size) per instance, however many runs finish.
 PRICE_TTL_SECONDS = 6 * 3600.0
+# After the API fails, the next run tries again soon (a lone 5xx costs a few seconds of estimates, not a
+# minute); each further failure in a row doubles the wait up to a minute, so an outage costs about one
+# request a minute per instance, never one per event.
+FIRST_COOLDOWN_SECONDS = 5.0
 FAILURE_COOLDOWN_SECONDS = 60.0
 # A Retry-After longer than this is capped: the next run may try again sooner than the API asked.
 MAX_COOLDOWN_SECONDS = 900.0
@@ -84,13 +90,22 @@ def query_url(endpoint: str, region: str, sku: str, currency: str) -> str:
 
 
 class PricesUnavailable(Exception):
-    """The API could not answer usefully; ``cooldown`` is how long to leave it alone."""
+    """The API could not answer usefully; ``retry_after`` is how long it asked to be left alone."""
 
-    def __init__(self, reason: str, cooldown: float | None = None, *, outage: bool = True) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, outage: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.cooldown = FAILURE_COOLDOWN_SECONDS if cooldown is None else cooldown
+        self.retry_after = retry_after
         self.outage = outage  # the whole API (every key waits), rather than this one query
+
+
+def cooldown_seconds(consecutive_outages: int, retry_after: float | None) -> float:
+    """How long every lookup waits after the ``consecutive_outages``-th failure in a row."""
+    doublings = min(max(consecutive_outages - 1, 0), 16)
+    escalated = min(FIRST_COOLDOWN_SECONDS * 2.0**doublings, FAILURE_COOLDOWN_SECONDS)
+    if retry_after is None:
+        return escalated
+    return min(max(retry_after, escalated), MAX_COOLDOWN_SECONDS)
 
 
 @dataclass
@@ -131,6 +146,7 @@ class RetailPrices:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._outage: _Entry | None = None
+        self._consecutive_outages = 0
         self.requests = 0
 
     # -- the pipeline --------------------------------------------------------------------------
@@ -208,17 +224,24 @@ class RetailPrices:
         except PricesUnavailable as failure:
             return self._failed(key, failure)
         self._entries[key] = _Entry(rows, self._clock() + PRICE_TTL_SECONDS)
+        self._consecutive_outages = 0
         return rows
 
     def _failed(self, key: tuple[str, str], failure: PricesUnavailable) -> Unavailable:
-        retry_at = self._wall_clock() + timedelta(seconds=failure.cooldown)
+        if failure.outage:
+            with self._lock:
+                self._consecutive_outages += 1
+                cooldown = cooldown_seconds(self._consecutive_outages, failure.retry_after)
+        else:  # this query alone (refused, or pages leading astray): asking again soon would not help
+            cooldown = FAILURE_COOLDOWN_SECONDS
+        retry_at = self._wall_clock() + timedelta(seconds=cooldown)
         reason = (
             f"prices API unavailable ({failure.reason}); the next run tries again after "
             f"{retry_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         )
         logger.warning("retail prices: %s", reason)
         unavailable = Unavailable(reason)
-        entry = _Entry(unavailable, self._clock() + failure.cooldown)
+        entry = _Entry(unavailable, self._clock() + cooldown)
         if failure.outage:
             self._outage = entry
         else:
@@ -254,10 +277,7 @@ class RetailPrices:
             raise PricesUnavailable(f"{type(exc).__name__} within the {budget.seconds:g} s bound") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            cooldown = min(
-                max(_retry_after(response.headers) or 0.0, FAILURE_COOLDOWN_SECONDS), MAX_COOLDOWN_SECONDS
-            )
-            raise PricesUnavailable(f"HTTP {status}", cooldown)
+            raise PricesUnavailable(f"HTTP {status}", _retry_after(response.headers))
         if status != 200:
             raise PricesUnavailable(f"HTTP {status}", outage=False)
         try:
