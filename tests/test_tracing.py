@@ -243,9 +243,7 @@ def test_the_unit_holds_the_record_placed_in_the_trace_the_spans_and_the_count_o
     assert sorted(i.key for i in unit.items if i.kind == "span") == ["span:step-1", "span:step-1/queue"]
     assert not [i for i in unit.items if i.name == "aml_trace_spans_skipped"]
 
-    old = traced_unit(
-        step(end_time_utc_ms=NOW - 50 * HOUR_MS, start_time_utc_ms=NOW - 51 * HOUR_MS), now_ms=NOW
-    )
+    old = traced_unit(times(NOW - 52 * HOUR_MS, NOW - 51 * HOUR_MS, NOW - 50 * HOUR_MS), now_ms=NOW)
     [counter] = [i for i in old.items if i.name == "aml_trace_spans_skipped"]
     assert (counter.kind, counter.value, counter.dimensions) == (
         "counter",
