@@ -123,9 +123,11 @@ def v1_pipeline(ws: FakeWorkspace, *, end: datetime, steps: int = 3, failed_step
     return pipeline
 
 
-def v2_pipeline(ws: FakeWorkspace, *, end: datetime) -> Pipeline:
+def v2_pipeline(ws: FakeWorkspace, *, end: datetime, failed_node: bool = False) -> Pipeline:
     """An SDK v2 pipeline: two nodes (the first reused from an earlier run), then a pipeline component
-    (a nested sub-pipeline) of two nodes; every node the recorded command node's shape."""
+    (a nested sub-pipeline) of two nodes; every node the recorded command node's shape. With
+    ``failed_node`` the sub-pipeline's last node fails with the recorded error, and so do the
+    sub-pipeline and the pipeline."""
     created = end - timedelta(minutes=9)
     root, outer_steps = ws.add_pipeline_run(
         "azure-ai-ml", steps=2, created=created, step_seconds=70.0, node_template=V2_NODE, reused={0}
@@ -138,9 +140,17 @@ def v2_pipeline(ws: FakeWorkspace, *, end: datetime) -> Pipeline:
         step_seconds=110.0,
         node_template=V2_NODE,
         parent=root,
+        status="Failed" if failed_node else "Completed",
+        failed={1: RECORDED_ERROR} if failed_node else None,
     )
-    sub["displayName"] = ws.runs[sub["runId"]]["displayName"] = "train_and_evaluate"
-    ws.details[sub["runId"]]["displayName"] = "train_and_evaluate"
+    if failed_node:
+        for answer in (root, ws.details[root["runId"]]):
+            answer["status"] = "Failed"
+    # Node names as a pipeline definition gives them (the recorded node is an inline component, so
+    # its display name is what names the step).
+    names = ("prep_data", "featurize", "train_and_evaluate", "train_model", "evaluate_model")
+    for run, name in zip((*outer_steps, sub, *sub_steps), names, strict=True):
+        run["displayName"] = name  # a Run field (RunDetails has none)
     _end_at(ws, root, parse_time(sub["endTimeUtc"]) + timedelta(seconds=2))
     pipeline = Pipeline(root, [root, *outer_steps, sub, *sub_steps])
     pipeline.events = lifecycle_events(ws, pipeline.runs)

@@ -152,8 +152,9 @@ def test_a_v2_pipeline_with_a_sub_pipeline_and_a_reused_node_nests_as_it_ran(app
     assert second.parent_id == root.span_id
     # v2 nodes of an inline component are named after the node; the reused one is marked, with its
     # real, short duration, and has no queue span (it never queued).
-    assert second.name == "hello_world_component_inline_1"
-    assert reused.name == "hello_world_component_inline_0 (reused)"
+    assert second.name == "featurize"
+    assert reused.name == "prep_data (reused)"
+    assert [s.name for s in sub_steps] == ["train_model", "evaluate_model"]
     assert reused.properties["is_reused"] == "true" and reused.properties["reused_run_id"]
     assert reused.duration_ms < 100  # 48 ms as recorded (48 or 49 at the records' millisecond precision)
     assert not [s for s in trace if s.phase == "queue" and s.run_id == reused.run_id]
