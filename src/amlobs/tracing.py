@@ -80,47 +80,16 @@ SERVICE_FALLBACK = "azureml"
 
 # Record fields a run span carries (present ones only), under the record's names.
 SPAN_FIELDS: tuple[str, ...] = (
-    "run_id",
-    "root_run_id",
-    "parent_run_id",
-    "pipelinerunid",
-    "experimentName",
-    "amlWorkSpace",
-    "status",
-    "run_type",
-    "job_kind",
-    "display_name",
-    "step_name",
-    "step_type",
-    "node_id",
-    "is_reused",
-    "reused_run_id",
-    "target",
-    "compute_name",
-    "compute_target_type",
-    "created_time_utc_ms",
-    "start_time_utc_ms",
-    "end_time_utc_ms",
-    "queue_time_ms",
-    "execution_time_ms",
-    "compute_duration_ms",
-    "error_category",
-    "error_code",
-    "error_code_chain",
-    "error_message",
-    "record_source",
-)
+    "run_id", "root_run_id", "parent_run_id", "pipelinerunid", "experimentName", "amlWorkSpace", "status",
+    "run_type", "job_kind", "display_name", "step_name", "step_type", "node_id", "is_reused", "reused_run_id",
+    "target", "compute_name", "compute_target_type", "created_time_utc_ms", "start_time_utc_ms",
+    "end_time_utc_ms", "queue_time_ms", "execution_time_ms", "compute_duration_ms", "error_category",
+    "error_code", "error_code_chain", "error_message", "record_source",
+)  # fmt: skip
 QUEUE_SPAN_FIELDS: tuple[str, ...] = (
-    "run_id",
-    "step_name",
-    "node_id",
-    "target",
-    "compute_name",
-    "created_time_utc_ms",
-    "start_time_utc_ms",
-    "queue_time_ms",
-    "record_source",
-)
+    "run_id", "step_name", "node_id", "target", "compute_name", "created_time_utc_ms", "start_time_utc_ms",
+    "queue_time_ms", "record_source",
+)  # fmt: skip
 # Every customDimensions key a span may carry (the dashboard checks read this).
 SPAN_DIMENSIONS: frozenset[str] = frozenset(
     {*SPAN_FIELDS, PHASE_ATTRIBUTE, CLAMPED_ATTRIBUTE, AZURE_NAMESPACE_ATTRIBUTE, "delivery_maybe_duplicate"}
