@@ -35,13 +35,16 @@ SELECTED_RUN = "4a7e1c2d-pipeline-run"
 # Same shapes as tests/test_dashboard_queries.py (a script does not import the test suite).
 COMMON = (
     "timestamp: datetime, name: string, itemType: string, customDimensions: dynamic, operation_Name: string,"
-    " operation_Id: string, cloud_RoleName: string, cloud_RoleInstance: string, appId: string, iKey: string"
+    " operation_Id: string, operation_ParentId: string, cloud_RoleName: string, cloud_RoleInstance: string,"
+    " appId: string, iKey: string, itemId: string"
 )
 TABLES = {
     "customEvents": f"({COMMON}, customMeasurements: dynamic, itemCount: int)",
     "customMetrics": f"({COMMON}, value: real, valueCount: int, valueSum: real, valueMin: real,"
     " valueMax: real)",
     "requests": f"({COMMON}, id: string, success: bool, resultCode: string, duration: real, itemCount: int)",
+    "dependencies": f"({COMMON}, id: string, target: string, type: string, success: bool, resultCode: string,"
+    " duration: real, itemCount: int)",
 }
 PARAMETERS = {
     "TimeRange": "> ago(1d)",
@@ -275,7 +278,9 @@ def render_item(  # noqa: PLR0912
                 if c["name"] == "run_id" and item["name"] == "pipeline-runs" and r == 1:
                     value = SELECTED_RUN
                 if kind == 7:
-                    cells.append(f"<td><a>{html.escape(value)} ↗</a></td>")
+                    # A link shows its label (the portal's linkLabel), whatever the cell holds.
+                    label = formatters[c["name"]].get("formatOptions", {}).get("linkLabel") or value
+                    cells.append(f"<td><a>{html.escape(label)} ↗</a></td>")
                 elif kind == 4 and value:
                     pct = min(100.0, float(value.replace(",", "")) / 40)
                     cells.append(

@@ -44,13 +44,17 @@ APP_INSIGHTS_TABLES = {
     "requests": f"({_COMMON_COLUMNS}, id: string, source: string, url: string, success: bool,"
     " resultCode: string, duration: real, performanceBucket: string, customMeasurements: dynamic,"
     " itemCount: int)",
+    "dependencies": f"({_COMMON_COLUMNS}, id: string, target: string, type: string, data: string,"
+    " success: bool, resultCode: string, duration: real, performanceBucket: string,"
+    " customMeasurements: dynamic, itemCount: int)",
 }
-# Tables this product writes to: the custom telemetry, and the Functions host's own requests.
+# Tables this product writes to: the custom telemetry, the pipeline traces (requests: root runs,
+# dependencies: the other runs) and the Functions host's own requests.
 PRODUCT_TABLES = frozenset(APP_INSIGHTS_TABLES)
+SPAN_TABLES = frozenset({"requests", "dependencies"})
 ALL_AI_TABLES = PRODUCT_TABLES | {
     "traces",
     "exceptions",
-    "dependencies",
     "pageViews",
     "browserTimings",
     "availabilityResults",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ import duckdb_kql
 import pytest
 
 from tests.dashboard_sources import APP_INSIGHTS_TABLES
-from tests.fakes.ingestion import EVENT_ENVELOPE, METRIC_ENVELOPE
+from tests.fakes.ingestion import DEPENDENCY_ENVELOPE, EVENT_ENVELOPE, METRIC_ENVELOPE, REQUEST_ENVELOPE
 
 KUSTO_TO_DUCKDB = {
     "datetime": "TIMESTAMP",
@@ -117,6 +118,48 @@ def custom_metrics(envelopes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     return rows
 
 
+def _duration_ms(text: str) -> float:
+    """The envelope's ``d.hh:mm:ss.fff`` → the table's milliseconds."""
+    days, _, clock = text.partition(".")
+    hours, minutes, seconds = clock.split(":")
+    return ((int(days) * 24 + int(hours)) * 60 + int(minutes)) * 60_000 + float(seconds) * 1000
+
+
+def _item_id(envelope: Mapping[str, Any]) -> str:
+    """Ingestion gives every stored item an ``itemId`` (what a workbook's details link opens): a
+    stable stand-in per envelope."""
+    base = envelope["data"]["baseData"]
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{envelope['name']}|{base.get('id')}|{envelope['time']}"))
+
+
+def spans(envelopes: Iterable[Mapping[str, Any]], table: str) -> list[dict[str, Any]]:
+    """``requests`` (Request envelopes) or ``dependencies`` (RemoteDependency envelopes): the traces."""
+    wanted, item_type = (
+        (REQUEST_ENVELOPE, "request") if table == "requests" else (DEPENDENCY_ENVELOPE, "dependency")
+    )
+    rows = []
+    for envelope in envelopes:
+        if envelope.get("name") != wanted:
+            continue
+        base = envelope["data"]["baseData"]
+        row = {
+            **_common(envelope, item_type),
+            "name": base["name"],
+            "id": base["id"],
+            "success": bool(base["success"]),
+            "resultCode": base.get("responseCode") or base.get("resultCode"),
+            "duration": _duration_ms(base["duration"]),
+            "customDimensions": base.get("properties") or {},
+            "customMeasurements": base.get("measurements") or {},
+            "itemId": _item_id(envelope),
+            "itemCount": 1,
+        }
+        if table == "dependencies":
+            row.update(target=base.get("target"), type=base.get("type"), data=base.get("data"))
+        rows.append(row)
+    return rows
+
+
 @dataclass(frozen=True)
 class Invocation:
     """One call of the Function as the Functions host would record it in ``requests``: in Azure the host
@@ -143,13 +186,14 @@ def requests(invocations: Iterable[Invocation]) -> list[dict[str, Any]]:
             "duration": i.duration.total_seconds() * 1000,
             "itemCount": 1,
             "customDimensions": {},
+            "itemId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"invocation|{i.operation_id}")),
         }
         for i in invocations
     ]
 
 
 class Engine:
-    """One in-memory DuckDB holding ``customEvents``, ``customMetrics`` and ``requests``."""
+    """One in-memory DuckDB holding ``customEvents``, ``customMetrics``, ``requests`` and ``dependencies``."""
 
     def __init__(self, tables: Mapping[str, list[dict[str, Any]]]) -> None:
         self._con = duckdb_kql.connect()

@@ -4,7 +4,8 @@ processes, with and without faults (the larger runs are ``bench/chaos.sh``; READ
 Targets: no (run, status) is ever lost; with no fault none is recorded twice, however deliveries
 duplicate, reorder and race (``RunCompleted`` with ``RunStatusChanged``/Completed included); with
 faults, the only duplicates are those the app could not rule out (a POST left unanswered, a worker
-killed while sending) and each of them says so (``delivery_maybe_duplicate``).
+killed while sending) and each of them says so (``delivery_maybe_duplicate``). The same for the span
+of each finished run, and every pipeline run's spans in one trace.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def test_without_faults_every_run_status_is_recorded_exactly_once() -> None:
     # The cost estimate ran inside each claim (compute GET and prices from the fakes) for every step.
     assert figures.finished_steps > 0, _explain(result)
     assert (figures.unestimated_steps, figures.unestimated_summaries) == (0, 0), _explain(result)
+    # Every finished run's span sent once, each pipeline run in one trace.
+    assert figures.spans_expected > 0 and figures.spans_lost == 0, _explain(result)
+    assert (figures.duplicated_spans, figures.traces_split) == (0, 0), _explain(result)
 
 
 def test_with_faults_nothing_is_lost_and_every_duplicate_is_counted() -> None:
@@ -74,5 +78,7 @@ def test_with_faults_nothing_is_lost_and_every_duplicate_is_counted() -> None:
     assert figures.missing_summaries == 0, _explain(result)
     assert figures.uncounted_extra_records == 0, _explain(result)
     assert figures.duplicated_summaries == figures.counted_duplicated_summaries, _explain(result)
+    assert figures.spans_lost == 0 and figures.traces_split == 0, _explain(result)
+    assert figures.uncounted_duplicated_spans == 0, _explain(result)
     if figures.deadlettered:
         assert result.replay_exit_code is not None, _explain(result)

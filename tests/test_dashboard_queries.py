@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +38,7 @@ from amlobs.telemetry import (
     AzureMonitorTelemetry,
     run_record_unit,
 )
+from amlobs.tracing import METRIC_TRACE_SPANS_SKIPPED, QUEUE_SPAN_NAME, SPAN_DIMENSIONS, traced_unit
 from tests.dashboard_sources import (
     ALERTS_BICEP,
     ALL_AI_TABLES,
@@ -49,6 +51,7 @@ from tests.dashboard_sources import (
     KUSTO_PACKAGE,
     PRODUCT_TABLES,
     REPO,
+    SPAN_TABLES,
     WORKBOOK_PARAMETER,
     WORKBOOK_PARAMETER_SAMPLES,
     WORKBOOK_PATH,
@@ -198,15 +201,22 @@ class Contract:
     metrics: Mapping[str, frozenset[str]]  # custom metric name → its customDimensions keys
     statuses: frozenset[str]
     functions: frozenset[str]
+    span_dimensions: frozenset[str] = frozenset()  # customDimensions keys of the pipeline traces' spans
+    span_names: frozenset[str] = frozenset()  # span names that are constants (the queue time span)
 
 
 def contract_problems(refs: References, contract: Contract) -> list[str]:
     problems = list(refs.problems)
     for table in sorted(refs.tables - PRODUCT_TABLES):
         problems.append(f"table {table} holds nothing this product writes")
+    reads_spans = bool(refs.tables & SPAN_TABLES)
     sources: dict[str, frozenset[str]] = {}
+    if reads_spans:
+        sources["pipeline trace spans"] = contract.span_dimensions
     for name in sorted(refs.names):
         keys = contract.events.get(name, contract.metrics.get(name))
+        if keys is None and reads_spans and name in contract.span_names:
+            continue
         if keys is None:
             problems.append(f"{name!r} is neither a custom event nor a custom metric the code emits")
         else:
@@ -253,6 +263,24 @@ def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
         sink.send(run_record_unit(record, summary))
         # A copy sent again after a request without an answer says so (docs/dashboard.md).
         sink.send(run_record_unit(record, summary, maybe_duplicate=True))
+        # A finished run's spans: a failed step that started before ingestion's window (clamped), sent
+        # again after an unanswered request; and a run that ended long ago (its span skipped, counted).
+        now_ms = int(time.time() * 1000)
+        step = {k: v for k, v in record.items() if k != "enrichment_error"}
+        step.update(
+            status="Failed",
+            parent_run_id="value-pipeline",
+            root_run_id="value-pipeline",
+            created_time_utc_ms=now_ms - 50 * 3_600_000,
+            start_time_utc_ms=now_ms - 49 * 3_600_000,
+            end_time_utc_ms=now_ms - 60_000,
+            status_time_utc_ms=now_ms - 60_000,
+        )
+        sink.send(traced_unit(step, maybe_duplicate=True, now_ms=now_ms))
+        step.update(
+            run_id="value-old-run", created_time_utc_ms=1000, start_time_utc_ms=2000, end_time_utc_ms=3000
+        )
+        sink.send(traced_unit(step, now_ms=now_ms))
 
         from amlobs.processor import EventProcessor
 
@@ -278,12 +306,16 @@ def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
         for event in server.events():
             events.setdefault(event["name"], set()).update(event.get("properties", {}))
         metrics: dict[str, set[str]] = {}
-        for name in (METRIC_DURATION, METRIC_QUEUE_TIME, METRIC_REJECTED):
+        for name in (METRIC_DURATION, METRIC_QUEUE_TIME, METRIC_REJECTED, METRIC_TRACE_SPANS_SKIPPED):
             for point in server.metrics(name):
                 metrics.setdefault(name, set()).update(point["properties"])
+        span_keys: set[str] = set()
+        for span in server.spans():
+            span_keys.update(span["data"]["baseData"].get("properties") or {})
         yield {
             "events": {k: frozenset(v) for k, v in events.items()},
             "metrics": {k: frozenset(v) for k, v in metrics.items()},
+            "spans": {"dimensions": frozenset(span_keys)},
         }
     finally:
         sink.shutdown()
@@ -305,6 +337,8 @@ def contract(wire: dict[str, dict[str, frozenset[str]]]) -> Contract:
         statuses=frozenset(KNOWN_STATUSES),
         # Indexed once per process, as the host does (azure-functions refuses a second indexing).
         functions=frozenset(indexed_functions()),
+        span_dimensions=SPAN_DIMENSIONS,
+        span_names=frozenset({QUEUE_SPAN_NAME}),
     )
 
 
@@ -417,6 +451,9 @@ def test_the_field_lists_checked_against_are_what_the_exporter_sends(wire: dict[
     assert wire["metrics"][METRIC_DURATION] == frozenset(METRIC_DIMENSIONS)
     assert wire["metrics"][METRIC_QUEUE_TIME] == frozenset(METRIC_DIMENSIONS)
     assert wire["metrics"][METRIC_REJECTED] == frozenset({"reason"})
+    assert wire["metrics"][METRIC_TRACE_SPANS_SKIPPED] == frozenset({"reason"})
+    # Every key a span may carry was sent (a step's spans carry all but none is made up).
+    assert wire["spans"]["dimensions"] == SPAN_DIMENSIONS
 
 
 # The extractor itself: each kind of mistake is caught.
@@ -690,6 +727,29 @@ def test_selecting_a_pipeline_run_shows_its_steps() -> None:
     )
     assert refs_of(runs["query"]).names == {EVENT_PIPELINE_SUMMARY}
     assert refs_of(steps["content"]["query"]).names == {EVENT_RUN_STATUS_CHANGED}
+
+
+def test_the_drill_down_links_each_pipeline_run_and_each_step_to_its_trace(
+    kusto: dict[str, dict[str, Any]],
+) -> None:
+    # Workbook link actions open Application Insights' details of a row's item: "RequestDetails" /
+    # "DependencyDetails" on an itemId column, as Microsoft's own workbooks do (microsoft/Application-
+    # Insights-Workbooks, "Workbooks/Azure Logic Apps/.../SingleLALogBasedRunOverview.workbook": itemId with
+    # formatter 7, linkTarget RequestDetails; learn.microsoft.com .../visualize/workbooks-link-actions).
+    items = {i["name"]: i["content"] for i in workbook_query_items(WORKBOOK)}
+    for name, column, table, target in (
+        ("pipeline-runs", "Trace", "requests", "RequestDetails"),
+        ("pipeline-run-steps", "Span", "dependencies", "DependencyDetails"),
+    ):
+        content = items[name]
+        [link] = [f for f in content["gridSettings"]["formatters"] if f["columnMatch"] == column]
+        assert link["formatter"] == 7 and link["formatOptions"]["linkTarget"] == target, name
+        assert columns(kusto, f"workbook:{name}")[column] == "string", name
+        assert f"| join kind=leftouter ({table}" in content["query"], name
+        assert f"{column} = take_any(itemId)" in content["query"], name
+        assert "tostring(customDimensions.span_phase) == 'run'" in content["query"], name
+    # Steps of nested sub-pipelines are listed under their top-level pipeline run.
+    assert "root_run_id == '{PipelineRunId}'" in items["pipeline-run-steps"]["query"]
 
 
 def refs_of(kql: str) -> References:

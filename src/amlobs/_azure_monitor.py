@@ -36,6 +36,7 @@ from azure.monitor.opentelemetry.exporter import (
     AzureMonitorTraceExporter,
 )
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.resource.detector.azure.functions import AzureFunctionsResourceDetector
 from opentelemetry.sdk._logs import Logger as SdkLogger
@@ -44,15 +45,18 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from . import __version__
 from .errors import TelemetryExportFailed
 from .settings import SettingsError
 from .telemetry import TelemetryItem, TelemetryUnit
+from .tracing import SpanPlan
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from ._trace_provider import TraceSpans
     from .telemetry import IngestionTarget
 
 logger = logging.getLogger("amlobs.telemetry")
@@ -64,6 +68,9 @@ CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
 # Item statuses of a 206 (and whole-request statuses) that mean "not stored, try again".
 RETRYABLE_STATUSES = frozenset({408, 429, 439, 500, 502, 503, 504})
 BACKOFF_SECONDS = 0.5
+# Ingestion's codes for an item whose time is outside what it accepts ("103: Field 'time' on type
+# 'Envelope' is older than the allowed min date…", "104: … is newer than the max date…").
+TIME_REFUSALS = ("103:", "104:")
 
 
 class _Capture(LogRecordProcessor):
@@ -105,6 +112,7 @@ class _Post:
 
     stored: set[int] = field(default_factory=set)
     refused: dict[int, int] = field(default_factory=dict)  # position → item status
+    messages: dict[int, str] = field(default_factory=dict)  # position → ingestion's message
     status: int | None = None  # the whole request's status when it was refused as a whole
     retry_after: float | None = None
     sent_unanswered: bool = False  # the request left, no answer came: it may have been stored
@@ -117,6 +125,19 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, float(raw)) if raw is not None else None
     except ValueError:
         return None
+
+
+def _read_item_errors(post: _Post, errors: Any, count: int) -> None:
+    for error in errors:
+        if error.index is not None and 0 <= error.index < count:
+            post.refused[error.index] = int(error.status_code or 0)
+            post.messages[error.index] = str(error.message or "")
+    post.stored = set(range(count)) - set(post.refused)
+
+
+def _first_error(post: _Post) -> str:
+    index = min(post.refused)
+    return f"item {index}: {post.refused[index]} {post.messages.get(index, '')}".rstrip()
 
 
 class ExportPipeline:
@@ -170,11 +191,22 @@ class ExportPipeline:
         self._metric_exporter = AzureMonitorMetricExporter(**options)
         self._trace_options = options
         self._trace_exporter: AzureMonitorTraceExporter | None = None
+        self._trace_spans: TraceSpans | None = None
 
     # -- conversion ----------------------------------------------------------------------------------
     def _event_envelope(self, item: TelemetryItem) -> list[Any]:
+        # An event placed in a pipeline trace carries its operation (operation_Id = the trace id,
+        # operation_ParentId = its run's span id: the log exporter's _convert_log_to_envelope reads
+        # them from the log record, which takes them from this context). Without one the SDK uses the
+        # current context, as it always did.
+        context: Context | None = None
+        if item.operation is not None:
+            trace_id, span_id = item.operation
+            owner = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            context = set_span_in_context(NonRecordingSpan(owner), Context())
         with self._emit_lock:
             self._logger.emit(
+                context=context,
                 severity_number=SeverityNumber.INFO,
                 body=item.name,
                 attributes={**item.dimensions, CUSTOM_EVENT_ATTRIBUTE: item.name},
@@ -214,7 +246,14 @@ class ExportPipeline:
             if self._trace_exporter is None:
                 self._trace_exporter = AzureMonitorTraceExporter(**self._trace_options)
             exporter = self._trace_exporter
+            if isinstance(item.span, SpanPlan) and self._trace_spans is None:
+                from ._trace_provider import TraceSpans
+
+                self._trace_spans = TraceSpans()
+            spans = self._trace_spans
         span = item.span
+        if isinstance(span, SpanPlan) and spans is not None:
+            span = spans.finished_span(span)
         if not isinstance(span, ReadableSpan):
             raise TypeError(f"telemetry item {item.key} is not a finished OpenTelemetry span")
         return [exporter._span_to_envelope(span), *exporter._span_events_to_envelopes(span)]
@@ -258,25 +297,29 @@ class ExportPipeline:
                 post.sent_unanswered = True
                 post.detail = f"no answer from ingestion: {type(exc).__name__}: {exc}"
                 return post
-            post.status = exc.status_code
-            post.retry_after = _retry_after(getattr(exc.response, "headers", None))
-            post.detail = f"ingestion answered HTTP {exc.status_code}"
+            item_errors = getattr(getattr(exc, "model", None), "errors", None)
+            if exc.status_code == 400 and item_errors:
+                # Items refused each with its reason (the generated client deserialises a 400's body
+                # as a TrackResponse): judged item by item, as a 206 is.
+                _read_item_errors(post, item_errors, len(envelopes))
+            if post.refused:
+                post.detail = f"ingestion answered HTTP 400 ({_first_error(post)})"
+            else:
+                post.stored.clear()
+                post.status = exc.status_code
+                post.retry_after = _retry_after(getattr(exc.response, "headers", None))
+                post.detail = f"ingestion answered HTTP {exc.status_code}"
             return post
         except Exception as exc:  # a bug in the exporter must fail the send, not pass it
             post.detail = f"{type(exc).__name__}: {exc}"
             return post
         answer, response = result
-        for error in answer.errors or []:
-            if error.index is not None and 0 <= error.index < len(envelopes):
-                post.refused[error.index] = int(error.status_code or 0)
-        post.stored = set(range(len(envelopes))) - set(post.refused)
+        _read_item_errors(post, answer.errors or [], len(envelopes))
         post.retry_after = _retry_after(response.headers)
         if post.refused:
-            first = next(e for e in answer.errors if e.index in post.refused)
             post.detail = (
                 f"ingestion answered HTTP {response.status_code} ({answer.items_accepted} of "
-                f"{answer.items_received} items accepted; item {first.index}: "
-                f"{first.status_code} {first.message})"
+                f"{answer.items_received} items accepted; {_first_error(post)})"
             )
         return post
 
@@ -289,6 +332,7 @@ class ExportPipeline:
             attempt += 1
             post = self._post([envelopes[i] for i in pending])
             stored |= {pending[i] for i in post.stored}
+            stored |= self._drop_spans_outside_the_window(post, [owners[i] for i in pending], pending)
             if post.sent_unanswered:
                 self._fail(unit, owners, stored, post.detail, maybe_delivered=True)
             retryable = (
@@ -312,6 +356,29 @@ class ExportPipeline:
             pending = retryable
 
     @staticmethod
+    def _drop_spans_outside_the_window(post: _Post, owners: list[str], positions: list[int]) -> set[int]:
+        """Spans ingestion refused for their time are given up, never sent again.
+
+        amlobs.tracing keeps spans outside ingestion's window out of the unit before sending; this is
+        the net under it (a clock far off): a refusal that every redelivery would meet again must not
+        fail the invocation forever. The record is stored; the span is logged as lost.
+        """
+        dropped = {
+            index
+            for index, status in post.refused.items()
+            if status == 400
+            and owners[index].startswith("span:")
+            and post.messages.get(index, "").startswith(TIME_REFUSALS)
+        }
+        for index in sorted(dropped):
+            logger.warning(
+                "ingestion refused %s for its time, not sent again: %s", owners[index], post.messages[index]
+            )
+            del post.refused[index]
+            post.stored.add(index)
+        return {positions[index] for index in dropped}
+
+    @staticmethod
     def _fail(
         unit: TelemetryUnit, owners: list[str], stored: set[int], detail: str, *, maybe_delivered: bool
     ) -> None:
@@ -330,7 +397,12 @@ class ExportPipeline:
         )
 
     def shutdown(self) -> None:
-        exporters: list[Any] = [self._log_exporter, self._metric_exporter, self._trace_exporter]
+        exporters: list[Any] = [
+            self._log_exporter,
+            self._metric_exporter,
+            self._trace_exporter,
+            self._trace_spans,
+        ]
         for close in [*(e.shutdown for e in exporters if e is not None), self._logger_provider.shutdown]:
             try:
                 close()

@@ -230,7 +230,7 @@ class EventProcessor:
             record.update(status_fields(record, source, event_time_ms=event_time_ms))
             if summary is not None:
                 summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
-            unit = self._unit(record, summary, claim)
+            unit = self._unit(record, summary, claim, answers)
             claim = self._dedupe.start_sending(claim)
             self._telemetry.send(unit)
         except TransientError as failure:
@@ -252,10 +252,14 @@ class EventProcessor:
         return Outcome(kind, event.event_id, record=record, summary=summary)
 
     @staticmethod
-    def _unit(record: Record, summary: Record | None, claim: Claim) -> TelemetryUnit:
-        from .telemetry import run_record_unit
+    def _unit(
+        record: Record, summary: Record | None, claim: Claim, answers: RunAnswers | None
+    ) -> TelemetryUnit:
+        # The record, its summary and (once the run finished) its spans in the pipeline's trace.
+        from .tracing import traced_unit
 
-        unit = run_record_unit(record, summary, maybe_duplicate=claim.maybe_delivered)
+        details = answers.details if answers is not None else None
+        unit = traced_unit(record, summary, maybe_duplicate=claim.maybe_delivered, details=details)
         if claim.accepted:
             logger.info(
                 "%s: %s already stored by an earlier attempt", claim.key, ", ".join(sorted(claim.accepted))

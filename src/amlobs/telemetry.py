@@ -100,7 +100,10 @@ class TelemetryItem:
     name: str
     dimensions: Mapping[str, str] = field(default_factory=dict)
     value: float = 0.0
-    span: object = None  # an OpenTelemetry ReadableSpan, for kind "span"
+    span: object = None  # kind "span": an amlobs.tracing.SpanPlan or an OpenTelemetry ReadableSpan
+    # A custom event's place in a pipeline trace (amlobs.tracing.operation_of): its operation_Id and
+    # operation_ParentId, so the transaction view lists a run's records under the run's span.
+    operation: tuple[int, int] | None = None
 
 
 @dataclass
@@ -112,8 +115,10 @@ class TelemetryUnit:
             raise ValueError(f"telemetry item {item.key!r} is already in this unit")
         self.items.append(item)
 
-    def add_event(self, name: str, dimensions: Mapping[str, str]) -> None:
-        self._add(TelemetryItem(f"event:{name}", "event", name, dict(dimensions)))
+    def add_event(
+        self, name: str, dimensions: Mapping[str, str], *, operation: tuple[int, int] | None = None
+    ) -> None:
+        self._add(TelemetryItem(f"event:{name}", "event", name, dict(dimensions), operation=operation))
 
     def add_histogram(self, name: str, value: float, dimensions: Mapping[str, str]) -> None:
         self._add(TelemetryItem(f"metric:{name}", "histogram", name, dict(dimensions), value))
@@ -122,7 +127,8 @@ class TelemetryUnit:
         self._add(TelemetryItem(f"metric:{name}", "counter", name, dict(dimensions), value))
 
     def add_span(self, key: str, span: object) -> None:
-        """A finished span (``ReadableSpan``), sent in the same request as the rest of the unit."""
+        """A span (an ``amlobs.tracing.SpanPlan``, or a finished ``ReadableSpan``), sent in the same
+        request as the rest of the unit."""
         self._add(TelemetryItem(f"span:{key}", "span", key, {}, 0.0, span))
 
     @property
@@ -135,6 +141,10 @@ class TelemetryUnit:
 
     def events(self, name: str) -> list[Mapping[str, str]]:
         return [item.dimensions for item in self.items if item.kind == "event" and item.name == name]
+
+    @property
+    def spans(self) -> list[object]:
+        return [item.span for item in self.items if item.kind == "span"]
 
 
 def stringify(values: Mapping[str, object]) -> dict[str, str]:
@@ -166,16 +176,22 @@ def run_record_unit(
     summary: Mapping[str, str | int] | None = None,
     *,
     maybe_duplicate: bool = False,
+    operation: tuple[int, int] | None = None,
+    summary_operation: tuple[int, int] | None = None,
 ) -> TelemetryUnit:
-    """The custom event of a record, its histogram points and the pipeline summary, as one unit."""
+    """The custom event of a record, its histogram points and the pipeline summary, as one unit.
+
+    ``operation``/``summary_operation``: where the record and the summary sit in the pipeline's trace
+    (``amlobs.tracing.operation_of``); None leaves them outside any trace.
+    """
     flag = {MAYBE_DUPLICATE: "true"} if maybe_duplicate else {}
     unit = TelemetryUnit()
-    unit.add_event(EVENT_RUN_STATUS_CHANGED, {**stringify(record), **flag})
+    unit.add_event(EVENT_RUN_STATUS_CHANGED, {**stringify(record), **flag}, operation=operation)
     dimensions = metric_dimensions(record)
     for metric, value in metric_points(record):
         unit.add_histogram(metric, value, dimensions)
     if summary is not None:
-        unit.add_event(EVENT_PIPELINE_SUMMARY, {**stringify(summary), **flag})
+        unit.add_event(EVENT_PIPELINE_SUMMARY, {**stringify(summary), **flag}, operation=summary_operation)
     return unit
 
 

@@ -1,7 +1,8 @@
 """What a chaos run left in Application Insights (the ingestion fake), against what AML published.
 
 A (run, status) is *lost* when no ``AmlRunStatusChanged`` record of it was stored, *duplicated* when more
-than one was. An extra record is *counted* when it carries ``delivery_maybe_duplicate``: the app sent it
+than one was. The same holds for the span each finished run owes its pipeline's trace (issue 9): one per
+terminal (run, status) whose record is enriched, all of a pipeline run in one trace. An extra record is *counted* when it carries ``delivery_maybe_duplicate``: the app sent it
 again after an attempt whose outcome it could not know (a POST that timed out, a worker killed while
 sending), and said so. Each extra record is attributed to a cause from the delivery log: the attempt
 that stored the earlier record and why it did not stop the later one.
@@ -17,7 +18,7 @@ from typing import Any
 
 from tests.chaos.eventgrid import Attempt
 from tests.chaos.scenario import Key, Scenario
-from tests.fakes.ingestion import EVENT_ENVELOPE, METRIC_ENVELOPE, RecordedRequest
+from tests.fakes.ingestion import EVENT_ENVELOPE, METRIC_ENVELOPE, SPAN_ENVELOPES, RecordedRequest
 
 RECORD_EVENT = "AmlRunStatusChanged"
 SUMMARY_EVENT = "AmlPipelineRunSummary"
@@ -82,6 +83,12 @@ class Figures:
     unestimated_summaries: int = 0
     causes: Counter[str] = field(default_factory=Counter)
     counted_causes: Counter[str] = field(default_factory=Counter)
+    # Pipeline traces: a span per terminal (run, status) whose first record was enriched.
+    spans_expected: int = 0
+    spans_lost: int = 0
+    duplicated_spans: int = 0
+    counted_duplicated_spans: int = 0
+    traces_split: int = 0  # pipeline runs whose spans are in more than one trace
     delivery_seconds: float = 0.0
     replay_seconds: float = 0.0
     workers_started: int = 0
@@ -90,12 +97,17 @@ class Figures:
     def uncounted_extra_records(self) -> int:
         return self.extra_records - self.counted_extra_records
 
+    @property
+    def uncounted_duplicated_spans(self) -> int:
+        return self.duplicated_spans - self.counted_duplicated_spans
+
     def as_dict(self) -> dict[str, Any]:
         values = dict(self.__dict__)
         values["faults"] = dict(self.faults)
         values["causes"] = dict(self.causes)
         values["counted_causes"] = dict(self.counted_causes)
         values["uncounted_extra_records"] = self.uncounted_extra_records
+        values["uncounted_duplicated_spans"] = self.uncounted_duplicated_spans
         return values
 
 
@@ -135,6 +147,55 @@ def stored_items(requests: Iterable[RecordedRequest]) -> tuple[list[Stored], lis
             )
             (records if base.get("name") == RECORD_EVENT else summaries).append(item)
     return records, summaries, duration_points
+
+
+@dataclass(frozen=True)
+class StoredSpan:
+    key: Key  # (workspace, run, the run's terminal status)
+    trace_id: str
+    root_run_id: str
+    maybe_duplicate: bool
+
+
+def stored_spans(requests: Iterable[RecordedRequest]) -> list[StoredSpan]:
+    """The runs' own spans (not their queue spans) ingestion stored."""
+    spans = []
+    for request in requests:
+        for index in request.accepted:
+            envelope = request.envelopes[index]
+            if envelope.get("name") not in SPAN_ENVELOPES:
+                continue
+            properties = envelope["data"]["baseData"].get("properties") or {}
+            if properties.get("span_phase") != "run":
+                continue
+            spans.append(
+                StoredSpan(
+                    (
+                        properties.get("amlWorkSpace", ""),
+                        properties.get("run_id", ""),
+                        properties.get("status", ""),
+                    ),
+                    envelope.get("tags", {}).get("ai.operation.id", ""),
+                    properties.get("root_run_id", ""),
+                    properties.get(MAYBE_DUPLICATE) == "true",
+                )
+            )
+    return spans
+
+
+def _span_figures(figures: Figures, by_key: dict[Key, list[Stored]], spans: list[StoredSpan]) -> None:
+    due = {key for key, stored in by_key.items() if key[2] in TERMINAL and stored[0].enriched}
+    by_run: dict[Key, list[StoredSpan]] = defaultdict(list)
+    traces: dict[str, set[str]] = defaultdict(set)
+    for span in spans:
+        by_run[span.key].append(span)
+        traces[span.root_run_id].add(span.trace_id)
+    figures.spans_expected = len(due)
+    figures.spans_lost = len(due - set(by_run))
+    for stored in by_run.values():
+        figures.duplicated_spans += len(stored) - 1
+        figures.counted_duplicated_spans += sum(1 for s in stored[1:] if s.maybe_duplicate)
+    figures.traces_split = sum(1 for ids in traces.values() if len(ids) > 1)
 
 
 def _producers(item: Stored, attempts: list[Attempt]) -> list[Attempt]:
@@ -229,4 +290,5 @@ def analyse(
         figures.counted_duplicated_summaries += sum(1 for s in stored[1:] if s.maybe_duplicate)
     figures.missing_summaries = len(scenario.expected_summaries - set(by_pipeline))
     figures.unestimated_summaries = sum(1 for stored in by_pipeline.values() if not stored[0].estimated)
+    _span_figures(figures, by_key, stored_spans(requests))
     return figures

@@ -24,6 +24,9 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("duplicated pipeline summaries (counted)", "duplicated_summaries"),
     ("duration metric points stored / due", "duration_points_stored"),
     ("finished steps / without estimated cost; summaries without", "unestimated_steps"),
+    ("run spans due / **lost**", "spans_lost"),
+    ("**duplicated** spans (counted as maybe delivered)", "duplicated_spans"),
+    ("pipeline runs split over more than one trace", "traces_split"),
     ("time: deliveries + replay", "delivery_seconds"),
 )
 
@@ -53,6 +56,10 @@ def cell(result: ChaosResult, field: str) -> str:
         return f"{f.duration_points_stored} / {f.duration_points_expected}"
     if field == "unestimated_steps":
         return f"{f.finished_steps} / {f.unestimated_steps}; {f.unestimated_summaries}"
+    if field == "spans_lost":
+        return f"{f.spans_expected} / {f.spans_lost}"
+    if field == "duplicated_spans":
+        return f"{f.duplicated_spans} ({f.counted_duplicated_spans})"
     if field == "delivery_seconds":
         return f"{f.delivery_seconds:.0f} s + {f.replay_seconds:.0f} s"
     return str(getattr(f, field))

@@ -76,7 +76,8 @@ def build_scenario(aml: FakeAmlApi, *, keys: int, rng: random.Random) -> Scenari
     events: list[SourceEvent] = []
     expected: set[Key] = set()
     summaries: set[Key] = set()
-    start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    # Runs of the last hours: inside ingestion's window, so each finished run's span is sent too.
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     pipelines = max(1, keys // 6)
     for index in range(pipelines):
         failed = rng.random() < 0.15

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +77,24 @@ def load_kind(name: str) -> dict[str, Any]:
 def iso(moment: datetime) -> str:
     """.NET's round-trip format with an offset, as the recordings spell run history times."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0+00:00")
+
+
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def shift_times(value: Any, delta: timedelta) -> Any:
+    """A copy of a run history answer (or event) with every timestamp moved by ``delta`` (whole seconds),
+    each keeping its spelling (fraction digits, ``Z`` or offset): the same run, recorded at another time."""
+    if delta % timedelta(seconds=1):
+        raise ValueError("shift by whole seconds: the fraction digits are kept as recorded")
+    if isinstance(value, Mapping):
+        return {key: shift_times(item, delta) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shift_times(item, delta) for item in value]
+    if isinstance(value, str) and (match := _ISO.match(value)):
+        moved = datetime.fromisoformat(match[1]) + delta
+        return f"{moved.isoformat(timespec='seconds')}{match[2] or ''}{match[3]}"
+    return value
 
 
 def timespan(seconds: float) -> str:
@@ -283,9 +302,14 @@ class FakeWorkspace:
             "systemSettings": None,
         }
 
-    def load_kind(self, name: str) -> dict[str, Any]:
-        """Serve a recorded kind's runs (experiments added by id); returns the kind (its events)."""
+    def load_kind(self, name: str, *, shift: timedelta | None = None) -> dict[str, Any]:
+        """Serve a recorded kind's runs (experiments added by id); returns the kind (its events).
+
+        ``shift`` moves every time of the runs and events (the pipeline traces' tests need runs inside
+        ingestion's 48-hour window; the recordings are from 2023)."""
         kind = load_kind(name)
+        if shift is not None:
+            kind = shift_times(kind, shift)
         for entry in kind["runs"]:
             run = copy.deepcopy(entry["run"])
             if run.get("experimentId"):
@@ -312,9 +336,21 @@ class FakeWorkspace:
         step_seconds: float = 20.0,
         target: str = "cpu-cluster",
         parent: dict[str, Any] | None = None,
+        node_template: Mapping[str, Any] | None = None,
+        reused: Collection[int] = (),
+        failed: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A pipeline run (a sub-pipeline of ``parent`` if given) and ``steps`` step runs, shaped like
-        the recorded v2 pipeline's, queued then run in turn. v1 steps: their definition is in details."""
+        the recorded v2 pipeline's, queued then run in turn. v1 steps: their definition is in details.
+
+        ``node_template``: a recorded kind's run entry (``{"run", "definition"}``, e.g. the v2 command
+        node of ``kinds/v2_pipeline.json``): each step is a copy of it (its properties, compute,
+        ``runTypeV2``) with the step's ids and times, its definition served by ``/rundata`` as v2 nodes'
+        are. ``reused``: indices of steps reused from an earlier run (``azureml.isreused``, created and
+        started at once, done 48 ms later, as the recorded reused node). ``failed``: index → the
+        ``RunHistoryErrorResponse`` of a step that failed (its pipeline run still ends with ``status``).
+        """
+        failed = failed or {}
         experiment = self.add_experiment(experiment_name)
         created = created or datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
         pipeline_id = run_id or str(uuid.uuid4())
@@ -329,6 +365,8 @@ class FakeWorkspace:
             node_id = uuid.uuid4().hex[:8]
             step_start = cursor + timedelta(seconds=6)
             step_end = step_start + timedelta(seconds=step_seconds)
+            if index in reused:  # the recorded reused node: created started, 48 ms (0.0481745 s)
+                step_start, step_end = cursor, cursor + timedelta(microseconds=48_175)
             properties = {
                 "azureml.runsource": "azureml.StepRun",
                 "azureml.nodeid": node_id,
@@ -340,11 +378,13 @@ class FakeWorkspace:
                 "azureml.pipeline": graph_id,
                 "_azureml.ComputeTargetType": "amlctrain",
             }
+            if index in reused:
+                properties.update({"azureml.isreused": "true", "azureml.reusedrunid": str(uuid.uuid4())})
             step = run_shape(
                 step_id,
                 experiment["experimentId"],
                 run_type="azureml.StepRun",
-                status=status,
+                status=_step_status(index, status, failed, finished=finished),
                 created=cursor,
                 start=step_start,
                 end=step_end if finished else None,
@@ -356,8 +396,14 @@ class FakeWorkspace:
                 display=f"step_{index}",
                 compute_type="AmlcTrain",
             )
-            step["scriptName"] = f"step_{index}.py"
-            self.add_run(step, details_from_run(step, v1_definition(f"step_{index}.py", target)))
+            if index in failed and finished:
+                step["error"] = copy.deepcopy(dict(failed[index]))
+            if node_template is not None:
+                step = _v2_node(node_template["run"], step, index, reused=index in reused)
+                self.add_run(step, details_from_run(step), copy.deepcopy(node_template.get("definition")))
+            else:
+                step["scriptName"] = f"step_{index}.py"
+                self.add_run(step, details_from_run(step, v1_definition(f"step_{index}.py", target)))
             step_runs.append(step)
             cursor = step_end
         pipeline = run_shape(
@@ -384,3 +430,44 @@ class FakeWorkspace:
         )
         self.add_run(pipeline)
         return pipeline, step_runs
+
+
+def _step_status(index: int, status: str, failed: Mapping[int, Any], *, finished: bool) -> str:
+    """Every step ends as its pipeline did, unless some steps are said to fail: then the others complete."""
+    if not finished or not failed:
+        return status
+    return "Failed" if index in failed else "Completed"
+
+
+def _v2_node(
+    template: Mapping[str, Any], step: Mapping[str, Any], index: int, *, reused: bool
+) -> dict[str, Any]:
+    """The recorded v2 node ``template`` as step ``index``: its own properties and envelope, with the
+    generated step's ids, linkage, times, status, error and compute."""
+    node = copy.deepcopy(dict(template))
+    for key in (
+        "runId", "parentRunId", "rootRunId", "experimentId", "status", "createdUtc", "startTimeUtc",
+        "endTimeUtc", "lastStartTimeUtc", "lastModifiedUtc", "computeDuration", "duration", "error",
+        "runUuid", "parentRunUuid", "rootRunUuid", "dataContainerId", "target",
+    ):  # fmt: skip
+        node[key] = copy.deepcopy(step.get(key))
+    node["displayName"] = f"{template.get('displayName') or 'node'}_{index}"
+    properties = dict(node.get("properties") or {})
+    generated = step["properties"]
+    properties.update(
+        {
+            "azureml.nodeid": generated["azureml.nodeid"],
+            "azureml.pipelinerunid": generated["azureml.pipelinerunid"],
+            "azureml.pipeline": generated["azureml.pipeline"],
+            "ContentSnapshotId": generated["ContentSnapshotId"],
+        }
+    )
+    if reused:
+        properties.update(
+            {"azureml.isreused": "true", "azureml.reusedrunid": generated["azureml.reusedrunid"]}
+        )
+    node["properties"] = properties
+    node["tags"] = {**(node.get("tags") or {}), **step["tags"]}
+    if isinstance(node.get("compute"), dict):
+        node["compute"]["target"] = step.get("target")
+    return node

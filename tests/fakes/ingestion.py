@@ -8,6 +8,18 @@ delimited JSON and gzip bodies are accepted too), answered with the Breeze shape
 ``envelopes`` holds what ingestion *accepted* (what a KQL query would later see); ``requests`` holds every
 request as received, whatever the answer. Failure modes are switched with :meth:`IngestionServer.fail_with`,
 or drawn per request by :attr:`IngestionServer.fault_hook` (the chaos simulator).
+
+Like the real endpoint, it refuses every item whose ``time`` is more than 48 hours old or more than 2 hours
+ahead, item by item, with ingestion's own message and status: ``206`` when other items were accepted, ``400``
+with the same body when none was. The exact texts are ingestion's, as public logs and Microsoft's SDK tests
+quote them: ``{"itemsReceived":6,"itemsAccepted":0,"appId":null,"errors":[{"index":0,"statusCode":400,
+"message":"103: Field 'time' on type 'Envelope' is older than the allowed min date. Expected: now -
+172800000ms"}, …]}`` (microsoft/ApplicationInsights-node.js#1466, Azure/aad-auth-proxy#53); a 206 with the
+same per-item error (microsoft/ApplicationInsights-JS ``legacy/JavaScript/JavaScriptSDK.Tests/CheckinTests/
+Sender.tests.ts``: "backend rejected 1 out of 2 payloads. First payload was too old and should be dropped
+(non-retryable)"; Azure Monitor Java agent logs "Received response code 206 (103: …)"); and ``"104: Field
+'time' on type 'Envelope' is newer than the max date. Expected: now + 7200000ms"`` (HTTP 400,
+microsoft/ApplicationInsights-JS#2283).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +43,16 @@ TRACK_PATHS = ("/v2.1/track", "/v2/track")
 FAILURE_MODES = ("down", "slow", "partial")  # plus any HTTP status code (int)
 EVENT_ENVELOPE = "Microsoft.ApplicationInsights.Event"
 METRIC_ENVELOPE = "Microsoft.ApplicationInsights.Metric"
+REQUEST_ENVELOPE = "Microsoft.ApplicationInsights.Request"
+DEPENDENCY_ENVELOPE = "Microsoft.ApplicationInsights.RemoteDependency"
+SPAN_ENVELOPES = (REQUEST_ENVELOPE, DEPENDENCY_ENVELOPE)
+# Ingestion's window for an item's time, and what it says about an item outside it.
+MAX_AGE_MS = 172_800_000
+MAX_AHEAD_MS = 7_200_000
+TOO_OLD = (
+    f"103: Field 'time' on type 'Envelope' is older than the allowed min date. Expected: now - {MAX_AGE_MS}ms"
+)
+TOO_NEW = f"104: Field 'time' on type 'Envelope' is newer than the max date. Expected: now + {MAX_AHEAD_MS}ms"
 
 
 @dataclass
@@ -43,6 +66,7 @@ class RecordedRequest:
     received_at: float = field(default_factory=time.time)  # wall clock: comparable across processes
     fault: str | None = None  # the failure mode applied to this request, if any
     accepted: list[int] = field(default_factory=list)  # indices of the envelopes ingestion stored
+    answer: dict[str, Any] | None = None  # the Breeze body ingestion answered with
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -79,6 +103,8 @@ class IngestionServer:
     def __post_init__(self) -> None:
         # Consulted when no fail_with() mode applies: the request -> a fault for it, or None.
         self.fault_hook: Callable[[RecordedRequest], IngestionFault | None] | None = None
+        # Ingestion's clock, which judges each item's time (seconds since the epoch).
+        self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
         self._failure: IngestionFault | None = None
         self._release = threading.Event()  # frees requests held by "slow"
@@ -152,7 +178,8 @@ class IngestionServer:
         """Answer the next ``times`` track requests (all, when None) with a failure.
 
         ``mode``: an HTTP status (500, 503, 429, 400, 401, 403...) answered with the Breeze error body;
-        ``"partial"``: 206 where item 0 is refused with ``partial_status`` and the rest accepted;
+        ``"partial"``: 206 where item 0 (with ``matching``: every item of that kind) is refused with
+        ``partial_status`` and the rest accepted;
         ``"slow"``: hold the request ``delay`` seconds (or until reset) before a normal 200, so a client
         with a shorter timeout gives up while ingestion still stores the data, as the real one may;
         ``"down"``: stop listening, so connections are refused until :meth:`reset`.
@@ -211,7 +238,40 @@ class IngestionServer:
                     found.append({**point, "properties": dict(base.get("properties") or {})})
         return found
 
+    def spans(self) -> list[dict[str, Any]]:
+        """Accepted ``requests`` and ``dependencies`` envelopes (spans), whole."""
+        with self._lock:
+            return [dict(e) for e in self.envelopes if e.get("name") in SPAN_ENVELOPES]
+
     # -- request handling (server threads) ------------------------------------------------------
+    def _time_refusals(self, items: list[dict[str, Any]]) -> dict[int, str]:
+        """Items whose ``time`` is outside ingestion's window → ingestion's message for each."""
+        now_ms = self.clock() * 1000
+        refused: dict[int, str] = {}
+        for index, item in enumerate(items):
+            moment = _envelope_time_ms(item.get("time"))
+            if moment is None:
+                continue
+            if moment < now_ms - MAX_AGE_MS:
+                refused[index] = TOO_OLD
+            elif moment > now_ms + MAX_AHEAD_MS:
+                refused[index] = TOO_NEW
+        return refused
+
+    def _answer_items(
+        self, request: RecordedRequest, refused: dict[int, tuple[int, str]]
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """Store what is not refused; 200, 206 (some refused) or 400 (all refused, with the same body)."""
+        count = len(request.envelopes)
+        accepted = [index for index in range(count) if index not in refused]
+        self._accept(request, accepted)
+        errors = [
+            {"index": index, "statusCode": status, "message": message}
+            for index, (status, message) in sorted(refused.items())
+        ]
+        status = 200 if not refused else (206 if accepted else 400)
+        return status, {}, {"itemsReceived": count, "itemsAccepted": len(accepted), "errors": errors}
+
     def _take_failure(self, request: RecordedRequest) -> IngestionFault | None:
         with self._lock:
             failure = self._failure
@@ -241,18 +301,19 @@ class IngestionServer:
         if failure is not None and failure.mode == "slow":
             (self._release if failure.released_by_reset else self._closing).wait(failure.delay)
             failure = None
+        too_old_or_new = {index: (400, message) for index, message in self._time_refusals(items).items()}
         if failure is None or failure.mode == "down":
-            self._accept(request, list(range(count)))
-            return 200, {}, {"itemsReceived": count, "itemsAccepted": count, "errors": []}
+            return self._answer_items(request, too_old_or_new)
         if failure.mode == "partial":
-            refused = set(failure.refused if failure.refused is not None else {0}) & set(range(count))
-            accepted = [index for index in range(count) if index not in refused]
-            self._accept(request, accepted)
-            errors = [
-                {"index": index, "statusCode": failure.partial_status, "message": "fake: item refused"}
-                for index in sorted(refused)
-            ]
-            return 206, {}, {"itemsReceived": count, "itemsAccepted": len(accepted), "errors": errors}
+            if failure.refused is not None:
+                chosen = set(failure.refused)
+            elif failure.matching is not None:  # the items of that kind, not the first one
+                chosen = {i for i, e in enumerate(items) if str(e.get("name", "")).endswith(failure.matching)}
+            else:
+                chosen = {0}
+            refused = {i: (failure.partial_status, "fake: item refused") for i in chosen & set(range(count))}
+            status, headers, answer = self._answer_items(request, {**too_old_or_new, **refused})
+            return (206 if answer["itemsAccepted"] else status), headers, answer
         assert isinstance(failure.mode, int)
         status = failure.mode
         headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
@@ -261,6 +322,21 @@ class IngestionServer:
             for index in range(count)
         ]
         return status, headers, {"itemsReceived": count, "itemsAccepted": 0, "errors": errors}
+
+
+def _envelope_time_ms(value: object) -> float | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if "." in text:  # at most six fractional digits for fromisoformat
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits) :]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000
 
 
 def _track_path(path: str) -> bool:
@@ -335,7 +411,7 @@ def _handler_for(server: IngestionServer) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {}, {"itemsReceived": 0, "itemsAccepted": 0, "errors": []})
                 return
             status, headers, answer = server._handle_track(request)
-            request.status = status
+            request.status, request.answer = status, answer
             self._send(status, headers, answer)
 
         def do_GET(self) -> None:

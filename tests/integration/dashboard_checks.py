@@ -20,7 +20,7 @@ import pytest
 
 from tests.dashboard_sources import expand_workbook_parameters
 from tests.integration.history_scenario import DAY, HOUR, History, Status
-from tests.kql_engine import Engine
+from tests.kql_engine import Engine, spans
 
 Rows = list[dict[str, Any]]
 
@@ -278,7 +278,19 @@ def check_queue_over_time(run: Runner, h: History) -> None:
         assert {(r["target"], r["status_time"]): r["p95 queue (s)"] for r in rows} == expected, view
 
 
+def run_spans(h: History, table: str, since: datetime) -> dict[tuple[str, str], set[str]]:
+    """(workspace, run id) → the itemIds of the run's own span stored in ``table`` (requests: a root
+    run, dependencies: any other), among the spans that started after ``since`` (the panel's window)."""
+    found: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in spans(h.envelopes, table):
+        dims = row["customDimensions"]
+        if dims.get("span_phase") == "run" and row["timestamp"] > naive(since):
+            found[(dims["amlWorkSpace"], dims["run_id"])].add(row["itemId"])
+    return found
+
+
 def check_pipeline_runs(run: Runner, h: History) -> None:
+    linked = 0
     for view in VIEWS:
         expected = {
             (s.run_id, naive(s.at), s.status, s.source, seconds(s.wall_ms))
@@ -289,6 +301,13 @@ def check_pipeline_runs(run: Runner, h: History) -> None:
         got = [(r["run_id"], r["Finished"], r["Status"], r["Recorded"], r["Wall time (s)"]) for r in rows]
         assert len(got) == len(expected) and set(got) == expected, view
         assert [r["Finished"] for r in rows] == sorted((r["Finished"] for r in rows), reverse=True)
+        # Each run links to its trace (its root request) when that was sent and began in the range.
+        traces = run_spans(h, "requests", h.now - view.range)
+        for row in rows:
+            items = traces.get((row["Workspace"], row["run_id"]), set())
+            assert (row["Trace"] in items) if items else not row["Trace"], (view, row["run_id"])
+            linked += bool(items)
+    assert 0 < linked < sum(len(run("workbook:pipeline-runs", v)) for v in VIEWS)  # both cases were seen
 
 
 def check_pipeline_run_steps(run: Runner, h: History) -> None:
@@ -302,6 +321,10 @@ def check_pipeline_run_steps(run: Runner, h: History) -> None:
         key=lambda row: row[2],
     )
     assert {r["Status"] for r in rows} == {"Completed"}  # the late Finalizing of a step did not win
+    # Each step links into the pipeline run's trace: its own span (a dependency).
+    step_spans = run_spans(h, "dependencies", h.now - 90 * DAY)
+    workspace = next(s.workspace for s in h.statuses.values() if s.run_id == pipeline)
+    assert all(r["Span"] in step_spans[(workspace, r["Step run"])] for r in rows), rows
 
 
 def check_processor_health(run: Runner, h: History) -> None:

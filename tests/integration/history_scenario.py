@@ -39,7 +39,7 @@ from tests.fakes.ingestion import IngestionServer
 from tests.fakes.retail_prices import price_of
 from tests.integration.host import invoke
 from tests.integration.test_cli import dead_letter_blob, run_cli
-from tests.kql_engine import Invocation, custom_events, custom_metrics, requests
+from tests.kql_engine import Invocation, custom_events, custom_metrics, requests, spans
 
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 FUNCTION = "aml_run_events"
@@ -123,7 +123,9 @@ class History:
         return {
             "customEvents": custom_events(self.envelopes),
             "customMetrics": custom_metrics(self.envelopes),
-            "requests": requests(self.invocations),
+            # In Azure both land in requests: the host's invocations and the pipeline runs' root spans.
+            "requests": requests(self.invocations) + spans(self.envelopes, "requests"),
+            "dependencies": spans(self.envelopes, "dependencies"),
         }
 
 

@@ -153,8 +153,13 @@ def test_the_scenario_is_what_the_checks_rely_on(history: History) -> None:
     assert min(s.at for s in history.statuses.values()) < history.now - 27 * DAY  # a month of history
     assert any(s.at < history.now - DAY for s in history.statuses.values() if s.source == "backfill")
     assert {i.succeeded for i in history.invocations} == {True, False}
-    event_times = [e["time"] for e in history.envelopes]
+    # Records and metrics are stamped when sent; spans carry their run's own start.
+    event_times = [
+        e["time"] for e in history.envelopes if not e["name"].endswith(("Request", "RemoteDependency"))
+    ]
     assert min(event_times) >= history.t0.isoformat()[:19], "every record was sent during the test"
+    tables = history.tables()
+    assert tables["dependencies"] and [r for r in tables["requests"] if r["customDimensions"]]
 
 
 @pytest.mark.parametrize("origin", [f"doc:{q.origin}" for q in DOC_QUERIES])
@@ -263,6 +268,19 @@ MUTANTS = [
         "queue binned at the run's last status",
     ),
     Mutant("workbook:pipeline-runs", STATUS_TIME, "timestamp", "finished = arrival time"),
+    Mutant("workbook:pipeline-runs", "take_any(itemId)", "take_any(id)", "links the span id, not the item"),
+    Mutant(
+        "workbook:pipeline-runs",
+        "| join kind=leftouter (requests",
+        "| join kind=leftouter (dependencies",
+        "links a run to a step's span",
+    ),
+    Mutant(
+        "workbook:pipeline-run-steps",
+        "| join kind=leftouter (dependencies",
+        "| join kind=leftouter (requests",
+        "steps link to nothing",
+    ),
     Mutant(
         "workbook:pipeline-run-steps", "status_time + 36500d", "status_time", "a step's late Finalizing wins"
     ),
