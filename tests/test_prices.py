@@ -19,7 +19,6 @@ from amlobs.compute_facts import (
     COMPUTE_TTL_SECONDS,
     FAILED_TTL_SECONDS,
     REFUSED_TTL_SECONDS,
-    Budget,
     ComputeDirectory,
     ComputeResource,
     Unavailable,
@@ -27,6 +26,7 @@ from amlobs.compute_facts import (
 from amlobs.cost import PriceRow
 from amlobs.errors import EnrichmentUnavailable, RunNotFound
 from amlobs.events import WorkspaceRef
+from amlobs.lookup_cache import Budget
 from amlobs.prices import PRICE_TTL_SECONDS, RetailPrices
 from amlobs.settings import Settings, SettingsError
 from tests.fakes.aml_api import FakeAmlApi, Fault, start_aml_api

@@ -25,12 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import run_facts as facts
 from .aml_transport import AccessRefused
 from .errors import EnrichmentUnavailable, RunNotFound
 from .events import WorkspaceRef
+from .lookup_cache import Budget, LookupCache
 
 logger = logging.getLogger("amlobs.cost")
 
@@ -44,6 +45,8 @@ WORKSPACE_TTL_SECONDS = 24 * 3600.0
 # so re-provisioning the role is picked up soon; an outage after one minute. Never once per event.
 REFUSED_TTL_SECONDS = 600.0
 FAILED_TTL_SECONDS = 60.0
+
+_T = TypeVar("_T")
 
 CLUSTER = "AmlCompute"
 SERVERLESS = "Serverless"
@@ -154,22 +157,6 @@ def compute_resource(body: Mapping[str, Any]) -> ComputeResource:
 # The I/O: Resource Manager reads, cached
 
 
-class Budget:
-    """A deadline shared by the lookups of one record: the record never waits longer for its estimate."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.seconds = seconds
-        self._deadline = clock() + seconds
-
-    def remaining(self) -> float:
-        return max(self._deadline - self._clock(), 0.0)
-
-    @property
-    def spent(self) -> bool:
-        return self.remaining() <= 0.0
-
-
 class ComputeSource(Protocol):
     """Resource Manager reads (amlobs.runhistory.RunHistoryClient: its pipeline, token and trusted host)."""
 
@@ -183,62 +170,40 @@ class Unavailable:
     reason: str
 
 
-@dataclass
-class _Entry:
-    value: ComputeResource | str | Unavailable
-    expires: float
-
-
 class ComputeDirectory:
     """Compute resources and workspace regions, each read once per TTL per process (thread-safe)."""
 
     def __init__(self, source: ComputeSource, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._source = source
-        self._clock = clock
-        self._entries: dict[tuple[str, ...], _Entry] = {}
-        self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._computes: LookupCache[tuple[str, str], ComputeResource | Unavailable] = LookupCache(clock)
+        self._regions: LookupCache[str, str | Unavailable] = LookupCache(clock)
+        self._counter_lock = threading.Lock()
         self.lookups = 0
 
     def compute(self, ws: WorkspaceRef, name: str, budget: Budget) -> ComputeResource | Unavailable:
-        found = self._cached(
-            ("compute", ws.cache_key, name.lower()), budget, lambda t: self._fetch(ws, name, t)
+        return self._computes.get(
+            (ws.cache_key, name.lower()),
+            budget,
+            lambda: self._bounded(budget, lambda timeout: self._fetch(ws, name, timeout)),
+            busy=Unavailable("a lookup of this compute by another invocation is still running"),
         )
-        assert not isinstance(found, str)
-        return found
 
     def workspace_region(self, ws: WorkspaceRef, budget: Budget) -> str | Unavailable:
-        found = self._cached(("workspace", ws.cache_key), budget, lambda t: self._fetch_region(ws, t))
-        assert not isinstance(found, ComputeResource)
-        return found
+        return self._regions.get(
+            ws.cache_key,
+            budget,
+            lambda: self._bounded(budget, lambda timeout: self._fetch_region(ws, timeout)),
+            busy=Unavailable("a lookup of this workspace by another invocation is still running"),
+        )
 
-    def _cached(
-        self,
-        key: tuple[str, ...],
-        budget: Budget,
-        fetch: Callable[[float], tuple[ComputeResource | str | Unavailable, float]],
-    ) -> ComputeResource | str | Unavailable:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires > self._clock():
-            return entry.value
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        # One lookup per key at a time; a concurrent record waits for it, within its own budget.
-        if not key_lock.acquire(timeout=max(budget.remaining(), 0.001)):
-            return Unavailable("a lookup of this compute by another invocation is still running")
-        try:
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > self._clock():
-                return entry.value
-            if budget.spent:
-                return Unavailable(f"cost lookups exceeded their {budget.seconds:g} s bound")
-            with self._lock:
-                self.lookups += 1
-            value, ttl = fetch(budget.remaining())
-            self._entries[key] = _Entry(value, self._clock() + ttl)
-            return value
-        finally:
-            key_lock.release()
+    def _bounded(
+        self, budget: Budget, fetch: Callable[[float], tuple[_T, float]]
+    ) -> tuple[_T | Unavailable, float]:
+        if budget.spent:  # not cached: the next record, with a bound of its own, asks
+            return Unavailable(f"cost lookups exceeded their {budget.seconds:g} s bound"), 0.0
+        with self._counter_lock:
+            self.lookups += 1
+        return fetch(budget.remaining())
 
     def _fetch(
         self, ws: WorkspaceRef, name: str, timeout: float

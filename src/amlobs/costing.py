@@ -28,7 +28,6 @@ from . import run_facts as facts
 from .compute_facts import (
     CLUSTER,
     SERVERLESS,
-    Budget,
     ComputeDirectory,
     ComputeResource,
     RunCompute,
@@ -38,6 +37,7 @@ from .compute_facts import (
 )
 from .enrichment import PipelineListing, RunAnswers, is_pipeline_child
 from .events import TERMINAL_STATUSES, WorkspaceRef, normalise_status
+from .lookup_cache import Budget
 from .records import parse_utc_ms
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ One query per (region, VM size, currency) returns its dedicated, Spot and Low Pr
 and Windows together; the priority and OS are chosen from the cached rows (:mod:`amlobs.cost`).
 
 Never a token: the pipeline has no credential policy at all, so nothing could add one. Never a long wait:
-each request gets what is left of the record's time bound (:class:`amlobs.compute_facts.Budget`) and there
+each request gets what is left of the record's time bound (:class:`amlobs.lookup_cache.Budget`) and there
 is no retry inside the invocation. A failure is remembered for a cooldown (:func:`cooldown_seconds`: five
 seconds after a lone failure, doubling with each failure in a row up to :data:`FAILURE_COOLDOWN_SECONDS`):
 the records of that time go out without estimate at once (and say why), and the first record after it tries
@@ -30,14 +30,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import __version__
-from .compute_facts import Budget, Unavailable
+from .compute_facts import Unavailable
 from .cost import PriceRow, canonical_sku, is_plain_name, price_rows
+from .lookup_cache import Budget, LookupCache
 
 if TYPE_CHECKING:
     from azure.core.pipeline import Pipeline
@@ -108,12 +108,6 @@ def cooldown_seconds(consecutive_outages: int, retry_after: float | None) -> flo
     return min(max(retry_after, escalated), MAX_COOLDOWN_SECONDS)
 
 
-@dataclass
-class _Entry:
-    value: list[PriceRow] | Unavailable
-    expires: float
-
-
 def _retry_after(headers: Any) -> float | None:
     raw = str(headers.get("Retry-After") or "").strip()
     try:
@@ -142,10 +136,9 @@ class RetailPrices:
         self._transport = transport
         self._pipeline: Pipeline[HttpRequest, HttpResponse] | None = None
         self._policies: list[Any] = []
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._rows: LookupCache[tuple[str, str], list[PriceRow] | Unavailable] = LookupCache(clock)
         self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._outage: _Entry | None = None
+        self._outage: tuple[Unavailable, float] | None = None  # why, and until when every lookup waits
         self._consecutive_outages = 0
         self.requests = 0
 
@@ -186,29 +179,21 @@ class RetailPrices:
         if not (is_plain_name(region) and is_plain_name(sku)):
             return Unavailable(f"VM size {sku!r} or region {region!r} is not a name the prices API knows")
         key = (region, sku.lower())
-        now = self._clock()
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires > now:
-            return entry.value
+        cached = self._rows.fresh(key)
+        if cached is not None:
+            return cached
         outage = self._outage
-        if outage is not None and outage.expires > now:
-            assert isinstance(outage.value, Unavailable)
-            return outage.value
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        if not key_lock.acquire(timeout=max(budget.remaining(), 0.001)):
-            return Unavailable("a price lookup of this VM size by another invocation is still running")
-        try:
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > self._clock():
-                return entry.value
-            return self._fetch(key, region, sku, budget)
-        finally:
-            key_lock.release()
+        if outage is not None and outage[1] > self._clock():
+            return outage[0]
+        return self._rows.get(
+            key,
+            budget,
+            lambda: self._fetch(region, sku, budget),
+            busy=Unavailable("a price lookup of this VM size by another invocation is still running"),
+        )
 
-    def _fetch(
-        self, key: tuple[str, str], region: str, sku: str, budget: Budget
-    ) -> list[PriceRow] | Unavailable:
+    def _fetch(self, region: str, sku: str, budget: Budget) -> tuple[list[PriceRow] | Unavailable, float]:
+        """The rows and how long to keep them, or why there are none and how long to leave it be."""
         url: str | None = query_url(self.endpoint, region, canonical_sku(sku), self.currency)
         rows: list[PriceRow] = []
         try:
@@ -222,12 +207,12 @@ class RetailPrices:
                 if url is not None:
                     raise PricesUnavailable(f"more than {MAX_PAGES} pages for one VM size", outage=False)
         except PricesUnavailable as failure:
-            return self._failed(key, failure)
-        self._entries[key] = _Entry(rows, self._clock() + PRICE_TTL_SECONDS)
-        self._consecutive_outages = 0
-        return rows
+            return self._failed(failure)
+        with self._lock:
+            self._consecutive_outages = 0
+        return rows, PRICE_TTL_SECONDS
 
-    def _failed(self, key: tuple[str, str], failure: PricesUnavailable) -> Unavailable:
+    def _failed(self, failure: PricesUnavailable) -> tuple[Unavailable, float]:
         if failure.outage:
             with self._lock:
                 self._consecutive_outages += 1
@@ -241,12 +226,10 @@ class RetailPrices:
         )
         logger.warning("retail prices: %s", reason)
         unavailable = Unavailable(reason)
-        entry = _Entry(unavailable, self._clock() + cooldown)
-        if failure.outage:
-            self._outage = entry
-        else:
-            self._entries[key] = entry
-        return unavailable
+        if failure.outage:  # every VM size waits, not only this one
+            self._outage = (unavailable, self._clock() + cooldown)
+            return unavailable, 0.0
+        return unavailable, cooldown
 
     def _next_page(self, link: Any) -> str | None:
         if link is None or link == "":
