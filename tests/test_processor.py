@@ -21,11 +21,11 @@ from amlobs.errors import (
 from amlobs.events import RUN_COMPLETED, RUN_STATUS_CHANGED
 from amlobs.processor import EventProcessor, dedupe_key_of
 from amlobs.storage import ClaimPolicy, MemoryDedupeStore, MemoryRejectedEventStore
-from amlobs.telemetry import (
+from amlobs.telemetry import RecordingTelemetry
+from amlobs.telemetry_unit import (
     EVENT_PIPELINE_SUMMARY,
     EVENT_RUN_STATUS_CHANGED,
     MAYBE_DUPLICATE,
-    RecordingTelemetry,
     TelemetryUnit,
 )
 

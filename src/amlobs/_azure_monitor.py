@@ -50,14 +50,14 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 from . import __version__
 from .errors import TelemetryExportFailed
 from .settings import SettingsError
-from .telemetry import TelemetryItem, TelemetryUnit
+from .telemetry_unit import TelemetryItem, TelemetryUnit
 from .tracing import SpanPlan
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from ._trace_provider import TraceSpans
-    from .telemetry import IngestionTarget
+    from .appinsights import IngestionTarget
 
 logger = logging.getLogger("amlobs.telemetry")
 

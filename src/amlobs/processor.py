@@ -35,7 +35,7 @@ from .summary import needs_summary, summarize_pipeline
 
 if TYPE_CHECKING:
     from .storage.claims import Claim
-    from .telemetry import TelemetryUnit
+    from .telemetry_unit import TelemetryUnit
 
 logger = logging.getLogger("amlobs")
 
@@ -344,7 +344,7 @@ class EventProcessor:
             }.items()
             if value
         }
-        from .telemetry import rejected_unit
+        from .telemetry_unit import rejected_unit
 
         self._telemetry.send(rejected_unit(rejection.code, rejection.detail, attributes))
         logger.warning(

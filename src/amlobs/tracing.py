@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .events import TERMINAL_STATUSES, WorkspaceRef, normalise_status
 from .status_time import iso_from_ms
-from .telemetry import run_record_unit
+from .telemetry_unit import run_record_unit
 
 if TYPE_CHECKING:
-    from .telemetry import TelemetryUnit
+    from .telemetry_unit import TelemetryUnit
 
 # Ingestion's limits, as its own error messages state them ("Expected: now - 172800000ms",
 # "Expected: now + 7200000ms"): see the module docstring for the sources.
