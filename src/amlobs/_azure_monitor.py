@@ -49,6 +49,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 
 from . import __version__
 from .errors import TelemetryExportFailed
+from .retry_after import retry_after_seconds
 from .settings import SettingsError
 from .telemetry_unit import TelemetryItem, TelemetryUnit
 from .tracing import SpanPlan
@@ -117,14 +118,6 @@ class _Post:
     retry_after: float | None = None
     sent_unanswered: bool = False  # the request left, no answer came: it may have been stored
     detail: str = ""
-
-
-def _retry_after(headers: Any) -> float | None:
-    raw = (headers or {}).get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
 
 
 def _read_item_errors(post: _Post, errors: Any, count: int) -> None:
@@ -307,7 +300,7 @@ class ExportPipeline:
             else:
                 post.stored.clear()
                 post.status = exc.status_code
-                post.retry_after = _retry_after(getattr(exc.response, "headers", None))
+                post.retry_after = retry_after_seconds(getattr(exc.response, "headers", None))
                 post.detail = f"ingestion answered HTTP {exc.status_code}"
             return post
         except Exception as exc:  # a bug in the exporter must fail the send, not pass it
@@ -315,7 +308,7 @@ class ExportPipeline:
             return post
         answer, response = result
         _read_item_errors(post, answer.errors or [], len(envelopes))
-        post.retry_after = _retry_after(response.headers)
+        post.retry_after = retry_after_seconds(response.headers)
         if post.refused:
             post.detail = (
                 f"ingestion answered HTTP {response.status_code} ({answer.items_accepted} of "
