@@ -175,6 +175,11 @@ def is_pipeline(run_type: str | None) -> bool:
     return run_type is not None and run_type.lower() == PIPELINE_RUN_TYPE.lower()
 
 
+def is_reused(run: Mapping[str, Any]) -> bool:
+    """A pipeline step whose output an earlier pipeline run computed (``azureml.isreused``)."""
+    return str(path(run, "properties", "azureml.isreused") or "").strip().lower() == "true"
+
+
 def run_type_of(run: Mapping[str, Any] | None) -> str | None:
     """A run answer's type: ``runType``, else ``properties.azureml.runsource`` (azureml-core filters
     on either: ``(RunType eq x or Properties/azureml.runsource eq x)``, ``_odata/constants.py``)."""

@@ -77,13 +77,6 @@ def needs_summary(record: Mapping[str, Any] | RunEvent) -> bool:
     )
 
 
-def _is_reused(child: Mapping[str, Any]) -> bool:
-    properties = child.get("properties")
-    if not isinstance(properties, Mapping):
-        return False
-    return str(properties.get("azureml.isreused", "")).strip().lower() == "true"
-
-
 def _node_id(child: Mapping[str, Any]) -> str | None:
     for key in ("properties", "tags"):
         bag = child.get(key)
@@ -120,7 +113,7 @@ class _Tally:
             self.canceled += 1
         elif status not in TERMINAL_STATUSES:
             self.unfinished += 1
-        if _is_reused(child):
+        if facts.is_reused(child):
             # Reused steps count as steps but not towards execution time or the slowest step: their
             # time was spent by an earlier pipeline run.
             self.reused += 1
@@ -132,17 +125,17 @@ class _Tally:
         if self.slowest is None or duration > self.slowest[0]:
             self.slowest = (duration, child)
 
-    def walk(self, listing: PipelineListing, level: int) -> None:
+    def add_sub_pipelines(self, listing: PipelineListing, level: int) -> None:
+        """How deep the listing goes, and which of its sub-pipelines could not be listed."""
         self.depth = max(self.depth, level)
         for child in listing.children or ():
             if not is_pipeline_child(child):
-                self.add_step(child)
                 continue
             self.sub_pipelines += 1
             child_id = facts.text(child.get("runId")) or "(no run id)"
             nested = listing.nested.get(child_id)
             if nested is not None and nested.children is not None:
-                self.walk(nested, level + 1)
+                self.add_sub_pipelines(nested, level + 1)
             elif nested is not None:
                 self.incomplete.append(f"sub-pipeline {child_id}: {nested.error or 'not listed'}")
             elif child_id in listing.unlisted:
@@ -180,7 +173,9 @@ def summarize_pipeline(
         listing = None
     tally = _Tally()
     if listing is not None:
-        tally.walk(listing, 1)
+        for step in listing.steps():
+            tally.add_step(step)
+        tally.add_sub_pipelines(listing, 1)
     if tally.incomplete:
         missing = f"steps of {len(tally.incomplete)} sub-pipeline(s) not counted: " + "; ".join(
             tally.incomplete
