@@ -125,7 +125,7 @@ class CostEstimator:
             name=name if isinstance(name, str) else None,
         )
         duration = cost.billed_duration(
-            _ms(record.get("compute_duration_ms")), _ms(record.get("execution_time_ms"))
+            facts.integer(record.get("compute_duration_ms")), facts.integer(record.get("execution_time_ms"))
         )
         return self._guarded(ws, compute, duration, Budget(self._bound, self._clock)).fields()
 
@@ -254,10 +254,6 @@ def _not_estimable(compute: RunCompute, duration: tuple[int, str] | None) -> cos
     if compute.nodes is None:
         return cost.NoEstimate("run history does not say how many nodes the run used")
     return None
-
-
-def _ms(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def build_cost_estimator(settings: Settings, source: ComputeSource) -> CostEstimator:

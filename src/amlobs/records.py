@@ -126,11 +126,6 @@ def iso_utc(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _first_known(*values: int | None) -> int | None:
-    """The first value that is known (0 is a value, unlike with ``or``)."""
-    return next((value for value in values if value is not None), None)
-
-
 def _bool_text(value: str | None) -> str | None:
     if value is None:
         return None
@@ -227,7 +222,7 @@ def build_record(
         "compute_name": name,
         "compute_target_type_raw": raw_type,
         "environment": facts.environment(definition),
-        "compute_duration_ms": _first_known(
+        "compute_duration_ms": facts.first_known(
             facts.timespan_ms(facts.path(run, "computeDuration")),
             facts.timespan_ms(facts.path(details, "computeDuration")),
         ),

@@ -57,6 +57,16 @@ def text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def integer(value: Any) -> int | None:
+    """An int, not a bool (JSON's ``true`` is no count of milliseconds)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def first_known(*values: int | None) -> int | None:
+    """The first value that is known (0 is a value, unlike with ``or``)."""
+    return next((value for value in values if value is not None), None)
+
+
 def first_text(*values: Any) -> str | None:
     for value in values:
         found = text(value)
