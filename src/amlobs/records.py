@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import run_facts as facts
-from .cost import COST_FIELDS
 from .events import RunEvent, normalise_status
 from .status_time import STATUS_TIME_FIELDS
 
@@ -72,8 +71,11 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_code_chain",
     "error_details",
 )
-# The status time and origin are stamped by the processor (amlobs.status_time), the estimated cost of a
-# finished run by amlobs.costing.
+# The estimated cost of a finished run (amlobs.costing; its arithmetic, amlobs.cost). Named here, not
+# there: importing amlobs.cost loads decimal, and this module is on the cold-start path.
+COST_FIELDS: tuple[str, ...] = ("estimated_cost", "cost_currency", "cost_basis")
+# The status time and origin are stamped by the processor (amlobs.status_time), the cost keys by
+# amlobs.costing.
 RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + COST_FIELDS
 
 PIPELINE_RUN_TYPE = facts.PIPELINE_RUN_TYPE

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import run_facts as facts
-from .cost import SUMMARY_COST_FIELDS
 from .enrichment import MAX_PIPELINE_DEPTH, PipelineListing, is_pipeline_child
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
-from .records import Record, RecordValue, elapsed_ms, parse_utc_ms
+from .records import COST_FIELDS, Record, RecordValue, elapsed_ms, parse_utc_ms
 from .status_time import STATUS_TIME_FIELDS
 
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -50,7 +49,10 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "incomplete_sub_pipeline_count",
     "root_run_id",
     *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
-    *SUMMARY_COST_FIELDS,  # the sum of the steps' estimates (amlobs.costing)
+    # The sum of the steps' estimates, and how many steps had one (amlobs.costing).
+    *COST_FIELDS,
+    "estimated_step_count",
+    "unestimated_step_count",
 )
 
 MAX_SUMMARY_ERROR_CHARS = 2048
