@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from amlobs.events import RUN_COMPLETED, parse_event
 from amlobs.records import (
     EXTRA_FIELDS,
-    MAX_ERROR_MESSAGE_CHARS,
     RECORD_FIELDS,
     SEED_FIELDS,
     build_record,
     parse_utc_ms,
 )
+from amlobs.run_facts import MAX_ERROR_MESSAGE_CHARS
 from amlobs.status_time import STATUS_TIME_FIELDS
 from tests.test_events import SAMPLE_PIPELINE_EVENT, SAMPLE_STEP_EVENT, SAMPLE_TOPIC, json_values, wire_event
 

@@ -78,9 +78,6 @@ COST_FIELDS: tuple[str, ...] = ("estimated_cost", "cost_currency", "cost_basis")
 # amlobs.costing.
 RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + COST_FIELDS
 
-PIPELINE_RUN_TYPE = facts.PIPELINE_RUN_TYPE
-MAX_ERROR_MESSAGE_CHARS = facts.MAX_ERROR_MESSAGE_CHARS
-
 
 def parse_utc(value: object) -> datetime | None:
     """ISO 8601 timestamp (run history style, ``Z`` or offset, up to 7 fractional digits), aware."""

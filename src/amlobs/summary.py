@@ -58,10 +58,6 @@ SUMMARY_FIELDS: tuple[str, ...] = (
 MAX_SUMMARY_ERROR_CHARS = 2048
 
 
-def is_pipeline_run(run_type: str | None) -> bool:
-    return facts.is_pipeline(run_type)
-
-
 def needs_summary(record: Mapping[str, Any] | RunEvent) -> bool:
     """A summary is due when a top-level pipeline run reaches a terminal status.
 
@@ -70,10 +66,10 @@ def needs_summary(record: Mapping[str, Any] | RunEvent) -> bool:
     inside its top-level pipeline's summary, not on its own.
     """
     if isinstance(record, RunEvent):
-        return is_pipeline_run(record.run_type) and record.run_status in TERMINAL_STATUSES
+        return facts.is_pipeline(record.run_type) and record.run_status in TERMINAL_STATUSES
     run_type = record.get("run_type")
     return (
-        is_pipeline_run(run_type if isinstance(run_type, str) else None)
+        facts.is_pipeline(run_type if isinstance(run_type, str) else None)
         and record.get("status") in TERMINAL_STATUSES
         and not record.get("parent_run_id")
     )

@@ -162,10 +162,6 @@ class AzureMonitorTelemetry:
         self._pipeline: ExportPipeline | None = None
         self._closed = False
 
-    @property
-    def uses_entra_id(self) -> bool:
-        return self._credential is not None
-
     def _started(self) -> ExportPipeline:
         with self._lock:
             if self._closed:
