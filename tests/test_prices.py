@@ -21,12 +21,11 @@ from amlobs.compute_facts import (
     REFUSED_TTL_SECONDS,
     ComputeDirectory,
     ComputeResource,
-    Unavailable,
 )
 from amlobs.cost import PriceRow
 from amlobs.errors import EnrichmentUnavailable, RunNotFound
 from amlobs.events import WorkspaceRef
-from amlobs.lookup_cache import Budget
+from amlobs.lookup_cache import Budget, Unavailable
 from amlobs.prices import PRICE_TTL_SECONDS, RetailPrices
 from amlobs.settings import Settings, SettingsError
 from tests.fakes.aml_api import FakeAmlApi, Fault, start_aml_api

@@ -31,13 +31,12 @@ from .compute_facts import (
     ComputeDirectory,
     ComputeResource,
     RunCompute,
-    Unavailable,
     child_compute,
     read_run_compute,
 )
 from .enrichment import PipelineListing, RunAnswers
 from .events import TERMINAL_STATUSES, WorkspaceRef, normalise_status
-from .lookup_cache import Budget
+from .lookup_cache import Budget, Unavailable
 from .records import elapsed_ms, parse_utc_ms
 
 if TYPE_CHECKING:

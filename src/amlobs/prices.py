@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import __version__
-from .compute_facts import Unavailable
 from .cost import PriceRow, canonical_sku, is_plain_name, price_rows
-from .lookup_cache import Budget, LookupCache
+from .lookup_cache import Budget, LookupCache, Unavailable
 from .retry_after import retry_after_seconds
 
 if TYPE_CHECKING:
