@@ -19,7 +19,7 @@ LOADED_ON_FIRST_EVENT = (
     "urllib3",
     "decimal",
     "amlobs.cost",
-    "amlobs.costing",
+    "amlobs.cost_estimator",
     "amlobs.prices",
     "amlobs.runhistory",
     "amlobs.storage",

@@ -130,7 +130,7 @@ def test_a_flat_pipeline_is_one_listing_call() -> None:
 
 def test_the_steps_of_a_nested_listing_are_the_ones_the_summary_counts() -> None:
     # One definition of "the pipeline's steps" serves the summary's step figures and the cost sum
-    # (amlobs.costing adds up listing.steps()): the two always count the same runs.
+    # (amlobs.cost_estimator adds up listing.steps()): the two always count the same runs.
     runs = _chain(MAX_PIPELINE_DEPTH + 2)
     listing = list_pipeline(runs, WS, "p1")
 

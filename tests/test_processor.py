@@ -338,7 +338,7 @@ def test_a_404_is_recorded_partially_once() -> None:
 
 
 class _Costs:
-    """A cost estimator (amlobs.costing.CostEstimator's interface) that answers fixed keys or fails."""
+    """A cost estimator (amlobs.cost_estimator.CostEstimator's interface) that answers fixed keys or fails."""
 
     def __init__(self, failure: Exception | None = None) -> None:
         self.failure = failure

@@ -192,7 +192,7 @@ def test_record_keys_are_the_seed_keys_plus_the_design_extras() -> None:
         "error_message",
         "enrichment_error",
     } <= set(EXTRA_FIELDS)
-    # The cost keys are added by amlobs.costing to finished runs (issue 10).
+    # The cost keys are added by amlobs.cost_estimator to finished runs (issue 10).
     assert RECORD_FIELDS == SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + (
         "estimated_cost",
         "cost_currency",

@@ -58,7 +58,7 @@ class Dedupe(Protocol):
 
 
 class CostEstimates(Protocol):
-    """amlobs.costing.CostEstimator: the cost keys of a finished run and of a pipeline summary."""
+    """amlobs.cost_estimator.CostEstimator: the cost keys of a finished run and of a pipeline summary."""
 
     def for_record(
         self, ws: WorkspaceRef, record: Mapping[str, Any], answers: RunAnswers | None

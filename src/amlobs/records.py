@@ -71,11 +71,11 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_code_chain",
     "error_details",
 )
-# The estimated cost of a finished run (amlobs.costing; its arithmetic, amlobs.cost). Named here, not
-# there: importing amlobs.cost loads decimal, and this module is on the cold-start path.
+# The estimated cost of a finished run (amlobs.cost_estimator; its arithmetic, amlobs.cost). Named
+# here, not there: importing amlobs.cost loads decimal, and this module is on the cold-start path.
 COST_FIELDS: tuple[str, ...] = ("estimated_cost", "cost_currency", "cost_basis")
 # The status time and origin are stamped by the processor (amlobs.status_time), the cost keys by
-# amlobs.costing.
+# amlobs.cost_estimator.
 RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + COST_FIELDS
 
 

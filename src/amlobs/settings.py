@@ -203,8 +203,9 @@ class Settings:
     # A Retry-After longer than this fails the invocation at once: Event Grid's backoff is cheaper
     # than a Function instance sleeping.
     max_retry_after_seconds: float = 30.0
-    # The estimated compute cost (amlobs.costing): prices in this currency from this endpoint, and at most
-    # this long spent on the compute and price lookups of one record (then it goes out without estimate).
+    # The estimated compute cost (amlobs.cost_estimator): prices in this currency from this endpoint, and
+    # at most this long spent on the compute and price lookups of one record (then it goes out without
+    # estimate).
     cost_currency: str = DEFAULT_COST_CURRENCY
     prices_endpoint: str = DEFAULT_PRICES_ENDPOINT
     cost_timeout_seconds: float = 5.0

@@ -49,7 +49,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "incomplete_sub_pipeline_count",
     "root_run_id",
     *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
-    # The sum of the steps' estimates, and how many steps had one (amlobs.costing).
+    # The sum of the steps' estimates, and how many steps had one (amlobs.cost_estimator).
     *COST_FIELDS,
     "estimated_step_count",
     "unestimated_step_count",
