@@ -44,7 +44,7 @@ from azure.core.pipeline.policies import (
     UserAgentPolicy,
 )
 
-from . import __version__
+from . import USER_AGENT
 from .errors import EnrichmentUnavailable, RunNotFound
 from .retry_after import retry_after_seconds
 from .settings import Settings
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("amlobs.runhistory")
 
-USER_AGENT = f"amlobs/{__version__}"
 RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from . import __version__
+from . import USER_AGENT
 from .cost import PriceRow, canonical_sku, is_plain_name, price_rows
 from .lookup_cache import Budget, LookupCache, Unavailable
 from .retry_after import retry_after_seconds
@@ -59,7 +59,6 @@ FAILURE_COOLDOWN_SECONDS = 60.0
 MAX_COOLDOWN_SECONDS = 900.0
 # One VM size in one region has a handful of rows; a longer chain of pages is a fault, not data.
 MAX_PAGES = 10
-USER_AGENT = f"amlobs/{__version__}"
 
 
 def _origin(url: str) -> tuple[str, str, int]:
