@@ -45,9 +45,9 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from . import __version__
+from ._trace_provider import TraceSpans, remote_parent
 from .errors import TelemetryExportFailed
 from .retry_after import retry_after_seconds
 from .settings import SettingsError
@@ -57,7 +57,6 @@ from .tracing import SpanPlan
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from ._trace_provider import TraceSpans
     from .appinsights import IngestionTarget
 
 logger = logging.getLogger("amlobs.telemetry")
@@ -184,7 +183,7 @@ class ExportPipeline:
         self._metric_exporter = AzureMonitorMetricExporter(**options)
         self._trace_options = options
         self._trace_exporter: AzureMonitorTraceExporter | None = None
-        self._trace_spans: TraceSpans | None = None
+        self._trace_spans = TraceSpans()
 
     # -- conversion ----------------------------------------------------------------------------------
     def _event_envelope(self, item: TelemetryItem) -> list[Any]:
@@ -194,9 +193,7 @@ class ExportPipeline:
         # current context, as it always did.
         context: Context | None = None
         if item.operation is not None:
-            trace_id, span_id = item.operation
-            owner = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            context = set_span_in_context(NonRecordingSpan(owner), Context())
+            context = remote_parent(*item.operation)
         with self._emit_lock:
             self._logger.emit(
                 context=context,
@@ -239,14 +236,7 @@ class ExportPipeline:
             if self._trace_exporter is None:
                 self._trace_exporter = AzureMonitorTraceExporter(**self._trace_options)
             exporter = self._trace_exporter
-            if isinstance(item.span, SpanPlan) and self._trace_spans is None:
-                from ._trace_provider import TraceSpans
-
-                self._trace_spans = TraceSpans()
-            spans = self._trace_spans
-        span = item.span
-        if isinstance(span, SpanPlan) and spans is not None:
-            span = spans.finished_span(span)
+        span = self._trace_spans.finished_span(item.span) if isinstance(item.span, SpanPlan) else item.span
         if not isinstance(span, ReadableSpan):
             raise TypeError(f"telemetry item {item.key} is not a finished OpenTelemetry span")
         return [exporter._span_to_envelope(span), *exporter._span_events_to_envelopes(span)]
