@@ -71,7 +71,7 @@ def events_for(api: FakeAmlApi, pipelines: int) -> list[dict[str, Any]]:
 
 
 def processor(settings: Settings, *, costs: bool) -> EventProcessor:
-    from amlobs.costing import build_cost_estimator
+    from amlobs.cost_estimator import build_cost_estimator
     from amlobs.credentials import build_credential
     from amlobs.runhistory import RunHistoryClient
 

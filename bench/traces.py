@@ -31,6 +31,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from run import QUIET_TELEMETRY_ENV  # bench/run.py: the exporter stays on loopback and quiet, as there
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -39,13 +41,6 @@ DEFAULT_BEFORE = "2efaee2"
 # Log Analytics pay-as-you-go ingestion (workspace-based Application Insights bills through its
 # workspace), East US list price as docs/infra.md uses it; 1 GB = 10^9 bytes (cost-logs.md).
 PRICE_PER_GB = 2.30
-QUIET_TELEMETRY_ENV = {
-    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-    "APPLICATIONINSIGHTS_LIVE_METRICS_DISABLED": "true",
-}
 KINDS = {
     "Microsoft.ApplicationInsights.Event": "customEvents",
     "Microsoft.ApplicationInsights.Metric": "customMetrics",

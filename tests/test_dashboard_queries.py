@@ -26,7 +26,8 @@ from amlobs.events import KNOWN_STATUSES
 from amlobs.records import RECORD_FIELDS
 from amlobs.storage import MemoryDedupeStore, MemoryRejectedEventStore
 from amlobs.summary import SUMMARY_FIELDS
-from amlobs.telemetry import (
+from amlobs.telemetry import AzureMonitorTelemetry
+from amlobs.telemetry_unit import (
     EVENT_PIPELINE_SUMMARY,
     EVENT_REJECTED,
     EVENT_RUN_STATUS_CHANGED,
@@ -35,7 +36,6 @@ from amlobs.telemetry import (
     METRIC_DURATION,
     METRIC_QUEUE_TIME,
     METRIC_REJECTED,
-    AzureMonitorTelemetry,
     run_record_unit,
 )
 from amlobs.tracing import METRIC_TRACE_SPANS_SKIPPED, QUEUE_SPAN_NAME, SPAN_DIMENSIONS, traced_unit

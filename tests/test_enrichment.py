@@ -126,3 +126,16 @@ def test_a_flat_pipeline_is_one_listing_call() -> None:
     summary = summarize_pipeline(pipeline_event(), None, list_pipeline(runs, WS, "p1"))
     assert runs.calls == [("children", "p1")]
     assert (summary["step_count"], summary["sub_pipeline_count"], summary["pipeline_depth"]) == (1, 0, 1)
+
+
+def test_the_steps_of_a_nested_listing_are_the_ones_the_summary_counts() -> None:
+    # One definition of "the pipeline's steps" serves the summary's step figures and the cost sum
+    # (amlobs.cost_estimator adds up listing.steps()): the two always count the same runs.
+    runs = _chain(MAX_PIPELINE_DEPTH + 2)
+    listing = list_pipeline(runs, WS, "p1")
+
+    steps = [step["runId"] for step in listing.steps()]
+
+    # s1 first, then the steps of p2, p3, ...: listing order, depth first; p6's step is below the limit.
+    assert steps == [f"s{n}" for n in range(1, MAX_PIPELINE_DEPTH + 1)]
+    assert summarize_pipeline(pipeline_event(), None, listing)["step_count"] == len(steps)

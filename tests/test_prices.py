@@ -21,12 +21,11 @@ from amlobs.compute_facts import (
     REFUSED_TTL_SECONDS,
     ComputeDirectory,
     ComputeResource,
-    Unavailable,
 )
 from amlobs.cost import PriceRow
 from amlobs.errors import EnrichmentUnavailable, RunNotFound
 from amlobs.events import WorkspaceRef
-from amlobs.lookup_cache import Budget
+from amlobs.lookup_cache import Budget, Unavailable
 from amlobs.prices import PRICE_TTL_SECONDS, RetailPrices
 from amlobs.settings import Settings, SettingsError
 from tests.fakes.aml_api import FakeAmlApi, Fault, start_aml_api
@@ -198,6 +197,18 @@ def test_retry_after_lengthens_the_cooldown_up_to_a_cap(api: FakeAmlApi) -> None
     clock.now += 2
     assert isinstance(prices.rows("eastus", "Standard_DS2_v2", budget()), list)
     assert len([r for r in price_requests(api) if "$skip" not in r.query]) == 2
+
+
+def test_a_retry_after_in_milliseconds_is_read_like_every_other_client_reads_it(api: FakeAmlApi) -> None:
+    # amlobs.retry_after: the same header reading as run history and ingestion.
+    clock = Clock()
+    prices = client(api, clock)
+    api.fail("GET", "/api/retail/prices", Fault(status=503, headers={"x-ms-retry-after-ms": "120000"}))
+    prices.rows("eastus", "Standard_DS2_v2", budget())
+    clock.now += 119
+    assert isinstance(prices.rows("eastus", "Standard_DS2_v2", budget()), Unavailable)
+    clock.now += 2
+    assert isinstance(prices.rows("eastus", "Standard_DS2_v2", budget()), list)
 
 
 def test_a_refused_query_waits_alone_while_other_sizes_are_still_asked(api: FakeAmlApi) -> None:

@@ -21,11 +21,11 @@ from amlobs.errors import (
 from amlobs.events import RUN_COMPLETED, RUN_STATUS_CHANGED
 from amlobs.processor import EventProcessor, dedupe_key_of
 from amlobs.storage import ClaimPolicy, MemoryDedupeStore, MemoryRejectedEventStore
-from amlobs.telemetry import (
+from amlobs.telemetry import RecordingTelemetry
+from amlobs.telemetry_unit import (
     EVENT_PIPELINE_SUMMARY,
     EVENT_RUN_STATUS_CHANGED,
     MAYBE_DUPLICATE,
-    RecordingTelemetry,
     TelemetryUnit,
 )
 
@@ -338,7 +338,7 @@ def test_a_404_is_recorded_partially_once() -> None:
 
 
 class _Costs:
-    """A cost estimator (amlobs.costing.CostEstimator's interface) that answers fixed keys or fails."""
+    """A cost estimator (amlobs.cost_estimator.CostEstimator's interface) that answers fixed keys or fails."""
 
     def __init__(self, failure: Exception | None = None) -> None:
         self.failure = failure

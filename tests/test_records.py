@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from amlobs.events import RUN_COMPLETED, parse_event
 from amlobs.records import (
     EXTRA_FIELDS,
-    MAX_ERROR_MESSAGE_CHARS,
     RECORD_FIELDS,
     SEED_FIELDS,
     build_record,
     parse_utc_ms,
 )
+from amlobs.run_facts import MAX_ERROR_MESSAGE_CHARS
 from amlobs.status_time import STATUS_TIME_FIELDS
 from tests.test_events import SAMPLE_PIPELINE_EVENT, SAMPLE_STEP_EVENT, SAMPLE_TOPIC, json_values, wire_event
 
@@ -192,7 +192,7 @@ def test_record_keys_are_the_seed_keys_plus_the_design_extras() -> None:
         "error_message",
         "enrichment_error",
     } <= set(EXTRA_FIELDS)
-    # The cost keys are added by amlobs.costing to finished runs (issue 10).
+    # The cost keys are added by amlobs.cost_estimator to finished runs (issue 10).
     assert RECORD_FIELDS == SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + (
         "estimated_cost",
         "cost_currency",

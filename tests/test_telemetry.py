@@ -19,6 +19,15 @@ from azure.core.credentials import AccessToken
 from amlobs.errors import TelemetryExportFailed
 from amlobs.settings import Settings, SettingsError
 from amlobs.telemetry import (
+    AzureMonitorTelemetry,
+    LoggingTelemetry,
+    RecordingTelemetry,
+    TelemetrySink,
+    create_telemetry,
+    parse_authentication_string,
+    parse_connection_string,
+)
+from amlobs.telemetry_unit import (
     EVENT_PIPELINE_SUMMARY,
     EVENT_REJECTED,
     EVENT_RUN_STATUS_CHANGED,
@@ -27,14 +36,7 @@ from amlobs.telemetry import (
     METRIC_DURATION,
     METRIC_QUEUE_TIME,
     METRIC_REJECTED,
-    AzureMonitorTelemetry,
-    LoggingTelemetry,
-    RecordingTelemetry,
-    TelemetrySink,
     TelemetryUnit,
-    create_telemetry,
-    parse_authentication_string,
-    parse_connection_string,
     rejected_unit,
     run_record_unit,
 )

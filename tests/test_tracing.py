@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amlobs.telemetry import TelemetryUnit
+from amlobs.telemetry_unit import TelemetryUnit
 from amlobs.tracing import (
     CLAMPED_ATTRIBUTE,
     SPAN_DIMENSIONS,

@@ -376,8 +376,7 @@ def _prices_client(foreign: ForeignServer) -> Any:
 def test_the_prices_client_sends_no_token_and_follows_no_link_away_from_its_host(
     foreign: ForeignServer,
 ) -> None:
-    from amlobs.compute_facts import Unavailable
-    from amlobs.lookup_cache import Budget
+    from amlobs.lookup_cache import Budget, Unavailable
 
     def answer(method: str, path: str) -> tuple[int, Mapping[str, str], Any]:
         if "skip=1000" not in path:  # page 1 links to page 2 in the documented form (port named)
@@ -396,8 +395,7 @@ def test_the_prices_client_sends_no_token_and_follows_no_link_away_from_its_host
 
 
 def test_the_prices_client_follows_no_redirect(foreign: ForeignServer) -> None:
-    from amlobs.compute_facts import Unavailable
-    from amlobs.lookup_cache import Budget
+    from amlobs.lookup_cache import Budget, Unavailable
 
     foreign.responder = lambda method, path: (
         (302, {"Location": "https://evil.test/steal"}, {})

@@ -45,19 +45,19 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from . import __version__
+from ._trace_provider import TraceSpans, remote_parent
 from .errors import TelemetryExportFailed
+from .retry_after import retry_after_seconds
 from .settings import SettingsError
-from .telemetry import TelemetryItem, TelemetryUnit
+from .telemetry_unit import TelemetryItem, TelemetryUnit
 from .tracing import SpanPlan
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from ._trace_provider import TraceSpans
-    from .telemetry import IngestionTarget
+    from .appinsights import IngestionTarget
 
 logger = logging.getLogger("amlobs.telemetry")
 
@@ -117,14 +117,6 @@ class _Post:
     retry_after: float | None = None
     sent_unanswered: bool = False  # the request left, no answer came: it may have been stored
     detail: str = ""
-
-
-def _retry_after(headers: Any) -> float | None:
-    raw = (headers or {}).get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
 
 
 def _read_item_errors(post: _Post, errors: Any, count: int) -> None:
@@ -191,7 +183,7 @@ class ExportPipeline:
         self._metric_exporter = AzureMonitorMetricExporter(**options)
         self._trace_options = options
         self._trace_exporter: AzureMonitorTraceExporter | None = None
-        self._trace_spans: TraceSpans | None = None
+        self._trace_spans = TraceSpans()
 
     # -- conversion ----------------------------------------------------------------------------------
     def _event_envelope(self, item: TelemetryItem) -> list[Any]:
@@ -201,9 +193,7 @@ class ExportPipeline:
         # current context, as it always did.
         context: Context | None = None
         if item.operation is not None:
-            trace_id, span_id = item.operation
-            owner = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            context = set_span_in_context(NonRecordingSpan(owner), Context())
+            context = remote_parent(*item.operation)
         with self._emit_lock:
             self._logger.emit(
                 context=context,
@@ -246,14 +236,7 @@ class ExportPipeline:
             if self._trace_exporter is None:
                 self._trace_exporter = AzureMonitorTraceExporter(**self._trace_options)
             exporter = self._trace_exporter
-            if isinstance(item.span, SpanPlan) and self._trace_spans is None:
-                from ._trace_provider import TraceSpans
-
-                self._trace_spans = TraceSpans()
-            spans = self._trace_spans
-        span = item.span
-        if isinstance(span, SpanPlan) and spans is not None:
-            span = spans.finished_span(span)
+        span = self._trace_spans.finished_span(item.span) if isinstance(item.span, SpanPlan) else item.span
         if not isinstance(span, ReadableSpan):
             raise TypeError(f"telemetry item {item.key} is not a finished OpenTelemetry span")
         return [exporter._span_to_envelope(span), *exporter._span_events_to_envelopes(span)]
@@ -307,7 +290,7 @@ class ExportPipeline:
             else:
                 post.stored.clear()
                 post.status = exc.status_code
-                post.retry_after = _retry_after(getattr(exc.response, "headers", None))
+                post.retry_after = retry_after_seconds(getattr(exc.response, "headers", None))
                 post.detail = f"ingestion answered HTTP {exc.status_code}"
             return post
         except Exception as exc:  # a bug in the exporter must fail the send, not pass it
@@ -315,7 +298,7 @@ class ExportPipeline:
             return post
         answer, response = result
         _read_item_errors(post, answer.errors or [], len(envelopes))
-        post.retry_after = _retry_after(response.headers)
+        post.retry_after = retry_after_seconds(response.headers)
         if post.refused:
             post.detail = (
                 f"ingestion answered HTTP {response.status_code} ({answer.items_accepted} of "

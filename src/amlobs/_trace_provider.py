@@ -14,7 +14,7 @@ span starts. A parent that is not sent in this invocation is a remote ``SpanCont
 (``NonRecordingSpan``) in the span's context. A root gets an explicit empty context, so a span the
 worker may have active on this thread can never become its parent.
 
-Imported on the first unit that carries a span (cold start).
+Imported with :mod:`amlobs._azure_monitor`, on the first unit sent (not at cold start).
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ SCOPE_NAME = "amlobs.tracing"
 # (ai.cloud.role): pipeline traces appear under "azureml.<workspace>", not under the function app.
 SERVICE_NAMESPACE = "azureml"
 _NS_PER_MS = 1_000_000
+
+
+def remote_parent(trace_id: int, span_id: int) -> Context:
+    """A fresh context whose current span is ``span_id`` of ``trace_id``, sent from elsewhere (or not
+    at all): a parent the SDK links to without a span of its own, and never the worker's active span."""
+    parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return set_span_in_context(NonRecordingSpan(parent), Context())
 
 
 class _PlannedIds(IdGenerator):
@@ -114,10 +121,7 @@ class TraceSpans:
         if plan.parent_span_id is None:
             context = Context()
         else:
-            parent = SpanContext(
-                plan.trace_id, plan.parent_span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
-            )
-            context = set_span_in_context(NonRecordingSpan(parent), Context())
+            context = remote_parent(plan.trace_id, plan.parent_span_id)
         self._ids.expect(plan.trace_id, plan.span_id)
         span = tracer.start_span(
             plan.name,

@@ -22,13 +22,10 @@ attempt count, never a token.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import (
@@ -47,8 +44,9 @@ from azure.core.pipeline.policies import (
     UserAgentPolicy,
 )
 
-from . import __version__
+from . import USER_AGENT
 from .errors import EnrichmentUnavailable, RunNotFound
+from .retry_after import retry_after_seconds
 from .settings import Settings
 from .trust import ANONYMOUS, Origin, TokenGate, UntrustedHost
 
@@ -58,7 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("amlobs.runhistory")
 
-USER_AGENT = f"amlobs/{__version__}"
 RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0
@@ -92,37 +89,6 @@ class _GaveUp(Exception):
         super().__init__(str(error))
         self.attempts = attempts
         self.error = error
-
-
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Server-requested delay: ``x-ms-retry-after-ms``/``retry-after-ms``, else ``Retry-After``."""
-    lowered = {key.lower(): value for key, value in headers.items()}
-    for name in ("x-ms-retry-after-ms", "retry-after-ms"):
-        raw = lowered.get(name, "").strip()
-        if raw:
-            try:
-                milliseconds = float(raw)
-            except ValueError:
-                continue
-            # float() also takes "nan"/"inf", which no sleep can honour.
-            if math.isfinite(milliseconds):
-                return max(milliseconds / 1000.0, 0.0)
-    raw = lowered.get("retry-after", "").strip()
-    if not raw:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _is_retryable(status: int) -> bool:
@@ -185,7 +151,7 @@ class _BoundedRetryPolicy(HTTPPolicy[Any, Any]):
                 status = response.http_response.status_code
                 if not _is_retryable(status) or attempt >= max_attempts:
                     return response
-                retry_after = _retry_after_seconds(response.http_response.headers)
+                retry_after = retry_after_seconds(response.http_response.headers)
                 if retry_after is not None and retry_after > self._max_retry_after:
                     request.context[_CTX_RETRY_AFTER_REFUSED] = retry_after
                     return response

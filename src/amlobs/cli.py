@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 def _processor(settings: Settings, dry_run: bool) -> tuple[EventProcessor, RunHistoryClient]:
     """The Function's processor; for a dry run the same run history client, but records stay in memory."""
-    from .costing import build_cost_estimator
+    from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
     from .runtime import build_processor

@@ -31,7 +31,7 @@ from . import run_facts as facts
 from .aml_transport import AccessRefused
 from .errors import EnrichmentUnavailable, RunNotFound
 from .events import WorkspaceRef
-from .lookup_cache import Budget, LookupCache
+from .lookup_cache import Budget, LookupCache, Unavailable
 
 logger = logging.getLogger("amlobs.cost")
 
@@ -163,11 +163,6 @@ class ComputeSource(Protocol):
     def get_compute(self, ws: WorkspaceRef, name: str, *, timeout: float) -> dict[str, Any]: ...
 
     def get_workspace(self, ws: WorkspaceRef, *, timeout: float) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    reason: str
 
 
 class ComputeDirectory:

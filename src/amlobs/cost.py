@@ -30,17 +30,6 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
-# Record keys of a run's estimate (the README's "What gets recorded").
-COST_FIELDS: tuple[str, ...] = ("estimated_cost", "cost_currency", "cost_basis")
-# Summary keys: the sum of the steps' estimates and how many steps had one.
-SUMMARY_COST_FIELDS: tuple[str, ...] = (
-    "estimated_cost",
-    "cost_currency",
-    "cost_basis",
-    "estimated_step_count",
-    "unestimated_step_count",
-)
-
 Priority = Literal["dedicated", "low_priority", "spot"]
 OsType = Literal["Linux", "Windows"]
 

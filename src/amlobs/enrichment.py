@@ -82,6 +82,17 @@ class PipelineListing:
     nested: dict[str, PipelineListing] = field(default_factory=dict)
     unlisted: list[str] = field(default_factory=list)
 
+    def steps(self) -> Iterator[dict[str, Any]]:
+        """The pipeline's steps: its children that are not pipelines, then, in listing order, the
+        steps of each listed sub-pipeline. What the summary counts and the cost estimate adds up."""
+        for child in self.children or ():
+            if not is_pipeline_child(child):
+                yield child
+                continue
+            nested = self.nested.get(facts.text(child.get("runId")) or "")
+            if nested is not None:
+                yield from nested.steps()
+
 
 def is_pipeline_child(child: Mapping[str, Any]) -> bool:
     return facts.is_pipeline(facts.run_type_of(child))

@@ -34,6 +34,13 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """No value to be had now, and why (a lookup failed, was refused, or outlasted its budget)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class _Entry(Generic[V]):
     value: V
     expires: float

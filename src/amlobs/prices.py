@@ -34,10 +34,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from . import __version__
-from .compute_facts import Unavailable
+from . import USER_AGENT
 from .cost import PriceRow, canonical_sku, is_plain_name, price_rows
-from .lookup_cache import Budget, LookupCache
+from .lookup_cache import Budget, LookupCache, Unavailable
+from .retry_after import retry_after_seconds
 
 if TYPE_CHECKING:
     from azure.core.pipeline import Pipeline
@@ -59,7 +59,6 @@ FAILURE_COOLDOWN_SECONDS = 60.0
 MAX_COOLDOWN_SECONDS = 900.0
 # One VM size in one region has a handful of rows; a longer chain of pages is a fault, not data.
 MAX_PAGES = 10
-USER_AGENT = f"amlobs/{__version__}"
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -106,15 +105,6 @@ def cooldown_seconds(consecutive_outages: int, retry_after: float | None) -> flo
     if retry_after is None:
         return escalated
     return min(max(retry_after, escalated), MAX_COOLDOWN_SECONDS)
-
-
-def _retry_after(headers: Any) -> float | None:
-    raw = str(headers.get("Retry-After") or "").strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class RetailPrices:
@@ -260,7 +250,7 @@ class RetailPrices:
             raise PricesUnavailable(f"{type(exc).__name__} within the {budget.seconds:g} s bound") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            raise PricesUnavailable(f"HTTP {status}", _retry_after(response.headers))
+            raise PricesUnavailable(f"HTTP {status}", retry_after_seconds(response.headers))
         if status != 200:
             raise PricesUnavailable(f"HTTP {status}", outage=False)
         try:

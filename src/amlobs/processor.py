@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .enrichment import PipelineListing, RunAnswers, RunSource, fetch_run_answers, list_pipeline
-from .errors import EventRejected, RunNotFound, StorageUnavailable, TelemetryExportFailed, TransientError
+from .errors import (
+    ClaimLost,
+    EventRejected,
+    RunNotFound,
+    StorageUnavailable,
+    TelemetryExportFailed,
+    TransientError,
+)
 from .events import RunEvent, WorkspaceRef, decode_event, parse_event
 from .records import Record, build_record, parse_utc_ms
 from .status_time import RecordSource, status_fields
@@ -28,7 +35,7 @@ from .summary import needs_summary, summarize_pipeline
 
 if TYPE_CHECKING:
     from .storage.claims import Claim
-    from .telemetry import TelemetryUnit
+    from .telemetry_unit import TelemetryUnit
 
 logger = logging.getLogger("amlobs")
 
@@ -51,7 +58,7 @@ class Dedupe(Protocol):
 
 
 class CostEstimates(Protocol):
-    """amlobs.costing.CostEstimator: the cost keys of a finished run and of a pipeline summary."""
+    """amlobs.cost_estimator.CostEstimator: the cost keys of a finished run and of a pipeline summary."""
 
     def for_record(
         self, ws: WorkspaceRef, record: Mapping[str, Any], answers: RunAnswers | None
@@ -233,11 +240,9 @@ class EventProcessor:
             unit = self._unit(record, summary, claim, answers)
             claim = self._dedupe.start_sending(claim)
             self._telemetry.send(unit)
-        except TransientError as failure:
+        except BaseException as failure:
+            # Transient or a bug: either way the key goes back now, not when its lease expires.
             self._release(claim, failure)
-            raise
-        except BaseException as bug:
-            self._release(claim, bug)  # a bug must not block the run status until the lease expires
             raise
         self._complete(claim)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
@@ -268,8 +273,6 @@ class EventProcessor:
 
     def _release(self, claim: Claim, failure: BaseException) -> None:
         """Hand the key back for the redelivery, with what this attempt left stored (best effort)."""
-        from .errors import ClaimLost
-
         if isinstance(failure, ClaimLost):
             return  # not ours any more
         accepted, maybe = claim.accepted, claim.maybe_delivered
@@ -341,7 +344,7 @@ class EventProcessor:
             }.items()
             if value
         }
-        from .telemetry import rejected_unit
+        from .telemetry_unit import rejected_unit
 
         self._telemetry.send(rejected_unit(rejection.code, rejection.detail, attributes))
         logger.warning(

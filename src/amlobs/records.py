@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import run_facts as facts
-from .cost import COST_FIELDS
 from .events import RunEvent, normalise_status
 from .status_time import STATUS_TIME_FIELDS
 
@@ -72,12 +71,12 @@ EXTRA_FIELDS: tuple[str, ...] = (
     "error_code_chain",
     "error_details",
 )
-# The status time and origin are stamped by the processor (amlobs.status_time), the estimated cost of a
-# finished run by amlobs.costing.
+# The estimated cost of a finished run (amlobs.cost_estimator; its arithmetic, amlobs.cost). Named
+# here, not there: importing amlobs.cost loads decimal, and this module is on the cold-start path.
+COST_FIELDS: tuple[str, ...] = ("estimated_cost", "cost_currency", "cost_basis")
+# The status time and origin are stamped by the processor (amlobs.status_time), the cost keys by
+# amlobs.cost_estimator.
 RECORD_FIELDS: tuple[str, ...] = SEED_FIELDS + EXTRA_FIELDS + STATUS_TIME_FIELDS + COST_FIELDS
-
-PIPELINE_RUN_TYPE = facts.PIPELINE_RUN_TYPE
-MAX_ERROR_MESSAGE_CHARS = facts.MAX_ERROR_MESSAGE_CHARS
 
 
 def parse_utc(value: object) -> datetime | None:
@@ -124,11 +123,6 @@ def iso_utc(value: object) -> str | None:
         except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC: keep the text as sent
             pass
     return value.strip() or None if isinstance(value, str) else None
-
-
-def _first_known(*values: int | None) -> int | None:
-    """The first value that is known (0 is a value, unlike with ``or``)."""
-    return next((value for value in values if value is not None), None)
 
 
 def _bool_text(value: str | None) -> str | None:
@@ -227,7 +221,7 @@ def build_record(
         "compute_name": name,
         "compute_target_type_raw": raw_type,
         "environment": facts.environment(definition),
-        "compute_duration_ms": _first_known(
+        "compute_duration_ms": facts.first_known(
             facts.timespan_ms(facts.path(run, "computeDuration")),
             facts.timespan_ms(facts.path(details, "computeDuration")),
         ),

@@ -25,10 +25,6 @@ class InputItem:
     error: str | None = None
 
 
-class ReplayInputError(ValueError):
-    pass
-
-
 def _unwrap(value: Any) -> str | dict[str, Any]:
     """An event as found in a file: our rejected-event blob carries the original under ``payload``."""
     if isinstance(value, dict) and "payload" in value and "reason" in value and "id" not in value:

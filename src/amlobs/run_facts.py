@@ -57,6 +57,16 @@ def text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def integer(value: Any) -> int | None:
+    """An int, not a bool (JSON's ``true`` is no count of milliseconds)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def first_known(*values: int | None) -> int | None:
+    """The first value that is known (0 is a value, unlike with ``or``)."""
+    return next((value for value in values if value is not None), None)
+
+
 def first_text(*values: Any) -> str | None:
     for value in values:
         found = text(value)
@@ -173,6 +183,11 @@ def serverless_type(normalised: str | None, name: str | None) -> str | None:
 
 def is_pipeline(run_type: str | None) -> bool:
     return run_type is not None and run_type.lower() == PIPELINE_RUN_TYPE.lower()
+
+
+def is_reused(run: Mapping[str, Any]) -> bool:
+    """A pipeline step whose output an earlier pipeline run computed (``azureml.isreused``)."""
+    return str(path(run, "properties", "azureml.isreused") or "").strip().lower() == "true"
 
 
 def run_type_of(run: Mapping[str, Any] | None) -> str | None:

@@ -30,7 +30,7 @@ def build_processor(
     runs: RunHistoryClient | None = None,
 ) -> EventProcessor:
     """The processor and everything it talks to, sharing one credential."""
-    from .costing import build_cost_estimator
+    from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
     from .storage import create_stores

@@ -69,13 +69,22 @@ def validate_endpoint(name: str, url: str) -> str:
 _KEY_VAULT_REFERENCE = "@microsoft.keyvault("
 
 
+def _lenient_pairs(text: str) -> dict[str, str]:
+    """``Key=Value;Key=Value`` → lower-cased keys; a segment without ``=`` is skipped, not an error
+    (the callers only look for what they need, and must never quote the string back: it may hold a key)."""
+    pairs: dict[str, str] = {}
+    for segment in text.split(";"):
+        key, sep, value = segment.partition("=")
+        if sep:
+            pairs[key.strip().lower()] = value.strip()
+    return pairs
+
+
 def _reject_unresolved_key_vault_reference(name: str, value: str) -> None:
     """Name the setting, the vault and the secret (not the reference itself) and the likely cause."""
     if not value.strip().lower().startswith(_KEY_VAULT_REFERENCE):
         return
-    body = value.strip()[len(_KEY_VAULT_REFERENCE) :].removesuffix(")")
-    pairs = (segment.partition("=") for segment in body.split(";"))
-    params = {key.strip().lower(): val.strip() for key, sep, val in pairs if sep}
+    params = _lenient_pairs(value.strip()[len(_KEY_VAULT_REFERENCE) :].removesuffix(")"))
     vault, secret = params.get("vaultname", ""), params.get("secretname", "")
     if "secreturi" in params:  # https://<vault>.vault.azure.net/secrets/<name>[/<version>]
         try:
@@ -95,11 +104,7 @@ def _reject_unresolved_key_vault_reference(name: str, value: str) -> None:
 
 def _check_connection_string_endpoints(connection_string: str) -> None:
     """http:// only for loopback hosts here too. Messages never quote the string: it holds the key."""
-    pairs: dict[str, str] = {}
-    for segment in connection_string.split(";"):
-        key, sep, value = segment.partition("=")
-        if sep:
-            pairs[key.strip().lower()] = value.strip()
+    pairs = _lenient_pairs(connection_string)
     # What the storage SDKs derive for a service without an explicit endpoint: the protocol is used
     # only together with EndpointSuffix (else https), and the host is <account>.<service>.<suffix>.
     derived_http = pairs.get("defaultendpointsprotocol", "").lower() == "http" and bool(
@@ -198,8 +203,9 @@ class Settings:
     # A Retry-After longer than this fails the invocation at once: Event Grid's backoff is cheaper
     # than a Function instance sleeping.
     max_retry_after_seconds: float = 30.0
-    # The estimated compute cost (amlobs.costing): prices in this currency from this endpoint, and at most
-    # this long spent on the compute and price lookups of one record (then it goes out without estimate).
+    # The estimated compute cost (amlobs.cost_estimator): prices in this currency from this endpoint, and
+    # at most this long spent on the compute and price lookups of one record (then it goes out without
+    # estimate).
     cost_currency: str = DEFAULT_COST_CURRENCY
     prices_endpoint: str = DEFAULT_PRICES_ENDPOINT
     cost_timeout_seconds: float = 5.0

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
+from . import run_facts as facts
 from .events import TERMINAL_STATUSES
 
 RecordSource = Literal["live", "replay", "backfill"]
@@ -53,13 +54,9 @@ def status_time_ms(
     if status in _QUEUED_STATUSES:
         return created_ms
     if status in _STARTED_STATUSES:
-        return _first_known(start_ms, created_ms)
+        return facts.first_known(start_ms, created_ms)
     # A terminal status without an end time, or a status we do not know: the latest time known.
-    return _first_known(end_ms, start_ms, created_ms)
-
-
-def _first_known(*candidates: int | None) -> int | None:
-    return next((value for value in candidates if value is not None), None)
+    return facts.first_known(end_ms, start_ms, created_ms)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,10 +66,6 @@ def iso_from_ms(epoch_ms: int) -> str:
     """``2026-05-01T10:00:26.000Z``: the spelling ``todatetime()`` reads in every Kusto engine."""
     moment = _EPOCH + timedelta(milliseconds=epoch_ms)  # exact: no float seconds
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def status_fields(
@@ -90,9 +83,9 @@ def status_fields(
         status if isinstance(status, str) else None,
         source,
         event_time_ms=event_time_ms,
-        created_ms=_int(values.get("created_time_utc_ms")),
-        start_ms=_int(values.get("start_time_utc_ms")),
-        end_ms=_int(values.get("end_time_utc_ms")),
+        created_ms=facts.integer(values.get("created_time_utc_ms")),
+        start_ms=facts.integer(values.get("start_time_utc_ms")),
+        end_ms=facts.integer(values.get("end_time_utc_ms")),
     )
     fields: dict[str, str | int] = {"record_source": source}
     if moment is not None:

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import run_facts as facts
-from .cost import SUMMARY_COST_FIELDS
 from .enrichment import MAX_PIPELINE_DEPTH, PipelineListing, is_pipeline_child
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
-from .records import Record, RecordValue, elapsed_ms, parse_utc_ms
+from .records import COST_FIELDS, Record, RecordValue, elapsed_ms, parse_utc_ms
 from .status_time import STATUS_TIME_FIELDS
 
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -50,14 +49,13 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "incomplete_sub_pipeline_count",
     "root_run_id",
     *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
-    *SUMMARY_COST_FIELDS,  # the sum of the steps' estimates (amlobs.costing)
+    # The sum of the steps' estimates, and how many steps had one (amlobs.cost_estimator).
+    *COST_FIELDS,
+    "estimated_step_count",
+    "unestimated_step_count",
 )
 
 MAX_SUMMARY_ERROR_CHARS = 2048
-
-
-def is_pipeline_run(run_type: str | None) -> bool:
-    return facts.is_pipeline(run_type)
 
 
 def needs_summary(record: Mapping[str, Any] | RunEvent) -> bool:
@@ -68,20 +66,13 @@ def needs_summary(record: Mapping[str, Any] | RunEvent) -> bool:
     inside its top-level pipeline's summary, not on its own.
     """
     if isinstance(record, RunEvent):
-        return is_pipeline_run(record.run_type) and record.run_status in TERMINAL_STATUSES
+        return facts.is_pipeline(record.run_type) and record.run_status in TERMINAL_STATUSES
     run_type = record.get("run_type")
     return (
-        is_pipeline_run(run_type if isinstance(run_type, str) else None)
+        facts.is_pipeline(run_type if isinstance(run_type, str) else None)
         and record.get("status") in TERMINAL_STATUSES
         and not record.get("parent_run_id")
     )
-
-
-def _is_reused(child: Mapping[str, Any]) -> bool:
-    properties = child.get("properties")
-    if not isinstance(properties, Mapping):
-        return False
-    return str(properties.get("azureml.isreused", "")).strip().lower() == "true"
 
 
 def _node_id(child: Mapping[str, Any]) -> str | None:
@@ -120,7 +111,7 @@ class _Tally:
             self.canceled += 1
         elif status not in TERMINAL_STATUSES:
             self.unfinished += 1
-        if _is_reused(child):
+        if facts.is_reused(child):
             # Reused steps count as steps but not towards execution time or the slowest step: their
             # time was spent by an earlier pipeline run.
             self.reused += 1
@@ -132,17 +123,17 @@ class _Tally:
         if self.slowest is None or duration > self.slowest[0]:
             self.slowest = (duration, child)
 
-    def walk(self, listing: PipelineListing, level: int) -> None:
+    def add_sub_pipelines(self, listing: PipelineListing, level: int) -> None:
+        """How deep the listing goes, and which of its sub-pipelines could not be listed."""
         self.depth = max(self.depth, level)
         for child in listing.children or ():
             if not is_pipeline_child(child):
-                self.add_step(child)
                 continue
             self.sub_pipelines += 1
             child_id = facts.text(child.get("runId")) or "(no run id)"
             nested = listing.nested.get(child_id)
             if nested is not None and nested.children is not None:
-                self.walk(nested, level + 1)
+                self.add_sub_pipelines(nested, level + 1)
             elif nested is not None:
                 self.incomplete.append(f"sub-pipeline {child_id}: {nested.error or 'not listed'}")
             elif child_id in listing.unlisted:
@@ -180,7 +171,9 @@ def summarize_pipeline(
         listing = None
     tally = _Tally()
     if listing is not None:
-        tally.walk(listing, 1)
+        for step in listing.steps():
+            tally.add_step(step)
+        tally.add_sub_pipelines(listing, 1)
     if tally.incomplete:
         missing = f"steps of {len(tally.incomplete)} sub-pipeline(s) not counted: " + "; ".join(
             tally.incomplete

@@ -48,12 +48,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import run_facts as facts
 from .events import TERMINAL_STATUSES, WorkspaceRef, normalise_status
 from .status_time import iso_from_ms
-from .telemetry import run_record_unit
+from .telemetry_unit import run_record_unit
 
 if TYPE_CHECKING:
-    from .telemetry import TelemetryUnit
+    from .telemetry_unit import TelemetryUnit
 
 # Ingestion's limits, as its own error messages state them ("Expected: now - 172800000ms",
 # "Expected: now + 7200000ms"): see the module docstring for the sources.
@@ -166,13 +167,11 @@ def span_id_for(workspace_key: str, run_id: str, phase: str = "run") -> int:
 
 
 def _text(record: Mapping[str, object], key: str) -> str | None:
-    value = record.get(key)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    return facts.text(record.get(key))
 
 
 def _int(record: Mapping[str, object], key: str) -> int | None:
-    value = record.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return facts.integer(record.get(key))
 
 
 def workspace_key(record: Mapping[str, object]) -> str | None:
@@ -253,14 +252,8 @@ def _run_name(record: Mapping[str, object], root: bool) -> str:
 def _run_times(record: Mapping[str, object]) -> tuple[int, int] | None:
     """The run's own start and end. A run that never started (canceled while queued) spans its
     creation to its end; one that says only when it ended is a point at its end."""
-    end = _int(record, "end_time_utc_ms")
-    if end is None:
-        end = _int(record, "status_time_utc_ms")
-    start = _int(record, "start_time_utc_ms")
-    if start is None:
-        start = _int(record, "created_time_utc_ms")
-    if start is None:
-        start = end
+    end = facts.first_known(_int(record, "end_time_utc_ms"), _int(record, "status_time_utc_ms"))
+    start = facts.first_known(_int(record, "start_time_utc_ms"), _int(record, "created_time_utc_ms"), end)
     if start is None or end is None:
         return None
     return start, max(start, end)

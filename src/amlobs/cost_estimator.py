@@ -31,14 +31,13 @@ from .compute_facts import (
     ComputeDirectory,
     ComputeResource,
     RunCompute,
-    Unavailable,
     child_compute,
     read_run_compute,
 )
-from .enrichment import PipelineListing, RunAnswers, is_pipeline_child
+from .enrichment import PipelineListing, RunAnswers
 from .events import TERMINAL_STATUSES, WorkspaceRef, normalise_status
-from .lookup_cache import Budget
-from .records import parse_utc_ms
+from .lookup_cache import Budget, Unavailable
+from .records import elapsed_ms, parse_utc_ms
 
 if TYPE_CHECKING:
     from .compute_facts import ComputeSource
@@ -125,7 +124,7 @@ class CostEstimator:
             name=name if isinstance(name, str) else None,
         )
         duration = cost.billed_duration(
-            _ms(record.get("compute_duration_ms")), _ms(record.get("execution_time_ms"))
+            facts.integer(record.get("compute_duration_ms")), facts.integer(record.get("execution_time_ms"))
         )
         return self._guarded(ws, compute, duration, Budget(self._bound, self._clock)).fields()
 
@@ -137,7 +136,7 @@ class CostEstimator:
             return {}
         budget = Budget(self._bound, self._clock)
         steps: list[tuple[str, cost.Estimate | cost.NoEstimate]] = []
-        for child in _steps(listing):
+        for child in listing.steps():
             run_id = facts.text(child.get("runId")) or "(no run id)"
             steps.append((run_id, self._step(ws, child, budget)))
         return cost.summary_fields(steps, self._currency)
@@ -147,12 +146,10 @@ class CostEstimator:
     ) -> cost.Estimate | cost.NoEstimate:
         if normalise_status(child.get("status")) not in TERMINAL_STATUSES:
             return cost.NoEstimate("the step has not finished")
-        properties = child.get("properties") if isinstance(child.get("properties"), Mapping) else {}
-        assert isinstance(properties, Mapping)
-        if str(properties.get("azureml.isreused", "")).strip().lower() == "true":
-            return cost.reused(self._currency, facts.text(properties.get("azureml.reusedrunid")))
-        start, end = _time_ms(child.get("startTimeUtc")), _time_ms(child.get("endTimeUtc"))
-        execution = end - start if start is not None and end is not None and end >= start else None
+        if facts.is_reused(child):
+            reused_from = facts.text(facts.path(child, "properties", "azureml.reusedrunid"))
+            return cost.reused(self._currency, reused_from)
+        execution = elapsed_ms(parse_utc_ms(child.get("startTimeUtc")), parse_utc_ms(child.get("endTimeUtc")))
         duration = cost.billed_duration(facts.timespan_ms(child.get("computeDuration")), execution)
         return self._guarded(ws, child_compute(child), duration, budget)
 
@@ -256,27 +253,6 @@ def _not_estimable(compute: RunCompute, duration: tuple[int, str] | None) -> cos
     if compute.nodes is None:
         return cost.NoEstimate("run history does not say how many nodes the run used")
     return None
-
-
-def _ms(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _time_ms(value: Any) -> int | None:
-    return parse_utc_ms(value)
-
-
-def _steps(listing: PipelineListing) -> list[Mapping[str, Any]]:
-    """Every step of the pipeline and of its listed sub-pipelines (the summary's steps)."""
-    found: list[Mapping[str, Any]] = []
-    for child in listing.children or ():
-        if not is_pipeline_child(child):
-            found.append(child)
-            continue
-        nested = listing.nested.get(facts.text(child.get("runId")) or "")
-        if nested is not None and nested.children is not None:
-            found.extend(_steps(nested))
-    return found
 
 
 def build_cost_estimator(settings: Settings, source: ComputeSource) -> CostEstimator:
