@@ -187,6 +187,15 @@ def test_status_from_the_pipeline_run_when_the_event_has_none() -> None:
     assert summary["status"] == "Completed"
 
 
+def test_experiment_from_the_pipeline_run_when_the_event_names_none() -> None:
+    # An event may name the experiment by id only; the dashboards group summaries by its name.
+    event = pipeline_event(experimentName=None)
+    assert event.experiment_name is None and event.experiment_id
+    summary = summarize_pipeline(event, dict(PIPELINE_RUN, experimentName="nightly-train"), [])
+    assert summary["experimentName"] == "nightly-train"
+    assert summary["experimentId"] == event.experiment_id
+
+
 def test_slowest_step_name_falls_back_to_the_run_name() -> None:
     register = [run for run in page("completed_page2")["value"] if run["name"] == "register"]
     assert register and register[0]["displayName"] is None

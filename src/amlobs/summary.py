@@ -198,8 +198,9 @@ def summarize_pipeline(
     values: dict[str, RecordValue | None] = {
         "run_id": event.run_id,
         "status": event.run_status or normalise_status(run.get("status")),
-        "experimentName": event.experiment_name,
-        "experimentId": event.experiment_id,
+        # As on the record: an event that names no experiment (RunCompleted may not) takes the run's.
+        "experimentName": event.experiment_name or facts.text(run.get("experimentName")),
+        "experimentId": event.experiment_id or facts.text(run.get("experimentId")),
         "subscriptions": ws.subscription_id,
         "resourceGroup": ws.resource_group,
         "amlWorkSpace": ws.workspace_name,
