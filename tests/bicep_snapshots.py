@@ -132,6 +132,17 @@ def run_snapshot(bicep: str, param_file: Path, mode: Mode) -> Result:
     )
 
 
+def canonicalize(snapshot_path: Path) -> None:
+    """Outputs in name order: `bicep snapshot` writes them in no stable order, which would make every
+    regeneration a diff to review. `--mode validate` compares the content, not the order."""
+    raw = snapshot_path.read_text(encoding="utf-8")
+    snapshot = json.loads(raw)
+    if isinstance(snapshot.get("outputs"), dict):
+        snapshot["outputs"] = dict(sorted(snapshot["outputs"].items()))
+    text = json.dumps(snapshot, indent=2, ensure_ascii=False) + ("\n" if raw.endswith("\n") else "")
+    snapshot_path.write_text(text, encoding="utf-8")
+
+
 def run_all(bicep: str, param_files: Sequence[Path], mode: Mode) -> list[Result]:
     """Each file's snapshot, two at a time (each run is a separate .NET process)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -192,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = [f.resolve() for f in args.scenarios] or scenario_files()
     results = run_all(bicep, files, "validate" if args.check else "overwrite")
     failed = [r for r in results if not r.ok]
+    if not args.check:
+        for result in results:
+            if result.ok:
+                canonicalize(snapshot_file(result.param_file))
     for result in results:
         status = "ok" if result.ok else "FAILED"
         print(

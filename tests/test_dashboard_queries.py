@@ -853,7 +853,7 @@ def test_failed_and_slow_pipeline_alerts_fire_once_per_run() -> None:
         dimensions = [d["name"].value() for d in rules[key]["dimensions"].value()]
         assert "run_id" in dimensions, key
     failed = rules["pipeline-failed"]["query"].value()
-    assert "run_type =~ 'azureml.PipelineRun' and status == 'Failed'" in failed
+    assert "run_type =~ 'azureml.PipelineRun' and isempty(parent_run_id) and status == 'Failed'" in failed
     assert "summarize arg_max(status_time" in failed
     assert "by subscription, resource_group, workspace, run_id" in failed
 

@@ -75,14 +75,16 @@ var allValues = ['*']
 // status changed - history from `backfill`, a dead-letter `replay`, a long Event Grid retry - never fires.
 // It still shows in the workbook, at its own time. `let window` must equal the rule's windowSize
 // (tests/test_dashboard_queries.py checks it).
-@description('Log query of the pipeline-failed rule: one row per failed pipeline run, with a link to it in Azure ML studio.')
+@description('Log query of the pipeline-failed rule: one row per failed top-level pipeline run, with a link to it in Azure ML studio.')
 var pipelineFailedQuery = '''
 let window = 15m;
 customEvents
 | where name == 'AmlRunStatusChanged'
 | extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status),
-    record_source = tostring(customDimensions.record_source)
-| where run_type =~ 'azureml.PipelineRun' and status == 'Failed' and record_source !in ('backfill', 'replay')
+    record_source = tostring(customDimensions.record_source), parent_run_id = tostring(customDimensions.parent_run_id)
+// a top-level pipeline run: a nested sub-pipeline that fails makes its pipeline fail, which alerts once
+| where run_type =~ 'azureml.PipelineRun' and isempty(parent_run_id) and status == 'Failed'
+    and record_source !in ('backfill', 'replay')
 | extend status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
 | where status_time > ago(window)
 | extend run_id = tostring(customDimensions.run_id), pipeline = tostring(customDimensions.experimentName),

@@ -80,6 +80,7 @@ class Status:
     target: str | None
     compute_target_type: str | None
     cost: Decimal | None = None  # the estimate of a finished step (None: none, or not finished)
+    parent_run_id: str | None = None  # a step's pipeline run, a nested sub-pipeline's parent
 
     @property
     def execution_ms(self) -> int | None:
@@ -172,8 +173,10 @@ class Builder:
         target: str = "cpu-cluster",
         extra_step_queue: timedelta = timedelta(0),
         run_id: str | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """A pipeline run that ended ``ended`` before t0 (or, running, started ``started`` before t0)."""
+        """A pipeline run that ended ``ended`` before t0 (or, running, started ``started`` before t0);
+        a sub-pipeline nested in ``parent`` if given."""
         if ended is not None:
             length = timedelta(seconds=6 + steps * (6 + step_seconds))  # the fake's created → end
             created = self.t0 - ended - length
@@ -188,6 +191,7 @@ class Builder:
             step_seconds=step_seconds,
             target=target,
             run_id=run_id,
+            parent=parent,
         )
         for step in step_runs:  # a longer wait for compute than the fake's default
             moved = _iso(parse_utc(step["createdUtc"]) - extra_step_queue)  # type: ignore[operator]
@@ -215,14 +219,20 @@ class Builder:
             target=run.get("target"),
             compute_target_type=_key(run, "computeTargetType"),
             cost=step_cost(ws.name, run) if status in TERMINAL_STATUSES else None,
+            parent_run_id=run.get("parentRunId"),
         )
-        if run["runType"] == "azureml.PipelineRun" and status in TERMINAL_STATUSES:
+        # Only a top-level pipeline run is summarised; its steps are those of its sub-pipelines too.
+        if (
+            run["runType"] == "azureml.PipelineRun"
+            and not run.get("parentRunId")
+            and status in TERMINAL_STATUSES
+        ):
             start, end = _time(run, "startTimeUtc"), _time(run, "endTimeUtc")
             assert start is not None and end is not None
             step_costs = [
                 step_cost(ws.name, step)
                 for step in ws.runs.values()
-                if step.get("parentRunId") == run["runId"]
+                if step.get("rootRunId") == run["runId"] and step["runType"] != "azureml.PipelineRun"
             ]
             known = [c for c in step_costs if c is not None]
             self.history.summaries.setdefault(
@@ -449,6 +459,23 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     b.live_with_a_duplicate_in_ingestion(a, failure_steps[0])
     b.live_with_a_duplicate_in_ingestion(a, failure)
     runs["live-failure"] = failure["runId"]
+    # A pipeline run failing because its nested sub-pipeline failed: both recorded, one alert (the pipeline's).
+    nesting, nesting_steps = b.pipeline(
+        a, "etl", ended=6 * MIN, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
+    )
+    sub_pipeline, sub_steps = b.pipeline(
+        a,
+        "etl",
+        ended=6 * MIN,
+        status="Failed",
+        steps=1,
+        step_seconds=240,
+        target="gpu-cluster",
+        parent=nesting,
+    )
+    b.live_pipeline(a, sub_pipeline, sub_steps)
+    b.live_pipeline(a, nesting, nesting_steps)
+    runs["live-nested-failure"], runs["live-failed-sub-pipeline"] = nesting["runId"], sub_pipeline["runId"]
     late_failure, late_failure_steps = b.pipeline(
         a, "etl", ended=3 * HOUR, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
     )
