@@ -4,8 +4,9 @@ Run it from the repository root with the dev venv (``sh scripts/test.sh`` create
 
     .venv/bin/python bench/cost.py [--events 200] [--rounds 3]
 
-One process, the product's own processor (``amlobs.runtime.build_processor``, records kept in memory: the
-telemetry and dedupe paths are measured by ``bench/run.sh``) against the loopback AML fake, which also
+One process, the product's own processor (``EventProcessor`` with the run history client and cost estimator
+``amlobs.runtime`` builds, records kept in memory: the telemetry and dedupe paths are measured by
+``bench/run.sh``) against the loopback AML fake, which also
 serves Resource Manager's compute GET and the Retail Prices API. The events are the finished steps of
 pipelines on two clusters of different VM sizes (plus their Running statuses), in the order a pipeline
 emits them. Counted per event: compute GETs, price queries (every page), run history calls. Timed: the
