@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.quiet_exporter import QUIET_EXPORTER_ENV
+
 # Fixtures of the loopback fakes live beside them; each module owns one fake.
 pytest_plugins = [
     "tests.fakes.aml_api",
@@ -18,15 +20,6 @@ pytest_plugins = [
 ]
 
 # Set before any azure.monitor / opentelemetry import so no detector or background channel starts.
-QUIET_EXPORTER_ENV = {
-    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-    "APPLICATIONINSIGHTS_LIVE_METRICS_DISABLED": "true",
-    "OTEL_TRACES_EXPORTER": "none",
-    "OTEL_SDK_DISABLED": "false",
-}
 os.environ.update(QUIET_EXPORTER_ENV)
 for _inherited in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "AZURE_CLIENT_ID"):
     os.environ.pop(_inherited, None)

@@ -28,17 +28,8 @@ from tests.chaos.scenario import Scenario, build_scenario
 from tests.fakes.aml_api import FakeAmlApi, start_aml_api
 from tests.fakes.azurite import Azurite, start_azurite
 from tests.fakes.ingestion import IngestionServer
+from tests.quiet_exporter import QUIET_EXPORTER_ENV
 
-# The exporter's side channels stay off in the workers, as in the test suite (tests/conftest.py).
-QUIET_EXPORTER_ENV = {
-    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-    "APPLICATIONINSIGHTS_LIVE_METRICS_DISABLED": "true",
-    "OTEL_TRACES_EXPORTER": "none",
-    "OTEL_SDK_DISABLED": "false",
-}
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
