@@ -67,6 +67,12 @@ class CostEstimates(Protocol):
     def close(self) -> None: ...
 
 
+class PipelineNotifier(Protocol):
+    """amlobs.notify.Notifier: the team's message about a finished top-level pipeline run."""
+
+    def pipeline_finished(self, summary: Mapping[str, Any], *, source: str) -> object: ...
+
+
 class RejectedEvents(Protocol):
     def store(
         self, payload: str | bytes, *, reason: str, detail: str, event_id: str | None
@@ -192,12 +198,14 @@ class EventProcessor:
         dedupe: Dedupe,
         rejected: RejectedEvents,
         costs: CostEstimates | None = None,
+        notifier: PipelineNotifier | None = None,
     ) -> None:
         self._runs = runs
         self._telemetry = telemetry
         self._dedupe = dedupe
         self._rejected = rejected
         self._costs = costs  # None: records carry no cost keys
+        self._notifier = notifier  # None: no webhook configured
 
     def close(self) -> None:
         self._telemetry.shutdown()
@@ -244,6 +252,10 @@ class EventProcessor:
             # Transient or a bug: either way the key goes back now, not when its lease expires.
             self._release(claim, failure)
             raise
+        if summary is not None:
+            # Before the status is marked done: an invocation that dies here is redelivered, and the
+            # message's own claim (amlobs.notify) keeps it to one.
+            self._notify(summary, source)
         self._complete(claim)
         kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
         logger.info(
@@ -270,6 +282,15 @@ class EventProcessor:
                 "%s: %s already stored by an earlier attempt", claim.key, ", ".join(sorted(claim.accepted))
             )
         return unit.without(claim.accepted)
+
+    def _notify(self, summary: Record, source: RecordSource) -> None:
+        """The team's message; it can never fail the event (the notifier leaves a health record)."""
+        if self._notifier is None:
+            return
+        try:
+            self._notifier.pipeline_finished(summary, source=source)
+        except Exception:
+            logger.exception("notification of pipeline run %s failed unexpectedly", summary.get("run_id"))
 
     def _release(self, claim: Claim, failure: BaseException) -> None:
         """Hand the key back for the redelivery, with what this attempt left stored (best effort)."""

@@ -18,6 +18,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from .notify import NotifySettings
     from .runhistory import RunHistoryClient
 
 _lock = threading.Lock()
@@ -28,8 +29,10 @@ def build_processor(
     settings: Settings,
     credential: TokenCredential | None = None,
     runs: RunHistoryClient | None = None,
+    notify: NotifySettings | None = None,
 ) -> EventProcessor:
-    """The processor and everything it talks to, sharing one credential."""
+    """The processor and everything it talks to, sharing one credential. ``notify``: the webhook
+    messages (:mod:`amlobs.notify`), off when None or without a webhook."""
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
     from .runhistory import RunHistoryClient
@@ -39,11 +42,18 @@ def build_processor(
     credential = credential or build_credential(settings)
     dedupe, rejected = create_stores(settings, credential)
     runs = runs or RunHistoryClient(settings, credential)
+    telemetry = create_telemetry(settings, credential)
+    notifier = None
+    if notify is not None and notify.enabled:
+        from .notify import Notifier
+
+        notifier = Notifier(notify, dedupe, telemetry)
     return EventProcessor(
         runs=runs,
-        telemetry=create_telemetry(settings, credential),
+        telemetry=telemetry,
         dedupe=dedupe,
         rejected=rejected,
+        notifier=notifier,
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
         costs=build_cost_estimator(settings, runs),
     )
@@ -55,7 +65,11 @@ def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
     if _processor is None:
         with _lock:
             if _processor is None:
-                _processor = build_processor(Settings.from_env(env))
+                from .notify import NotifySettings
+
+                # Both read first: a bad webhook setting refuses to start like any other setting.
+                settings, notify = Settings.from_env(env), NotifySettings.from_env(env)
+                _processor = build_processor(settings, notify=notify)
     return _processor
 
 

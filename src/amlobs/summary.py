@@ -224,6 +224,8 @@ def summarize_pipeline(
         values["slowest_step_node_id"] = _node_id(child)
         values["slowest_step_duration_ms"] = duration
     values.update(
-        root_cause_fields(ws, event.run_id, status, pipeline_run, listing, incomplete_levels=len(tally.incomplete))
+        root_cause_fields(
+            ws, event.run_id, status, pipeline_run, listing, incomplete_levels=len(tally.incomplete)
+        )
     )
     return {key: value for key, value in values.items() if value is not None}

@@ -46,7 +46,10 @@ _TRACE_AFTER = timedelta(hours=6)
 
 def studio_run_url(ws: WorkspaceRef, run_id: str) -> str:
     """The run's page in Azure ML studio (a pipeline, one of its steps, any job)."""
-    wsid = f"/subscriptions/{ws.subscription_id}/resourcegroups/{ws.resource_group}/workspaces/{ws.workspace_name}"
+    wsid = (
+        f"/subscriptions/{ws.subscription_id}/resourcegroups/{ws.resource_group}"
+        f"/workspaces/{ws.workspace_name}"
+    )
     return f"{STUDIO_ENDPOINT}/runs/{quote(run_id, safe='')}?wsid={quote(wsid, safe='/')}"
 
 
@@ -62,7 +65,8 @@ def trace_query(operation_id: str) -> str:
     return (
         "union requests, dependencies, customEvents\n"
         f"| where operation_Id == '{operation_id}'\n"
-        "| project timestamp, itemType, name, operation_Id, operation_ParentId, id, itemId, customDimensions\n"
+        "| project timestamp, itemType, name, operation_Id, operation_ParentId, id, itemId,\n"
+        "    customDimensions\n"
         "| order by timestamp asc"
     )
 

@@ -45,7 +45,9 @@ def _name(run: Mapping[str, Any]) -> str | None:
     return facts.text(run.get("displayName")) or facts.text(run.get("name"))
 
 
-def _leaf_steps(listing: PipelineListing, path: tuple[str, ...] = ()) -> Iterator[tuple[dict[str, Any], tuple[str, ...]]]:
+def _leaf_steps(
+    listing: PipelineListing, path: tuple[str, ...] = ()
+) -> Iterator[tuple[dict[str, Any], tuple[str, ...]]]:
     """Each leaf step with the names of the sub-pipelines it sits in, in listing order."""
     for child in listing.children or ():
         if not is_pipeline_child(child):
@@ -115,8 +117,12 @@ def root_cause_fields(
         values.update(
             root_cause_step_run_id=step_id,
             root_cause_step_name=_name(step),
-            root_cause_step_node_id=facts.lookup([step.get("properties"), step.get("tags")], "azureml.nodeid"),
-            root_cause_step_path=_PATH_SEPARATOR.join((*path, _name(step) or step_id or "step")) if path else None,
+            root_cause_step_node_id=facts.lookup(
+                [step.get("properties"), step.get("tags")], "azureml.nodeid"
+            ),
+            root_cause_step_path=_PATH_SEPARATOR.join((*path, _name(step) or step_id or "step"))
+            if path
+            else None,
             root_cause_step_studio_url=studio_run_url(ws, step_id) if step_id else None,
             root_cause_step_logs_url=studio_logs_url(ws, step_id) if step_id else None,
             root_cause_step_log_file=STEP_LOG_FILE if step_id else None,
@@ -131,7 +137,9 @@ def root_cause_fields(
     if listing is None:
         note = "no root cause: the pipeline's steps could not be listed"
     elif incomplete_levels:
-        note = f"no failed step among the listed steps ({incomplete_levels} sub-pipeline(s) could not be listed)"
+        note = (
+            f"no failed step among the listed steps ({incomplete_levels} sub-pipeline(s) could not be listed)"
+        )
     elif status == "Canceled":
         note = "no step failed: the pipeline run was canceled" + (f" ({reason})" if reason else "")
     else:
