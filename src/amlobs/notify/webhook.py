@@ -40,6 +40,9 @@ class WebhookError(Exception):
         self.body = body
         self.attempts = attempts
 
+    def __str__(self) -> str:
+        return self.reason
+
 
 class WebhookRefused(WebhookError):
     """A permanent refusal (3xx/4xx other than 408/429): retrying cannot help."""
