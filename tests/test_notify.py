@@ -182,8 +182,10 @@ def test_a_notice_with_every_part_at_its_limit_stays_within_slacks_block_kit_lim
         status="Failed",
         facts=tuple((f"label {i}" * 20, "<value> & " * 500) for i in range(23)),
         detail="```" + "x" * 10_000,
-        links=tuple((f"link {i} " * 30, f"https://ml.azure.com/runs/{i}") for i in range(30))
-        + (("too long", "https://ml.azure.com/" + "a" * 3100),),
+        links=(
+            *((f"link {i} " * 30, f"https://ml.azure.com/runs/{i}") for i in range(30)),
+            ("too long", "https://ml.azure.com/" + "a" * 3100),
+        ),
     )
     message = slack_payload(huge)
     assert slack_errors(message) == []

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..retry_after import retry_after_seconds
 from .settings import NotifySettings, WebhookTarget
@@ -65,12 +65,21 @@ class _Answer:
     body: str
 
 
+def _secret_parts(url: str) -> list[str]:
+    """The parts of a webhook URL that grant access, longest first: the URL, its path and query, and
+    each long path segment or query value (a Slack token, a Workflows signature)."""
+    parts = urlsplit(url)
+    pieces = [url, f"{parts.path}?{parts.query}" if parts.query else "", parts.query, parts.path]
+    pieces += [segment for segment in parts.path.split("/") if len(segment) >= 16]
+    pieces += [value for _, value in parse_qsl(parts.query) if len(value) >= 8]
+    pieces += [quote(value, safe="") for _, value in parse_qsl(parts.query) if len(value) >= 8]
+    return sorted({piece for piece in pieces if len(piece) > 1}, key=len, reverse=True)
+
+
 def _scrubbed(text: str, target: WebhookTarget) -> str:
-    """A body as it may be recorded: capped, and without the URL or its path should the server echo it."""
-    path = urlsplit(target.url).path
-    for secret in (target.url, path if len(path) > 1 else ""):
-        if secret:
-            text = text.replace(secret, "<webhook>")
+    """A body as it may be recorded: capped, and without any part of the URL should the server echo it."""
+    for secret in _secret_parts(target.url):
+        text = text.replace(secret, "<webhook>")
     return text[:MAX_BODY_CHARS]
 
 
