@@ -345,3 +345,23 @@ def test_a_refused_message_leaves_a_health_record_and_is_not_tried_again() -> No
     assert health["http_status"] == "400" and health["response_body"] == "invalid_payload"
     assert health["host"] == "127.0.0.1" and health["format"] == "slack"
     assert len(sink.requests) == 1
+
+
+def test_a_missed_schedule_is_one_message_through_the_same_notifier() -> None:
+    from amlobs.notify import schedule_notice, schedule_notify_key
+
+    with webhook_sink("slack") as sink:
+        notifier = Notifier(_settings(sink.url, "slack"), MemoryDedupeStore(), _Telemetry())
+        notice = schedule_notice(
+            status="Missed", schedule="nightly-train", workspace="ws", due_utc="2024-05-01T02:00Z"
+        )
+        key = schedule_notify_key("sub/rg/ws", "nightly-train", "2024-05-01T02:00Z", "Missed")
+
+        assert notifier.send(key, notice).result == "sent"
+        assert notifier.send(key, notice).result == "duplicate"
+
+    [message] = sink.messages
+    assert message["blocks"][0]["text"]["text"] == "Schedule nightly-train missed: due 2024-05-01T02:00Z"
+    assert slack_errors(message) == []
+    card = adaptive_card(notice)
+    assert card_errors(card) == []

@@ -207,6 +207,12 @@ class EventProcessor:
         self._costs = costs  # None: records carry no cost keys
         self._notifier = notifier  # None: no webhook configured
 
+    @property
+    def notifier(self) -> PipelineNotifier | None:
+        """The team's messages (``amlobs.notify.Notifier``), None without a webhook: other entry points
+        (the reconciler's missed and late schedules) send theirs through the same one."""
+        return self._notifier
+
     def close(self) -> None:
         self._telemetry.shutdown()
         if self._costs is not None:

@@ -9,7 +9,7 @@ the app has to say (the reconciler's missed and late schedules).
 
 from __future__ import annotations
 
-from .notice import Notice, pipeline_failure_notice
+from .notice import Notice, pipeline_failure_notice, schedule_notice, schedule_notify_key
 from .notifier import EVENT_NOTIFICATION_FAILED, Notifier, NotifyOutcome, pipeline_notify_key
 from .settings import NotifySettings, WebhookTarget, webhook_target
 
@@ -22,5 +22,7 @@ __all__ = [
     "WebhookTarget",
     "pipeline_failure_notice",
     "pipeline_notify_key",
+    "schedule_notice",
+    "schedule_notify_key",
     "webhook_target",
 ]

@@ -126,3 +126,32 @@ def _steps_text(summary: Mapping[str, Any]) -> str | None:
         if count:
             parts.append(f"{count} {word}")
     return ", ".join(parts)
+
+
+def schedule_notice(
+    *,
+    status: str,
+    schedule: str,
+    workspace: str,
+    due_utc: str,
+    detail: str | None = None,
+    links: tuple[tuple[str, str], ...] = (),
+) -> Notice:
+    """The message of a scheduled pipeline that did not run (``status`` "Missed") or ran late ("Late").
+
+    For the reconciler: build it, then ``Notifier.send(schedule_notify_key(...), notice)``.
+    """
+    return Notice(
+        title=f"Schedule {schedule} {status.lower()}: due {due_utc}",
+        status=status,
+        facts=tuple(
+            (k, v) for k, v in (("Schedule", schedule), ("Workspace", workspace), ("Due", due_utc)) if v
+        ),
+        detail=_capped(detail),
+        links=links,
+    )
+
+
+def schedule_notify_key(workspace_key: str, schedule: str, due_utc: str, status: str) -> str:
+    """One message per schedule, due time and finding, however often the reconciler finds it."""
+    return f"notify-schedule|{workspace_key}|{schedule}|{due_utc}|{status.lower()}"
