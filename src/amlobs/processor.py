@@ -34,6 +34,7 @@ from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
 
 if TYPE_CHECKING:
+    from .notify import Notifier
     from .storage.claims import Claim
     from .telemetry_unit import TelemetryUnit
 
@@ -65,12 +66,6 @@ class CostEstimates(Protocol):
     ) -> Mapping[str, str]: ...
     def for_summary(self, ws: WorkspaceRef, listing: PipelineListing | None) -> Mapping[str, str | int]: ...
     def close(self) -> None: ...
-
-
-class PipelineNotifier(Protocol):
-    """amlobs.notify.Notifier: the team's message about a finished top-level pipeline run."""
-
-    def pipeline_finished(self, summary: Mapping[str, Any], *, source: str) -> object: ...
 
 
 class RejectedEvents(Protocol):
@@ -198,7 +193,7 @@ class EventProcessor:
         dedupe: Dedupe,
         rejected: RejectedEvents,
         costs: CostEstimates | None = None,
-        notifier: PipelineNotifier | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self._runs = runs
         self._telemetry = telemetry
@@ -208,7 +203,7 @@ class EventProcessor:
         self._notifier = notifier  # None: no webhook configured
 
     @property
-    def notifier(self) -> PipelineNotifier | None:
+    def notifier(self) -> Notifier | None:
         """The team's messages (``amlobs.notify.Notifier``), None without a webhook: other entry points
         (the reconciler's missed and late schedules) send theirs through the same one."""
         return self._notifier
