@@ -16,7 +16,6 @@ from .. import run_facts as facts
 from ..enrichment import PipelineListing, is_pipeline_child
 from ..events import WorkspaceRef, normalise_status
 from ..records import RecordValue, parse_utc_ms
-from ..tracing import trace_id_for
 from .links import STEP_LOG_FILE, studio_logs_url, studio_run_url
 
 ROOT_CAUSE_STATUSES = frozenset({"Failed", "Canceled"})
@@ -105,6 +104,8 @@ def root_cause_fields(
     """
     values: dict[str, RecordValue | None] = {"studio_url": studio_run_url(ws, run_id)}
     if pipeline_run is not None:  # else its root, and so its trace, is unknown (amlobs.tracing.operation_of)
+        from ..tracing import trace_id_for  # on the first summary, not at the host's indexing (cold start)
+
         root_run_id = facts.text(pipeline_run.get("rootRunId")) or run_id
         values["trace_operation_id"] = f"{trace_id_for(ws.cache_key, root_run_id):032x}"
 
