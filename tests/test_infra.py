@@ -1055,6 +1055,8 @@ def _app_settings(s: Scenario) -> None:
     webhook_setting = app_settings["AML_OBS_NOTIFY_WEBHOOK_URL"]
     if s.parameters.get("notifyWebhookUrl"):
         assert "format('@Microsoft.KeyVault(SecretUri={0})'" in webhook_setting
+        # the what-if itself never shows the URL (a secure value): not in a resource, not in an output
+        assert str(s.parameters["notifyWebhookUrl"]) not in json.dumps(s.snapshot)
         assert "notifyWebhookUrl" not in webhook_setting  # the reference, never the value
     else:
         assert webhook_setting == ""

@@ -92,8 +92,7 @@ customEvents
     subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup)
 // each run once, however often its record was sent
 | summarize arg_max(status_time, pipeline, error_code) by subscription, resource_group, workspace, run_id
-// why: the root cause on the run's summary, sent with the record (amlobs.failure)
-| join kind=leftouter (customEvents
+| join kind=leftouter (customEvents // why: the root cause on the run's summary, sent with the record
     | where name == 'AmlPipelineRunSummary'
     | extend workspace = tostring(customDimensions.amlWorkSpace), run_id = tostring(customDimensions.run_id),
         failing_step = coalesce(tostring(customDimensions.root_cause_step_path),
