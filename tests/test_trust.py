@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -20,12 +21,12 @@ from azure.core.rest import HttpRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amlobs.aml_discovery import UntrustedEndpoint
+from amlobs.aml_discovery import UntrustedEndpoint, WorkspaceEndpoints
 from amlobs.errors import EnrichmentUnavailable
 from amlobs.events import WorkspaceRef
 from amlobs.runhistory import RunHistoryClient
 from amlobs.settings import Settings, SettingsError
-from amlobs.trust import Origin, TokenGate, UntrustedHost, UntrustedUrl, check_token_url
+from amlobs.trust import Origin, TokenGate, UntrustedHost, UntrustedUrl, aml_cloud_of, check_token_url
 from tests.fakes.aml_api import (
     SAMPLE_RESOURCE_GROUP,
     SAMPLE_STEP_RUN_ID,
@@ -508,3 +509,105 @@ def test_the_prices_client_follows_no_redirect(foreign: ForeignServer) -> None:
     assert isinstance(found, Unavailable) and "HTTP 302" in found.reason
     assert [r.host for r in foreign.requests] == ["prices.azure.com"]
     assert foreign.tokens == []
+
+
+# -- Azure ML's own API hosts, per cloud (docs/security.md cites each form) --------------------------
+
+WS_ID = "0f3c5a8e-6a2b-4d1e-9c77-5e1b2d3c4f60"
+
+
+@pytest.mark.parametrize(
+    ("host", "cloud"),
+    [
+        ("eastus.api.azureml.ms", "AzureCloud"),
+        ("EastUS2.api.azureml.ms", "AzureCloud"),
+        (f"{WS_ID}.workspace.eastus.api.azureml.ms", "AzureCloud"),
+        ("chinaeast2.api.ml.azure.cn", "AzureChinaCloud"),
+        (f"{WS_ID}.workspace.chinaeast2.api.ml.azure.cn", "AzureChinaCloud"),
+        ("usgovarizona.api.ml.azure.us", "AzureUSGovernment"),
+        ("usgovvirginia.api.ml.azure.us", "AzureUSGovernment"),
+        (f"{WS_ID}.workspace.usgovvirginia.api.ml.azure.us", "AzureUSGovernment"),
+    ],
+)
+def test_azure_ml_api_hosts_of_each_cloud(host: str, cloud: str) -> None:
+    found = aml_cloud_of(host)
+    assert found is not None and found.name == cloud
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        # Customer-named hosts under the same domains (compute instances, online endpoints, their CNAMEs).
+        "my-ci.eastus.instances.azureml.ms",
+        "my-ci-22.eastus.instances.azureml.ms",
+        "my-ci.chinaeast2.instances.azureml.cn",
+        "my-ci.usgovvirginia.instances.azureml.us",
+        "my-endpoint.eastus.inference.ml.azure.com",
+        "my-endpoint.chinaeast2.inference.ml.azure.cn",
+        "my-endpoint.usgovvirginia.inference.ml.azure.us",
+        f"my-endpoint.{WS_ID}.inference.eastus.privatelink.api.azureml.ms",
+        f"{WS_ID}.workspace.eastus.privatelink.api.azureml.ms",
+        f"{WS_ID}.workspace.eastus.cert.api.azureml.ms",
+        # Look-alikes: extra or missing labels, a first label that is not a region or a workspace id.
+        "api.azureml.ms",
+        "evil.eastus.api.azureml.ms",
+        "my-endpoint.api.azureml.ms",
+        "eastus-2.api.azureml.ms",
+        "e.api.azureml.ms",
+        f"{WS_ID}.eastus.api.azureml.ms",
+        f"{WS_ID[:-1]}.workspace.eastus.api.azureml.ms",
+        f"{WS_ID}.workspaces.eastus.api.azureml.ms",
+        "eastus.api.azureml.ms.evil.test",
+        "eastus.apiazureml.ms",
+        "eastus.experiments.azureml.net",
+        "eastus.api.ml.azure.com",
+        "eastus.api.ml.azure.de",
+        "127.0.0.1",
+        "[::1]",
+    ],
+)
+def test_no_other_host_is_an_azure_ml_api_host(host: str) -> None:
+    assert aml_cloud_of(host) is None
+
+
+def _endpoints(env: dict[str, str]) -> WorkspaceEndpoints:
+    return WorkspaceEndpoints(Settings.from_env(env))
+
+
+def test_resource_manager_must_be_a_clouds_own() -> None:
+    for arm in ("https://management.azure.com", "https://management.usgovcloudapi.net"):
+        _endpoints({"AML_OBS_ARM_ENDPOINT": arm})
+    with pytest.raises(SettingsError, match=r"AML_OBS_ARM_ENDPOINT: 'arm\.evil\.test' is not the Resource"):
+        _endpoints({"AML_OBS_ARM_ENDPOINT": "https://arm.evil.test"})
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"AML_OBS_API_ENDPOINT": "https://my-ci.eastus.instances.azureml.ms"},
+            "not an Azure Machine Learning",
+        ),
+        (
+            {
+                "AML_OBS_ARM_ENDPOINT": "https://management.chinacloudapi.cn",
+                "AML_OBS_API_ENDPOINT": "https://eastus.api.azureml.ms",
+            },
+            "AzureChinaCloud: <region>.api.ml.azure.cn",
+        ),
+        ({"AML_OBS_API_ENDPOINT": "http://127.0.0.1:8123"}, "loopback host"),
+        ({"AML_OBS_ARM_ENDPOINT": "http://127.0.0.1:8123"}, "loopback host"),
+        ({"AML_OBS_ARM_ENDPOINT": "https://[::1]"}, "loopback host"),
+    ],
+)
+def test_configured_endpoints_are_held_to_the_same_hosts(env: dict[str, str], error: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(error)):
+        _endpoints(env)
+
+
+def test_configured_endpoints_on_loopback_with_the_test_setting() -> None:
+    loopback = {"AML_OBS_ARM_ENDPOINT": "http://127.0.0.1:8123", "AML_OBS_API_ENDPOINT": "https://[::1]:9"}
+    endpoints = _endpoints({**loopback, "AML_OBS_TEST_ALLOW_LOOPBACK": "true"})
+    assert endpoints.is_trusted(Origin("http", "127.0.0.1", 8123), None)
+    assert endpoints.is_trusted(Origin("https", "[::1]", 9), "any-workspace")
+    assert not endpoints.is_trusted(Origin("http", "127.0.0.1", 8124), None)
