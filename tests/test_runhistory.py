@@ -220,7 +220,7 @@ def test_http_discovery_url_to_a_non_loopback_host_is_refused(
 
 def test_discovered_api_outside_azure_ml_gets_no_token(client: RunHistoryClient, aml_api: FakeAmlApi) -> None:
     aml_api.discovery_overrides["api"] = "https://evil.example.com"
-    with pytest.raises(UntrustedEndpoint, match="refusing to send it a token"):
+    with pytest.raises(UntrustedEndpoint, match="refusing it, no token was sent to it"):
         client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     # A failed discovery is not cached: once the document is right, the next event works.
     aml_api.discovery_overrides.clear()

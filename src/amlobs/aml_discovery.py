@@ -220,8 +220,8 @@ class WorkspaceEndpoints:
             where = cloud.host_forms() if isinstance(cloud, AmlCloud) else "a loopback host"
             raise UntrustedEndpoint(
                 f"workspace {name}: discovered API host {origin.host!r} is not an Azure Machine Learning "
-                f"run history host of the discovery URL's cloud ({where}); refusing to send it a token "
-                "(set AML_OBS_API_ENDPOINT to override)"
+                f"run history host of the discovery URL's cloud ({where}); refusing it, no token was sent "
+                "to it (set AML_OBS_API_ENDPOINT to override)"
             )
         with self._locks_lock:
             self._origin_by_workspace[ws.cache_key] = origin
