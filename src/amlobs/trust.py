@@ -1,6 +1,6 @@
 """Who gets a bearer token: one decision, on the URL the HTTP stack will use, on every send.
 
-Two rules, both here:
+Three rules, all here:
 
 * :func:`check_token_url` refuses any URL that two parsers could read differently. The run history
   client validates hosts with :func:`urllib.parse.urlsplit`, while ``requests`` connects where
@@ -51,6 +51,7 @@ TRUST_SCOPE = "amlobs_trust_scope"
 
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_FORBIDDEN_CHARS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 # An Azure region's programmatic name: lower-case letters and digits ("eastus2", "usgovvirginia").
 _REGION = re.compile(r"^[a-z][a-z0-9]{1,39}$")
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -90,7 +91,6 @@ AML_CLOUDS: tuple[AmlCloud, ...] = (
     AmlCloud("AzureChinaCloud", "api.ml.azure.cn", "management.chinacloudapi.cn"),
     AmlCloud("AzureUSGovernment", "api.ml.azure.us", "management.usgovcloudapi.net"),
 )
-_FORBIDDEN_CHARS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
 class UntrustedUrl(ValueError):
