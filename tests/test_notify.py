@@ -105,6 +105,19 @@ def test_an_explicitly_allowed_host_needs_its_format() -> None:
         webhook_target(SLACK_URL, declared="teams")
 
 
+def test_a_loopback_webhook_is_for_the_test_suite_only() -> None:
+    env = {
+        "AML_OBS_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:8080/hook/s3cr3t",
+        "AML_OBS_NOTIFY_FORMAT": "slack",
+    }
+    with pytest.raises(SettingsError, match="AML_OBS_TEST_ALLOW_LOOPBACK") as refused:
+        NotifySettings.from_env(env)
+    assert "s3cr3t" not in str(refused.value)
+    assert NotifySettings.from_env({**env, "AML_OBS_TEST_ALLOW_LOOPBACK": "true"}).enabled
+    with pytest.raises(SettingsError, match="Azure host"):
+        NotifySettings.from_env({**env, "AML_OBS_TEST_ALLOW_LOOPBACK": "true", "WEBSITE_SITE_NAME": "func-x"})
+
+
 def test_an_unresolved_key_vault_reference_is_named_not_used() -> None:
     reference = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/notify-webhook-url/)"
     with pytest.raises(SettingsError, match="notify-webhook-url"):
@@ -205,7 +218,13 @@ def test_a_teams_message_over_28_kb_is_refused_before_sending() -> None:
 
 
 def _settings(url: str, fmt: str, **overrides: Any) -> NotifySettings:
-    base = NotifySettings.from_env({"AML_OBS_NOTIFY_WEBHOOK_URL": url, "AML_OBS_NOTIFY_FORMAT": fmt})
+    base = NotifySettings.from_env(
+        {
+            "AML_OBS_NOTIFY_WEBHOOK_URL": url,
+            "AML_OBS_NOTIFY_FORMAT": fmt,
+            "AML_OBS_TEST_ALLOW_LOOPBACK": "true",
+        }
+    )
     return NotifySettings(**{**base.__dict__, "max_retry_after_seconds": 2.0, **overrides})
 
 

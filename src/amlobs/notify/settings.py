@@ -4,7 +4,8 @@ The webhook URL is a secret (anyone holding it can post to the channel): in Azur
 reference, and no message, log line or record here ever quotes it. A refusal names the setting and,
 at most, the host.
 
-Accepted hosts (https only, port 443; plain http only for a loopback host, the test sinks):
+Accepted hosts (https only, port 443; a loopback host, plain http and any port included, only with the
+test-only ``AML_OBS_TEST_ALLOW_LOOPBACK``: the test sinks):
 
 * Microsoft Teams, *Workflows* ("Post to a channel when a webhook request is received"): the flow's
   HTTP trigger URL, on ``*.logic.azure.com`` (``https://prod-NN.<region>.logic.azure.com/workflows/…``)
@@ -26,7 +27,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ..settings import SettingsError, _reject_unresolved_key_vault_reference, is_loopback_host
+from ..settings import (
+    TEST_LOOPBACK_SETTING,
+    SettingsError,
+    _reject_unresolved_key_vault_reference,
+    _test_loopback,
+    is_loopback_host,
+)
 
 WEBHOOK_SETTING = "AML_OBS_NOTIFY_WEBHOOK_URL"
 STATUSES_SETTING = "AML_OBS_NOTIFY_STATUSES"
@@ -88,7 +95,11 @@ class NotifySettings:
                 f"{APP_INSIGHTS_ID_SETTING} must be a resource id (/subscriptions/…), got {app_insights!r}"
             )
         return cls(
-            target=webhook_target(raw, allowed_hosts=allowed, declared=declared) if raw else None,
+            target=webhook_target(
+                raw, allowed_hosts=allowed, declared=declared, allow_loopback=_test_loopback(env)
+            )
+            if raw
+            else None,
             statuses=_statuses(env.get(STATUSES_SETTING, "")),
             app_insights_resource_id=app_insights,
         )
@@ -117,9 +128,17 @@ def _known_format(host: str) -> WebhookFormat | None:
 
 
 def webhook_target(
-    url: str, *, allowed_hosts: frozenset[str] = frozenset(), declared: str | None = None
+    url: str,
+    *,
+    allowed_hosts: frozenset[str] = frozenset(),
+    declared: str | None = None,
+    allow_loopback: bool = False,
 ) -> WebhookTarget:
-    """The vetted target of ``url``, or :class:`SettingsError` saying why not (never quoting the URL)."""
+    """The vetted target of ``url``, or :class:`SettingsError` saying why not (never quoting the URL).
+
+    A loopback host (the test suite's sinks) only with ``allow_loopback``: the test-only
+    ``AML_OBS_TEST_ALLOW_LOOPBACK``, refused on an Azure host (:mod:`amlobs.settings`).
+    """
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -131,6 +150,11 @@ def webhook_target(
             f"{WEBHOOK_SETTING} is not a plain absolute URL (no user info, spaces or backslashes)"
         )
     loopback = is_loopback_host(host)
+    if loopback and not allow_loopback:
+        raise SettingsError(
+            f"{WEBHOOK_SETTING}: a loopback host ({host!r}) takes messages only in the test suite "
+            f"({TEST_LOOPBACK_SETTING}=true)"
+        )
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
         raise SettingsError(
             f"{WEBHOOK_SETTING} must be an https:// URL (the message carries run details), "
