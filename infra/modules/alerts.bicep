@@ -137,7 +137,7 @@ var durationRegressionQuery = replace(
 // The same shape for cost: the baseline is the p95 estimated cost of the pipeline's completed runs that
 // finished in the last two days (in the same currency); a run that finished in the last 30 minutes,
 // recorded live, completed or not, fires when it cost more than the factor times that. A summary whose steps
-// were not all estimated carries a lower bound: it can only fire late, never falsely high.
+// were not all estimated has no estimated_cost (only estimated_cost_lower_bound): it is neither judged nor a baseline.
 @description('Log query of the cost-regression rule, before its placeholders are replaced.')
 var costRegressionQueryTemplate = '''
 let factor = __COST_PERCENT__ / 100.0;

@@ -105,7 +105,7 @@ class Summary:
     source: str
     wall_ms: int
     queue_ms: int
-    cost: Decimal | None = None  # the sum of its steps' estimates (None: no step has one)
+    cost: Decimal | None = None  # the sum of its steps' estimates (None: some step has none)
 
 
 @dataclass
@@ -246,7 +246,8 @@ class Builder:
                     source=source,
                     wall_ms=_ms(end - start),
                     queue_ms=_ms(start - _time(run, "createdUtc")),  # type: ignore[operator]
-                    cost=sum(known, Decimal(0)) if known else None,
+                    # a partial sum is not the pipeline's cost (it is sent as estimated_cost_lower_bound)
+                    cost=sum(known, Decimal(0)) if known and len(known) == len(step_costs) else None,
                 ),
             )
 
