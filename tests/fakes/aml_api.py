@@ -8,6 +8,7 @@
 * Resource Manager's workspace GET (shape of ``tests/data/aml/workspace_get.json``) whose
   ``properties.discoveryUrl`` points back here;
 * the discovery document (``tests/data/aml/discovery.json`` with every AML endpoint pointing here);
+* Azure Monitor's metrics of a workspace (``tests/fakes/azure_monitor_metrics.py``);
 * the run history v1.0 API, accepting only requests in the form azure-ai-ml's run history client
   sends them (``src/amlobs/runhistory.py`` and ``run_listing.py`` cite the SDK lines), so a request
   that drifts from it fails a test with HTTP 400: ``api-version=v1.0`` on every call; run, details
@@ -44,6 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from tests.fakes.aml_data import FakeWorkspace, load_fixture
+from tests.fakes.azure_monitor_metrics import MetricsData
 from tests.fakes.retail_prices import PRICES_PATH, RetailPricesData
 
 try:  # the benchmark imports this module in environments without pytest
@@ -67,6 +69,7 @@ MANAGEMENT_TOKEN = "token-for-management"
 _WS = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
 _ARM_WORKSPACE = re.compile(rf"^{_WS}$", re.IGNORECASE)
 _ARM_COMPUTE = re.compile(rf"^{_WS}/computes/(?P<compute>[^/]+)$", re.IGNORECASE)
+_ARM_METRICS = re.compile(rf"^{_WS}/providers/Microsoft\.Insights/metrics$", re.IGNORECASE)
 _HISTORY = re.compile(rf"^/history/v1\.0{_WS}(?P<rest>/.*)$", re.IGNORECASE)
 _EXPERIMENT = r"(?:/experimentids/(?P<eid>[^/]+)|/experiments/(?P<ename>[^/:]+))"
 _RUN = re.compile(
@@ -174,6 +177,8 @@ class FakeAmlApi:
         # The Retail Prices API (anonymous), served here too so that every test pointed at this fake by
         # env() also has a loopback price endpoint.
         self.prices = RetailPricesData()
+        # Azure Monitor's metrics of each workspace (workspace name, lower case -> its data).
+        self.metrics: dict[str, MetricsData] = {}
         # Consulted after the scripted faults: (method, percent-decoded path) -> a Fault or None.
         # The chaos simulator draws random faults with it; it runs on the server's threads.
         self.fault_hook: Callable[[str, str], Fault | None] | None = None
@@ -348,6 +353,15 @@ class FakeAmlApi:
             return self._discovery()
         if path == PRICES_PATH and method == "GET":
             status, answer = self.prices.answer(query, self.base_url)
+            return status, answer, {}
+        metrics = _ARM_METRICS.match(path)
+        if metrics and method == "GET":
+            if not self._authorized(headers):
+                return _unauthorized()
+            if self._find(metrics["sub"], metrics["rg"], metrics["ws"]) is None:
+                return 404, load_fixture("error_arm_not_found.json"), {}
+            data = self.metrics.setdefault(metrics["ws"].lower(), MetricsData())
+            status, answer = data.answer(query, path.removesuffix("/providers/Microsoft.Insights/metrics"))
             return status, answer, {}
         compute = _ARM_COMPUTE.match(path)
         if compute and method == "GET":

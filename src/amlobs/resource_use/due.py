@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
 
-    from ..settings import StorageSettings
+    from ..settings import Settings, StorageSettings
 
 DUE_TABLE = "resourceusedue"
 _PARTITION = "due"
@@ -103,6 +103,36 @@ class DueRuns(Protocol):
     def due(self, now_ms: int, limit: int) -> list[DueRun]: ...
     def move(self, old: DueRun, new: DueRun) -> None: ...
     def remove(self, run: DueRun) -> None: ...
+
+
+# Runs whose compute is their children's, or that used none: nothing to measure, so nothing to note.
+_ORCHESTRATOR_KINDS = frozenset({"pipeline", "sweep", "automl"})
+_TERMINAL = frozenset({"Completed", "Failed", "Canceled"})
+
+
+def is_due_for_resource_use(record: Mapping[str, Any]) -> bool:
+    return (
+        record.get("status") in _TERMINAL
+        and record.get("job_kind") not in _ORCHESTRATOR_KINDS
+        and record.get("run_type") != "azureml.PipelineRun"
+        and record.get("is_reused") != "true"
+        and "enrichment_error" not in record
+    )
+
+
+class DueNoter:
+    """What the processor calls for every record it is about to send (cheap unless the run is due)."""
+
+    def __init__(self, due: DueRuns, *, delay_ms: int = METRICS_DELAY_MS) -> None:
+        self.due = due
+        self._delay_ms = delay_ms
+
+    def note(self, ws: WorkspaceRef, record: Mapping[str, Any]) -> None:
+        if not is_due_for_resource_use(record):
+            return
+        run = due_run_of(ws, record, delay_ms=self._delay_ms)
+        if run is not None:
+            self.due.add(run)
 
 
 class MemoryDueRuns:
@@ -240,3 +270,10 @@ class TableDueRuns:
             self._client.get().delete_entity(_PARTITION, run.row_key)
         except AzureError as exc:
             raise self._fail("removing a judged run", exc) from exc
+
+
+def create_due_runs(settings: Settings, credential: TokenCredential | None) -> DueRuns:
+    """Table storage when the app has a storage account, else a list in this process's memory."""
+    if settings.storage is None:
+        return MemoryDueRuns()
+    return TableDueRuns(settings.storage, credential, timeouts=StorageTimeouts.from_settings(settings))

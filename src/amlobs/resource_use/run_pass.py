@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..aml_discovery import workspace_path
 from ..compute_facts import CLUSTER, SERVERLESS
+from ..cost_estimator import NOT_PER_JOB
 from ..errors import TransientError
 from ..telemetry_unit import TelemetryUnit
 from .due import DueRun, DueRuns
@@ -160,8 +161,7 @@ class ResourceUsePass:
     def _verdict(
         self, run: DueRun, deadline: float, report: PassReport, refused: set[str]
     ) -> TelemetryUnit | _Later:
-        record = run.record
-        kind = record.get("compute_target_type")
+        kind = compute_kind(run.record)
         window = _window(run)
         if kind == SERVERLESS:
             return missing_unit(
@@ -248,6 +248,21 @@ class ResourceUsePass:
         if answer.status == 408 or answer.status >= 500:
             return _Later(detail, "unavailable")
         return missing_unit(run, "refused", f"{detail}: the metrics request was refused", window)
+
+
+def compute_kind(record: Mapping[str, str]) -> str | None:
+    """The run's compute type, as the cost estimate found it on Resource Manager where it looked.
+
+    Run history may say ``AmlCompute`` for a compute instance (the estimate then says "ci-dev: a compute
+    instance is billed ..."): the type Resource Manager reported wins, without another request.
+    """
+    kind = record.get("compute_target_type")
+    basis = record.get("cost_basis", "")
+    if kind == CLUSTER and "compute=cluster " not in basis:
+        for other, why in NOT_PER_JOB.items():
+            if why in basis:
+                return other
+    return kind
 
 
 def _code(answer: HttpAnswer) -> str:
