@@ -43,6 +43,38 @@ _LINK_KEYS = (
     "estimated_cost",
     "cost_currency",
 )
+# Every key an AmlRunResourceUse event may carry (the workbook and the alerts read no other).
+RESOURCE_USE_FIELDS: tuple[str, ...] = (
+    *_LINK_KEYS,
+    "resource_use_outcome",
+    "resource_use_reason",
+    "vm_size",
+    "window_start_utc",
+    "window_end_utc",
+    "window_interval",
+    "accelerator",
+    "node_count",
+    "billed_node_count",
+    *(f"{prefix}_{figure}" for prefix in METRIC_KEYS.values() for figure in ("avg", "max", "p95", "samples")),
+    "spread_metric",
+    "most_busy_node",
+    "most_busy_node_avg",
+    "least_busy_node",
+    "least_busy_node_avg",
+    "nodes_without_samples",
+    "idle_gpu_cost",
+    "idle_cpu_cost",
+    "idle_cost_basis",
+)
+HEALTH_FIELDS: tuple[str, ...] = (
+    "subscriptions",
+    "resourceGroup",
+    "amlWorkSpace",
+    "step",
+    "code",
+    "detail",
+    "missing_permission",
+)
 _SKU = re.compile(r"(?:^|; )sku=([A-Za-z0-9_\-]+)")
 _NODES = re.compile(r"(?:^|; )nodes=(\d+)")
 
