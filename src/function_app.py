@@ -41,10 +41,11 @@ def aml_run_events(event: str) -> None:
 def aml_resource_use(timer: func.TimerRequest) -> None:
     report = get_resource_use_pass().run()
     logging.getLogger("amlobs").info(
-        "resource use: judged %s, retried %d, left due %d, %d metrics request(s)%s",
-        report.judged,
-        report.retried,
-        report.left_due,
-        report.http_calls,
+        "resource use: runs judged %s, retried %d, left due %d; idle cluster days %d; %d metrics call(s)%s",
+        report.runs.judged,
+        report.runs.retried,
+        report.runs.left_due,
+        report.clusters.clusters,
+        report.runs.http_calls + report.clusters.http_calls,
         " (past due)" if timer.past_due else "",
     )

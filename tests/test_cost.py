@@ -282,7 +282,9 @@ def test_a_reused_step_beside_unpriced_steps_is_not_a_zero_total() -> None:
     assert "estimated_cost" not in fields  # never "0.000000" read as the pipeline's cost
     assert fields["estimated_cost_lower_bound"] == "0.000000"
     assert (fields["estimated_step_count"], fields["unestimated_step_count"]) == (1, 3)
-    assert str(fields["cost_basis"]).startswith("no total: sum of 1 step estimate(s) is a lower bound; 3 step(s)")
+    assert str(fields["cost_basis"]).startswith(
+        "no total: sum of 1 step estimate(s) is a lower bound; 3 step(s)"
+    )
 
 
 def test_step_estimates_in_several_currencies_give_no_total() -> None:

@@ -16,7 +16,8 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 
 from amlobs.events import KNOWN_STATUSES
 from amlobs.records import RECORD_FIELDS
+from amlobs.resource_use.cluster_idle import CLUSTER_IDLE_FIELDS, EVENT_CLUSTER_IDLE
 from amlobs.resource_use.events import (
     EVENT_RESOURCE_USE,
     EVENT_RESOURCE_USE_HEALTH,
@@ -258,6 +260,8 @@ def _full(fields: tuple[str, ...], numeric: frozenset[str]) -> dict[str, str | i
 
 
 def _resource_use_units(now_ms: int) -> list[Any]:
+    from amlobs.cost import HourlyPrice
+    from amlobs.resource_use.cluster_idle import ClusterDay, idle_unit
     from amlobs.resource_use.due import DUE_KEYS, DueRun
     from amlobs.resource_use.events import health_unit, measured_unit, missing_unit
     from amlobs.resource_use.metrics_query import RUN_METRICS, MetricSeries, Sample
@@ -282,6 +286,13 @@ def _resource_use_units(now_ms: int) -> list[Any]:
         measured_unit(cpu, reduce(cpu_series, gpu_sku=False), window),
         missing_unit(gpu, "no_data", "why", window),
         health_unit(record, "access_refused", "detail", "Microsoft.Insights/metrics/read"),
+        idle_unit(
+            gpu.ws,
+            "gpu",
+            date(2025, 1, 1),
+            ClusterDay(3.0, 0.5, {"h"}),
+            (HourlyPrice(Decimal(1), "USD", "m", "p"), "sku"),
+        ),
     ]
 
 
@@ -371,6 +382,7 @@ def contract(wire: dict[str, dict[str, frozenset[str]]]) -> Contract:
             EVENT_PIPELINE_SUMMARY: frozenset(SUMMARY_FIELDS) | {MAYBE_DUPLICATE},
             EVENT_RESOURCE_USE: frozenset(RESOURCE_USE_FIELDS),
             EVENT_RESOURCE_USE_HEALTH: frozenset(HEALTH_FIELDS),
+            EVENT_CLUSTER_IDLE: frozenset(CLUSTER_IDLE_FIELDS),
             # No constant lists these: they are whatever the processor's reject path attaches.
             EVENT_REJECTED: wire["events"][EVENT_REJECTED],
         },
@@ -492,6 +504,7 @@ def test_the_field_lists_checked_against_are_what_the_exporter_sends(wire: dict[
     ]
     assert wire["events"][EVENT_RESOURCE_USE] == frozenset(RESOURCE_USE_FIELDS)
     assert wire["events"][EVENT_RESOURCE_USE_HEALTH] == frozenset(HEALTH_FIELDS)
+    assert wire["events"][EVENT_CLUSTER_IDLE] == frozenset(CLUSTER_IDLE_FIELDS)
     assert wire["metrics"][METRIC_DURATION] == frozenset(METRIC_DIMENSIONS)
     assert wire["metrics"][METRIC_QUEUE_TIME] == frozenset(METRIC_DIMENSIONS)
     assert wire["metrics"][METRIC_REJECTED] == frozenset({"reason"})
@@ -591,9 +604,13 @@ PREFILTER = re.compile(r"\|\s*where timestamp \{TimeRange\}")
 WIDE_PANELS = {"pipeline-run-steps"}
 
 
+# Resource use and idle cluster days are placed at their run's end (their day's end) and sent after it.
+AFTER_THE_FACT = {EVENT_RESOURCE_USE, EVENT_CLUSTER_IDLE}
+
+
 def run_telemetry(query: str) -> bool:
     # The resource-use event is placed at its run's status time too, and always sent after it.
-    return bool(refs_of(query).names & {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, EVENT_RESOURCE_USE})
+    return bool(refs_of(query).names & {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, *AFTER_THE_FACT})
 
 
 def test_every_panel_of_runs_filters_and_bins_on_the_status_time_with_timestamp_only_as_prefilter() -> None:
@@ -663,7 +680,7 @@ def test_every_query_of_run_telemetry_uses_the_workspace_parameter(contract: Con
     The processor-health panels are the deliberate exception (invocations and rejected events need not
     belong to a workspace); they live in their own group, which says so.
     """
-    per_workspace = {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, EVENT_RESOURCE_USE}
+    per_workspace = {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, *AFTER_THE_FACT}
     processor_group = next(i for i in WORKBOOK["items"] if i["name"] == "processor-health")
     unfiltered = {i["name"] for i in workbook_items(processor_group["content"]["items"]) if i["type"] == 3}
     assert unfiltered, "the processor-health group holds the processor panels"

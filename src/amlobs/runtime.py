@@ -19,12 +19,12 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from .resource_use.due import DueRuns
-    from .resource_use.run_pass import ResourceUsePass
+    from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
 
 _lock = threading.Lock()
 # The worker process's objects, one per process by design: [(processor, resource-use pass)] once built.
-_process: list[tuple[EventProcessor, ResourceUsePass | None]] = []
+_process: list[tuple[EventProcessor, ResourceUseTimer | None]] = []
 
 
 def build_processor(
@@ -44,11 +44,13 @@ def _build(
     credential: TokenCredential | None,
     runs: RunHistoryClient | None,
     due: DueRuns | None,
-) -> tuple[EventProcessor, ResourceUsePass | None]:
+) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
+    from .resource_use.cluster_idle import ClusterIdlePass
     from .resource_use.due import DueNoter
     from .resource_use.run_pass import ResourceUsePass
+    from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
     from .storage import create_stores
     from .telemetry import create_telemetry
@@ -57,25 +59,27 @@ def _build(
     dedupe, rejected = create_stores(settings, credential)
     runs = runs or RunHistoryClient(settings, credential)
     telemetry = create_telemetry(settings, credential)
+    costs = build_cost_estimator(settings, runs)
     processor = EventProcessor(
         runs=runs,
         telemetry=telemetry,
         dedupe=dedupe,
         rejected=rejected,
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
-        costs=build_cost_estimator(settings, runs),
+        costs=costs,
         due=DueNoter(due) if due is not None else None,
     )
-    # The pass shares the processor's run history client (its token gate), telemetry and claims.
-    resource_use = (
-        ResourceUsePass(metrics=runs, telemetry=telemetry, claims=dedupe, due=due)
-        if due is not None
-        else None
+    if due is None:
+        return processor, None
+    # The passes share the processor's run history client (its token gate), telemetry, claims and prices.
+    timer = ResourceUseTimer(
+        ResourceUsePass(metrics=runs, telemetry=telemetry, claims=dedupe, due=due),
+        ClusterIdlePass(metrics=runs, prices=costs, telemetry=telemetry, claims=dedupe),
     )
-    return processor, resource_use
+    return processor, timer
 
 
-def _build_process(settings: Settings) -> tuple[EventProcessor, ResourceUsePass | None]:
+def _build_process(settings: Settings) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .credentials import build_credential
     from .resource_use.due import create_due_runs
 
@@ -83,7 +87,7 @@ def _build_process(settings: Settings) -> tuple[EventProcessor, ResourceUsePass 
     return _build(settings, credential, None, create_due_runs(settings, credential))
 
 
-def _started(env: Mapping[str, str] | None) -> tuple[EventProcessor, ResourceUsePass | None]:
+def _started(env: Mapping[str, str] | None) -> tuple[EventProcessor, ResourceUseTimer | None]:
     if not _process:
         with _lock:
             if not _process:
@@ -96,8 +100,8 @@ def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
     return _started(env)[0]
 
 
-def get_resource_use_pass(env: Mapping[str, str] | None = None) -> ResourceUsePass:
-    """The process's resource-use pass (:mod:`amlobs.resource_use`), sharing the processor's clients."""
+def get_resource_use_pass(env: Mapping[str, str] | None = None) -> ResourceUseTimer:
+    """The process's resource-use passes (:mod:`amlobs.resource_use`), sharing the processor's clients."""
     resource_use = _started(env)[1]
     assert resource_use is not None
     return resource_use

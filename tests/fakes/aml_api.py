@@ -183,7 +183,7 @@ class FakeAmlApi:
         # The chaos simulator draws random faults with it; it runs on the server's threads.
         self.fault_hook: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
-        self._faults: list[tuple[str, str, Fault]] = []
+        self._faults: list[tuple[str, str, Fault, str]] = []
         self._workspaces: dict[tuple[str, str, str], FakeWorkspace] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -286,10 +286,11 @@ class FakeAmlApi:
 
     # -- faults and records ------------------------------------------------------------------
 
-    def fail(self, method: str, path_contains: str, *faults: Fault) -> None:
-        """Answer the next matching requests with ``faults``, in order; then behave normally again."""
+    def fail(self, method: str, path_contains: str, *faults: Fault, query_contains: str = "") -> None:
+        """Answer the next matching requests with ``faults``, in order; then behave normally again.
+        ``query_contains``: only requests whose (percent-decoded) query string contains it."""
         with self._lock:
-            self._faults.extend((method.upper(), path_contains, fault) for fault in faults)
+            self._faults.extend((method.upper(), path_contains, fault, query_contains) for fault in faults)
 
     def requests_to(self, path_contains: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
@@ -304,10 +305,10 @@ class FakeAmlApi:
             self.requests.clear()
             self.token_requests.clear()
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, query: str = "") -> Fault | None:
         with self._lock:
-            for index, (fault_method, fragment, fault) in enumerate(self._faults):
-                if fault_method == method and fragment.lower() in path.lower():
+            for index, (fault_method, fragment, fault, in_query) in enumerate(self._faults):
+                if fault_method == method and fragment.lower() in path.lower() and in_query in query:
                     del self._faults[index]
                     return fault
         hook = self.fault_hook
@@ -324,7 +325,7 @@ class FakeAmlApi:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._lock:
             self.requests.append(RecordedRequest(method, path, parts.path, query, headers, body))
-        fault = self._take_fault(method, path)
+        fault = self._take_fault(method, path, unquote(parts.query))
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)

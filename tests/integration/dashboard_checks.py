@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard_sources import expand_workbook_parameters
-from tests.integration.history_scenario import DAY, HOUR, History, ResourceUse, Status
+from tests.integration.history_scenario import DAY, HOUR, HOURLY, History, ResourceUse, Status
 from tests.kql_engine import Engine, spans
 
 Rows = list[dict[str, Any]]
@@ -564,6 +564,27 @@ def check_efficiency_missing(run: Runner, h: History) -> None:
         assert reasons["too_short"] == "no idle cost: the run lasted 20 s, less than one sample (PT1M)"
 
 
+def check_efficiency_idle_clusters(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected = {
+            (workspace, cluster, day): hours
+            for (workspace, cluster, day), hours in h.idle_days.items()
+            # placed at the end of its day
+            if datetime.fromisoformat(day).replace(tzinfo=UTC) + DAY > h.now - view.range
+        }
+        rows = run("workbook:efficiency-idle-clusters", view)
+        got = {(r["Workspace"], r["Cluster"], r["Day"]): r for r in rows}
+        assert got.keys() == expected.keys(), view
+        for (_ws, cluster, _day), hours in expected.items():
+            row = got[(_ws, cluster, _day)]
+            hourly = HOURLY[("sample-ws", cluster)]
+            assert row["Idle node-hours"] == pytest.approx(hours)
+            assert row["Idle cost"] == pytest.approx(_money(hourly * Decimal(str(hours))), abs=1e-4)
+    assert len(run("workbook:efficiency-idle-clusters", TODAY)) < len(
+        run("workbook:efficiency-idle-clusters", MONTH)
+    )
+
+
 def check_alert_idle_gpu(run: Runner, h: History) -> None:
     rows = run("alert:expensive-idle-gpu-run")
     # The long GPU step (cost above 1, 20 % busy) fires once; the cheap one at 5 % and the busy one do not.
@@ -603,5 +624,6 @@ CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "workbook:efficiency-idle-by-target": check_efficiency_idle_by_target,
     "workbook:efficiency-idle-by-pipeline-run": check_efficiency_idle_by_pipeline_run,
     "workbook:efficiency-missing": check_efficiency_missing,
+    "workbook:efficiency-idle-clusters": check_efficiency_idle_clusters,
 }
 CHECKED_ELSEWHERE = {"workbook:processor-rejected-by-reason", "workbook:processor-rejected-latest"}

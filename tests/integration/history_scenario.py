@@ -161,6 +161,8 @@ class History:
     runs: dict[str, str] = field(default_factory=dict)
     # Finished runs the resource-use pass judged (due: ended at least 15 minutes before it ran).
     resource_uses: dict[tuple[str, str], ResourceUse] = field(default_factory=dict)
+    # (workspace, cluster, day) -> idle node-hours the pass priced (days: the two before it ran, less 1 h).
+    idle_days: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -435,6 +437,11 @@ class Builder:
         least 15 minutes old (the pass's delay), except orchestrators."""
         passed = datetime.now(UTC)
         invoke(json.dumps({"Schedule": {}, "ScheduleStatus": None, "IsPastDue": False}), "aml_resource_use")
+        last = (passed - HOUR).date() - DAY
+        for day in (last, last - DAY):
+            for cluster, metrics in self.aml.metrics[ws.name.lower()].clusters.items():
+                hours = sum(float(v) for v in metrics.get("Idle Nodes", []) if isinstance(v, (int, float)))
+                self.history.idle_days[(ws.name, cluster, day.isoformat())] = hours
         for status in self.history.statuses.values():
             if status.source != "live" or not status.terminal or status.run_type == "azureml.PipelineRun":
                 continue
@@ -601,6 +608,12 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     b.metrics(a, twenty_late_steps[0], gpu=[60.0, 70.0, 80.0, 70.0, 70.0])
     b.metrics(a, long_steps[0], gpu=[10.0, 30.0] * 60)
     b.metrics(a, late_slow_steps[0], cpu=[25.0])
+    # Idle nodes: cpu-cluster keeps one node all day; gpu-cluster two for three hours (the scale-down delay).
+    a_metrics = aml.metrics.setdefault(a.name.lower(), MetricsData())
+    a_metrics.clusters = {
+        "cpu-cluster": {"Idle Nodes": [1.0] * 24},
+        "gpu-cluster": {"Idle Nodes": [0.0] * 10 + [2.0] * 3 + [0.0] * 11},
+    }
     b.resource_use_pass(a)
     b.duplicate_resource_use(long_steps[0]["runId"])
     runs["idle-gpu-long"], runs["idle-gpu-cheap"] = long_steps[0]["runId"], late_failure_steps[0]["runId"]

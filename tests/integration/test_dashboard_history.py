@@ -393,6 +393,12 @@ MUTANTS = [
         "",
         "measured runs counted as missing",
     ),
+    Mutant(
+        "workbook:efficiency-idle-clusters",
+        "| where status_time {TimeRange}\n",
+        "",
+        "days before the range shown",
+    ),
     Mutant("alert:expensive-idle-gpu-run", " and estimated_cost > min_cost", "", "a cheap idle run pages"),
     Mutant(
         "alert:expensive-idle-gpu-run",

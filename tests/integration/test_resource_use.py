@@ -6,7 +6,7 @@ runs, the timer function ``aml_resource_use`` reads each one's Azure Monitor met
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -17,6 +17,7 @@ from amlobs.resource_use.run_pass import PassOptions
 from amlobs.tracing import operation_of
 from tests.fakes.aml_api import Fault
 from tests.fakes.azure_monitor_metrics import MetricsData
+from tests.fakes.retail_prices import price_of
 from tests.integration.conftest import App
 from tests.integration.host import invoke
 from tests.integration.test_cost import event_of, on_compute, record_for
@@ -34,7 +35,16 @@ def uses(app: App) -> list[dict[str, Any]]:
 
 
 def metrics_requests(app: App) -> list[Any]:
-    return app.aml.requests_to(METRICS_PATH, "GET")
+    """The runs' metrics requests (the idle-cluster pass asks the same API for the workspace's days)."""
+    return [
+        r for r in app.aml.requests_to(METRICS_PATH, "GET") if r.query.get("$filter", "").startswith("RunId")
+    ]
+
+
+def idle_requests(app: App) -> list[Any]:
+    return [
+        r for r in app.aml.requests_to(METRICS_PATH, "GET") if r.query.get("$filter") == "ClusterName eq '*'"
+    ]
 
 
 def iso(value: str) -> str:
@@ -174,7 +184,7 @@ def test_a_403_gives_a_reason_and_a_health_record_naming_the_missing_permission(
     step = gpu_step(app)
     invoke(event_of(app.aml.workspace(), step))
     body = {"error": {"code": "AuthorizationFailed", "message": "does not have authorization"}}
-    app.aml.fail("GET", METRICS_PATH, Fault(403, body=body))
+    app.aml.fail("GET", METRICS_PATH, Fault(403, body=body), query_contains="RunId")
     run_timer()
     [use] = uses(app)
     assert use["resource_use_outcome"] == "access_refused"
@@ -196,7 +206,7 @@ def test_a_429_is_waited_out_within_the_pass_and_the_run_measured(app: App) -> N
     step = gpu_step(app)
     serve(app, step, {"n1": {"GpuUtilizationPercentage": [40.0, 60.0]}})
     invoke(event_of(app.aml.workspace(), step))
-    app.aml.fail("GET", METRICS_PATH, Fault(429, headers={"Retry-After": "1"}))
+    app.aml.fail("GET", METRICS_PATH, Fault(429, headers={"Retry-After": "1"}), query_contains="RunId")
     run_timer()
     assert len(metrics_requests(app)) == 2
     [use] = uses(app)
@@ -222,10 +232,10 @@ def test_a_transient_failure_leaves_the_run_due_then_says_why(app: App, fault: F
     step = gpu_step(app)
     serve(app, step, {"n1": {"GpuUtilizationPercentage": [40.0, 60.0]}})
     invoke(event_of(app.aml.workspace(), step))
-    runtime.get_resource_use_pass().options = PassOptions(
+    runtime.get_resource_use_pass().runs.options = PassOptions(
         max_tries=2, retry_delay_ms=0, http_timeout_seconds=1.0
     )
-    app.aml.fail("GET", METRICS_PATH, fault, fault)
+    app.aml.fail("GET", METRICS_PATH, fault, fault, query_contains="RunId")
 
     run_timer()
     assert uses(app) == []  # still due: tried again next pass
@@ -240,8 +250,8 @@ def test_a_transient_failure_then_an_answer_measures_the_run(app: App) -> None:
     step = gpu_step(app)
     serve(app, step, {"n1": {"GpuUtilizationPercentage": [40.0, 60.0]}})
     invoke(event_of(app.aml.workspace(), step))
-    runtime.get_resource_use_pass().options = PassOptions(retry_delay_ms=0)
-    app.aml.fail("GET", METRICS_PATH, Fault(500))
+    runtime.get_resource_use_pass().runs.options = PassOptions(retry_delay_ms=0)
+    app.aml.fail("GET", METRICS_PATH, Fault(500), query_contains="RunId")
     run_timer()
     run_timer()
     [use] = uses(app)
@@ -274,3 +284,76 @@ def test_a_pipeline_run_and_an_unfinished_status_are_not_noted(app: App) -> None
     invoke(event_of(ws, _steps[0], status="Running"))
     run_timer()
     assert uses(app) == [] and metrics_requests(app) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Idle clusters, per cluster per day
+
+
+def test_idle_cluster_node_hours_are_priced_once_per_cluster_and_day(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = app.aml.workspace()
+    monkeypatch.setenv("AML_OBS_WORKSPACE_IDS", ws.resource_id)
+    # cpu-cluster keeps one node all day (min nodes 1); gpu-cluster idles 2 nodes for 3 hours after a job
+    # (the scale-down delay), plus half a leaving node for an hour.
+    app.aml.metrics["sample-ws"] = MetricsData(
+        clusters={
+            "cpu-cluster": {"Idle Nodes": [1.0] * 24},
+            "gpu-cluster": {
+                "Idle Nodes": [0.0] * 10 + [2.0] * 3 + [0.0] * 11,
+                "Leaving Nodes": [0.0] * 9 + [0.5],
+            },
+        }
+    )
+    run_timer()
+
+    [first, *_] = requests = idle_requests(app)
+    assert len(requests) == 2  # yesterday and the day before, one request per workspace-day
+    assert first.query == {
+        "api-version": "2023-10-01",
+        "metricnamespace": "Microsoft.MachineLearningServices/workspaces",
+        "metricnames": "Idle Nodes,Leaving Nodes",
+        "timespan": first.query["timespan"],
+        "interval": "PT1H",
+        "aggregation": "average",
+        "$filter": "ClusterName eq '*'",
+        "top": "100",
+    }
+    start, end = first.query["timespan"].split("/")
+    assert start.endswith("T00:00:00Z") and end.endswith("T00:00:00Z")
+    assert datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(
+        start.replace("Z", "+00:00")
+    ) == timedelta(days=1)
+
+    events = [e["properties"] for e in app.ingestion.events("AmlClusterIdleCost")]
+    assert len(events) == 4  # two clusters × two days
+    by_cluster = {(e["cluster_name"], e["day"]): e for e in events}
+    day = start[:10]
+    cpu, gpu = by_cluster[("cpu-cluster", day)], by_cluster[("gpu-cluster", day)]
+    ds2, nc6_spot = price_of("eastus", "Standard_DS2_v2"), price_of("eastus", "Standard_NC6s_v3", kind="Spot")
+    assert (cpu["idle_node_hours"], cpu["hours_with_data"]) == ("24.0", "24")
+    assert cpu["idle_cost"] == format((ds2 * 24).quantize(Decimal("0.000001")), "f")
+    assert (gpu["idle_node_hours"], gpu["leaving_node_hours"]) == ("6.0", "0.5")
+    assert gpu["idle_cost"] == format((nc6_spot * 6).quantize(Decimal("0.000001")), "f")
+    assert "priority=low_priority" in gpu["cost_basis"] and gpu["cost_currency"] == "USD"
+    assert cpu["status_time"] == f"{(datetime.fromisoformat(day) + timedelta(days=1)):%Y-%m-%d}T00:00:00.000Z"
+
+    run_timer()  # judged once: no second event, and no second request for a day already judged
+    assert len(app.ingestion.events("AmlClusterIdleCost")) == 4
+    assert len(idle_requests(app)) == 2
+
+
+def test_an_idle_cluster_day_refused_with_403_leaves_a_health_record_and_is_asked_again(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = app.aml.workspace()
+    monkeypatch.setenv("AML_OBS_WORKSPACE_IDS", ws.resource_id)
+    app.aml.metrics["sample-ws"] = MetricsData(clusters={"cpu-cluster": {"Idle Nodes": [1.0] * 24}})
+    app.aml.fail("GET", METRICS_PATH, Fault(403), Fault(403), query_contains="ClusterName")
+    run_timer()
+    health = [e["properties"] for e in app.ingestion.events("AmlResourceUseHealth")]
+    assert {h["missing_permission"] for h in health} == {"Microsoft.Insights/metrics/read"}
+    assert app.ingestion.events("AmlClusterIdleCost") == []
+    run_timer()  # the days were not judged: asked again, and priced now that access works
+    assert len(app.ingestion.events("AmlClusterIdleCost")) == 2

@@ -79,6 +79,7 @@ class PassReport:
     retried: int = 0
     left_due: int = 0
     http_calls: int = 0
+    workspaces: set[str] = field(default_factory=set)  # resource ids of the runs looked at
 
     def count(self, outcome: str) -> None:
         self.judged[outcome] = self.judged.get(outcome, 0) + 1
@@ -122,7 +123,13 @@ class ResourceUsePass:
             if self._clock() >= deadline or throttled:
                 report.left_due += len(runs) - index
                 break
-            throttled = self._judge(run, deadline, report, refused)
+            report.workspaces.add(run.workspace_id)
+            try:
+                throttled = self._judge(run, deadline, report, refused)
+            except TransientError as error:  # storage or ingestion down: the rest waits for the next pass
+                logger.warning("resource use of run %s: %s; the pass stops here", run.run_id, error)
+                report.left_due += len(runs) - index
+                break
         return report
 
     # -- one run -------------------------------------------------------------------------------
