@@ -134,8 +134,9 @@ def _dimension(series: Mapping[str, Any], wanted: str) -> str | None:
     return None
 
 
-def parse_answer(body: Any) -> dict[str, MetricSeries]:
-    """Metric name → its series; a metric absent from the answer is absent here."""
+def parse_answer(body: Any, dimension: str = NODE_DIMENSION) -> dict[str, MetricSeries]:
+    """Metric name → its samples per value of ``dimension`` (the node); a metric absent from the answer is
+    absent here."""
     if not isinstance(body, Mapping) or not isinstance(body.get("value"), list):
         raise BadMetricsAnswer("a metrics answer without a value list")
     metrics: dict[str, MetricSeries] = {}
@@ -155,7 +156,7 @@ def parse_answer(body: Any) -> dict[str, MetricSeries]:
         for timeseries in metric.get("timeseries") or ():
             if not isinstance(timeseries, Mapping):
                 continue
-            node = _dimension(timeseries, NODE_DIMENSION) or "(node not named)"
+            node = _dimension(timeseries, dimension) or "(node not named)"
             samples = series.nodes.setdefault(node, [])
             for point in timeseries.get("data") or ():
                 if not isinstance(point, Mapping):
