@@ -19,7 +19,7 @@ from ..telemetry_unit import TelemetryUnit, stringify
 from ..tracing import operation_of
 from .due import DueRun
 from .metrics_query import TIME_GRAIN, iso
-from .usage import METRIC_KEYS, ResourceUse, idle_cost, is_gpu_sku
+from .usage import METRIC_KEYS, ResourceUse, idle_cost
 
 EVENT_RESOURCE_USE = "AmlRunResourceUse"
 EVENT_RESOURCE_USE_HEALTH = "AmlResourceUseHealth"
@@ -170,12 +170,7 @@ def _idle(run: DueRun, use: ResourceUse) -> dict[str, object]:
     amount = idle_cost(estimate, main.average)
     return {
         key: format(amount, "f"),
-        "idle_cost_basis": f"estimated_cost {estimate} × (1 − average {metric} {main.average:.2f} % / 100)"
-        + (
-            ""
-            if use.accelerator == "gpu" or not is_gpu_sku(vm_size(run))
-            else "; GPU SKU without GPU samples"
-        ),
+        "idle_cost_basis": f"estimated_cost {estimate} × (1 − average {metric} {main.average:.2f} % / 100)",
     }
 
 
