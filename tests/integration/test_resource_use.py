@@ -114,7 +114,9 @@ def test_a_two_node_gpu_run_at_12_percent_costs_88_percent_of_its_estimate_in_id
     assert estimate > 0
     expected = (estimate * Decimal("0.88")).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
     assert use["idle_gpu_cost"] == format(expected, "f")
-    assert use["idle_cost_basis"] == f"estimated_cost {estimate} × (1 − average gpu_utilization 12.00 % / 100)"
+    assert (
+        use["idle_cost_basis"] == f"estimated_cost {estimate} × (1 − average gpu_utilization 12.00 % / 100)"
+    )
     assert "idle_cpu_cost" not in use
     assert (use["window_start_utc"], use["window_end_utc"]) == (
         iso(step["startTimeUtc"]),
