@@ -19,22 +19,42 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from .notify import NotifySettings
+    from .resource_use.due import DueRuns
+    from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
 
 _lock = threading.Lock()
-_processor: EventProcessor | None = None
+# The worker process's objects, one per process by design: [(processor, resource-use pass)] once built.
+_process: list[tuple[EventProcessor, ResourceUseTimer | None]] = []
 
 
 def build_processor(
     settings: Settings,
     credential: TokenCredential | None = None,
     runs: RunHistoryClient | None = None,
+    *,
+    due: DueRuns | None = None,
     notify: NotifySettings | None = None,
 ) -> EventProcessor:
-    """The processor and everything it talks to, sharing one credential. ``notify``: the webhook
-    messages (:mod:`amlobs.notify`), off when None or without a webhook."""
+    """The processor and everything it talks to, sharing one credential. ``due``: where finished runs
+    are noted for the resource-use pass (None: not noted, as in the command line's replay and backfill).
+    ``notify``: the team's messages (:mod:`amlobs.notify`), off when None or without a webhook."""
+    return _build(settings, credential, runs, due, notify)[0]
+
+
+def _build(
+    settings: Settings,
+    credential: TokenCredential | None,
+    runs: RunHistoryClient | None,
+    due: DueRuns | None,
+    notify: NotifySettings | None = None,
+) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
+    from .resource_use.cluster_idle import ClusterIdlePass
+    from .resource_use.due import DueNoter
+    from .resource_use.run_pass import ResourceUsePass
+    from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
     from .storage import create_stores
     from .telemetry import create_telemetry
@@ -43,40 +63,70 @@ def build_processor(
     dedupe, rejected = create_stores(settings, credential)
     runs = runs or RunHistoryClient(settings, credential)
     telemetry = create_telemetry(settings, credential)
+    costs = build_cost_estimator(settings, runs)
     notifier = None
     if notify is not None and notify.enabled:
         from .notify import Notifier
 
         notifier = Notifier(notify, dedupe, telemetry)
-    return EventProcessor(
+    processor = EventProcessor(
         runs=runs,
         telemetry=telemetry,
         dedupe=dedupe,
         rejected=rejected,
-        notifier=notifier,
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
-        costs=build_cost_estimator(settings, runs),
+        costs=costs,
+        due=DueNoter(due) if due is not None else None,
+        notifier=notifier,
     )
+    if due is None:
+        return processor, None
+    # The passes share the processor's run history client (its token gate), telemetry, claims and prices.
+    timer = ResourceUseTimer(
+        ResourceUsePass(metrics=runs, telemetry=telemetry, claims=dedupe, due=due),
+        ClusterIdlePass(metrics=runs, prices=costs, telemetry=telemetry, claims=dedupe),
+    )
+    return processor, timer
 
 
-def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
-    """The process's processor, created from the environment on first call."""
-    global _processor  # noqa: PLW0603 - one per worker process by design
-    if _processor is None:
+def _build_process(
+    settings: Settings, notify: NotifySettings
+) -> tuple[EventProcessor, ResourceUseTimer | None]:
+    from .credentials import build_credential
+    from .resource_use.due import create_due_runs
+
+    credential = build_credential(settings)
+    return _build(settings, credential, None, create_due_runs(settings, credential), notify)
+
+
+def _started(env: Mapping[str, str] | None) -> tuple[EventProcessor, ResourceUseTimer | None]:
+    if not _process:
         with _lock:
-            if _processor is None:
+            if not _process:
                 from .notify import NotifySettings
 
                 # Both read first: a bad webhook setting refuses to start like any other setting.
                 settings, notify = Settings.from_env(env), NotifySettings.from_env(env)
-                _processor = build_processor(settings, notify=notify)
-    return _processor
+                _process.append(_build_process(settings, notify))
+    return _process[0]
+
+
+def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
+    """The process's processor, created from the environment on first call."""
+    return _started(env)[0]
+
+
+def get_resource_use_pass(env: Mapping[str, str] | None = None) -> ResourceUseTimer:
+    """The process's resource-use passes (:mod:`amlobs.resource_use`), sharing the processor's clients."""
+    resource_use = _started(env)[1]
+    assert resource_use is not None
+    return resource_use
 
 
 def reset_processor() -> None:
     """Shut the process's processor down and forget it (tests that change the environment)."""
-    global _processor  # noqa: PLW0603
     with _lock:
-        if _processor is not None:
-            _processor.close()
-        _processor = None
+        built = list(_process)
+        _process.clear()
+    for processor, _resource_use in built:
+        processor.close()
