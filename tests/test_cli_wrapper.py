@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.tools_on_path import find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "amlobs.sh"
@@ -100,11 +100,7 @@ def test_wrapper_without_a_provisioned_environment_says_what_to_do(tmp_path: Pat
 
 
 def test_wrapper_passes_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip(
-            "shellcheck not on PATH: install it (scripts/test.sh does, with apt) to lint scripts/amlobs.sh"
-        )
+    shellcheck = find_tool("shellcheck", how_to_install="scripts/amlobs.sh was not linted")
     done = subprocess.run(
         [shellcheck, "--shell=sh", str(SCRIPT)], capture_output=True, text=True, check=False
     )
