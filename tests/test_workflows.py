@@ -151,3 +151,10 @@ def test_the_node_tools_are_pinned_exactly() -> None:
     package = json.loads((ROOT / "tests" / "tools" / "package.json").read_text())
     for name, version in package["devDependencies"].items():
         assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name} {version} is not pinned"
+
+
+def test_the_dev_container_installs_the_bicep_the_snapshots_need() -> None:
+    devcontainer = json.loads((ROOT / ".devcontainer" / "devcontainer.json").read_text())
+    command = devcontainer["postCreateCommand"]
+    assert f"az bicep install --version v{BICEP_VERSION}" in command
+    assert "apt-get" not in command
