@@ -100,9 +100,9 @@ def _number(text: str) -> int:
 
 
 def test_the_truncation_lengths_are_the_codes() -> None:
-    cut, total = re.search(
-        r"\| ([\d,]+) characters each, and `…` after a cut one \(([\d,]+) in all\) \|", README
-    ).groups()  # type: ignore[union-attr]
+    said = re.search(r"\| ([\d,]+) characters each, and `…` after a cut one \(([\d,]+) in all\) \|", README)
+    assert said, "the README no longer gives the error message cut the way this test reads it"
+    cut, total = said.groups()
     message = "x" * 10_000
     facts = error_facts({"error": {"code": "UserError", "message": message}})
     assert len(facts["error_message"]) == _number(total)
@@ -151,10 +151,9 @@ def test_the_cost_of_a_quiet_workspace_is_the_sum_of_its_breakdown() -> None:
     rows = _table_rows(_section(INFRA_DOC, "## Cost of a quiet workspace"))
     low = sum(_dollars(row[-1])[0] for row in rows)
     high = sum(_dollars(row[-1])[1] for row in rows)
-    stated_low, stated_high = (
-        float(x)
-        for x in re.search(r"\(the rows above: \$([\d.]+) – \$([\d.]+)\)", INFRA_DOC).groups()  # type: ignore[union-attr]
-    )
+    sum_said = re.search(r"\(the rows above: \$([\d.]+) – \$([\d.]+)\)", INFRA_DOC)
+    assert sum_said, "docs/infra.md no longer states the breakdown's sum the way this test reads it"
+    stated_low, stated_high = (float(x) for x in sum_said.groups())
     assert (round(low, 2), round(high, 2)) == (stated_low, stated_high)
     summary = f"**${math.floor(low)}–{math.ceil(high)} a month**"
     assert summary in INFRA_DOC and summary in README, summary
