@@ -60,7 +60,9 @@ def query_results(outcome: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, 
             continue
         content = item["content"]
         window = (
-            DAY if "timeContextFromParameter" in content else timedelta(milliseconds=content["timeContext"]["durationMs"])
+            DAY
+            if "timeContextFromParameter" in content
+            else timedelta(milliseconds=content["timeContext"]["durationMs"])
         )
         kql = expand_workbook_parameters(content["query"], parameters)
         results[item["name"]] = engine.run(kql, now=outcome["now"], timespan=window, origin=item["name"])
@@ -105,7 +107,8 @@ def _table(item: dict[str, Any], rows: list[dict[str, Any]], selected: str) -> s
 def _tiles(rows: list[dict[str, Any]]) -> str:
     tiles = "".join(
         f'<div class="tile"><div class="tile-title">{html.escape(str(r["run_kind"]))}</div>'
-        f'<div class="tile-big">{r["Runs"]}</div><div class="tile-sub">{html.escape(str(r["Detail"]))}</div></div>'
+        f'<div class="tile-big">{r["Runs"]}</div>'
+        f'<div class="tile-sub">{html.escape(str(r["Detail"]))}</div></div>'
         for r in rows
     )
     return f'<div class="tiles">{tiles}</div>'
@@ -122,33 +125,40 @@ def _chart(rows: list[dict[str, Any]], now: datetime, *, bars: bool) -> str:
     for row in rows:
         index = round((row[time_column] - start) / GRAIN)
         for number in numbers:
-            name = " · ".join([*(str(row[label]) for label in labels), *([number] if len(numbers) > 1 else [])])
+            name = " · ".join(
+                [*(str(row[label]) for label in labels), *([number] if len(numbers) > 1 else [])]
+            )
             series.setdefault(name or number, {})[index] = float(row[number] or 0)
-    width, height = 600, 150
+    width, height = 600, 150  # the plot; 10 px above it for the scale's label
     top = max(max(points.values()) for points in series.values()) or 1.0
 
     def x(index: int) -> float:
         return 10 + (width - 20) * index / (bins - 1)
 
     def y(value: float) -> float:
-        return 10 + height - value / top * height
+        return 14 + height - value / top * (height - 4)
 
     parts = [f'<svg viewBox="0 0 {width} {height + 40}" width="100%" height="{height + 40}">']
     for step in range(5):
         level = 10 + step * height / 4
         parts.append(f'<line x1="0" x2="{width}" y1="{level}" y2="{level}" stroke="#edebe9"/>')
-    parts.append(f'<text x="0" y="{height + 32}" fill="#605e5c">{top:,.4g}: top of the scale</text>')
+    parts.append(
+        f'<text x="{width}" y="8" fill="#605e5c" text-anchor="end">top of the scale: {top:,.4g}</text>'
+    )
     for index in range(0, bins, 6):
         hour = (start + index * GRAIN).strftime("%H:%M")
-        parts.append(f'<text x="{x(index):.0f}" y="{height + 22}" fill="#605e5c" text-anchor="middle">{hour}</text>')
-    for number, (name, points) in enumerate(series.items()):
+        parts.append(
+            f'<text x="{x(index):.0f}" y="{height + 22}" fill="#605e5c" text-anchor="middle">{hour}</text>'
+        )
+    for number, points in enumerate(series.values()):
         color = COLORS[number % len(COLORS)]
         ordered = sorted(points.items())
         if bars:
             for index, value in ordered:
-                left = x(index) - 6 + 4 * number
+                left, bar_top = x(index) - 6 + 4 * number, y(value)
                 parts.append(
-                    f'<rect x="{left:.1f}" y="{y(value):.1f}" width="4" height="{10 + height - y(value):.1f}" fill="{color}"/>'
+                    f'<rect x="{left:.1f}" y="{bar_top:.1f}" width="4" height="{14 + height - bar_top:.1f}"'
+                    f' fill="{color}"/>'
                 )
             continue
         if len(ordered) > 1:

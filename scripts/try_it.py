@@ -25,10 +25,13 @@ Usage: sh scripts/try.sh [--no-pictures] [--out DIR]     (after `sh scripts/test
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -49,11 +52,12 @@ os.environ.update(QUIET_EXPORTER_ENV)  # before any azure.monitor / opentelemetr
 for _inherited in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "AZURE_CLIENT_ID"):
     os.environ.pop(_inherited, None)
 
-from tests.fakes.azurite import missing_azurite_message  # noqa: E402
+from tests.fakes.azurite import AZURITE_BIN  # noqa: E402
 
 FUNCTION = "aml_run_events"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_CHROMIUM = "apt-get install chromium (Debian/Ubuntu; macOS: brew install --cask chromium)"
+INSTALL_NODE = "apt-get install nodejs npm (Debian/Ubuntu; macOS: brew install node)"
 COLUMNS = ("run", "step", "status", "duration", "queue", "compute", "cost", "error")
 ERROR_WIDTH = 58
 
@@ -96,14 +100,17 @@ def run_scenario(seed: int) -> dict[str, Any]:
             os.environ.update(
                 {
                     "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-                    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"Authorization=AAD;ClientId={aml.client_id}",
+                    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD;ClientId="
+                    + aml.client_id,
                     "AzureWebJobsStorage": azurite.connection_string,
                 }
             )
             os.environ.pop("AML_OBS_API_ENDPOINT", None)
             runtime.reset_processor()
             indexed_functions()  # the host indexes the app once, before the first event
-            pipeline = v2_pipeline(aml.workspace(), end=datetime.now(UTC) - timedelta(minutes=5), failed_node=True)
+            pipeline = v2_pipeline(
+                aml.workspace(), end=datetime.now(UTC) - timedelta(minutes=5), failed_node=True
+            )
             sent, duplicate = deliveries(pipeline.events, seed=seed)
             invocations: list[Invocation] = []
             retried = 0
@@ -115,7 +122,7 @@ def run_scenario(seed: int) -> dict[str, Any]:
                 try:
                     invoke(event, FUNCTION)
                     succeeded = True
-                except Exception:  # noqa: BLE001 (the host fails the invocation; Event Grid retries it)
+                except Exception:
                     succeeded = False
                     retried += 1
                     if retried <= len(sent):
@@ -192,10 +199,18 @@ def table_rows(records: list[dict[str, str]]) -> list[tuple[str, ...]]:
     for r in _order(records):
         name = r.get("step_name") or r.get("display_name") or r.get("experimentName") or ""
         if r.get("job_kind") == "pipeline":
-            name = f"{name} (sub-pipeline)" if r.get("parent_run_id") else f"{r.get('experimentName')} (pipeline)"
+            name = (
+                f"{name} (sub-pipeline)"
+                if r.get("parent_run_id")
+                else f"{r.get('experimentName')} (pipeline)"
+            )
         if r.get("is_reused") == "true":
             name += " [reused]"
-        cost = f"{float(r['estimated_cost']):.4f} {r.get('cost_currency', '')}" if r.get("estimated_cost") else "-"
+        cost = (
+            f"{float(r['estimated_cost']):.4f} {r.get('cost_currency', '')}"
+            if r.get("estimated_cost")
+            else "-"
+        )
         compute = r.get("compute_name") or "-"
         if r.get("compute_target_type"):
             compute += f" ({r['compute_target_type']})"
@@ -239,17 +254,24 @@ def summary_lines(outcome: Mapping[str, Any], records: list[dict[str, str]]) -> 
     lines = [
         f"Delivered {len(outcome['sent'])} events in shuffled order, one of them twice "
         f"({duplicate['runId'][:8]} {duplicate['runStatus']}): {len(records)} run statuses recorded, "
-        f"the duplicate {'once' if copies == 1 else f'{copies} times'} (its claim in Table storage, Azurite).",
+        f"the duplicate {'once' if copies == 1 else f'{copies} times'} "
+        "(its claim in Table storage, Azurite).",
     ]
     if outcome["retried"]:
-        lines.append(f"{outcome['retried']} invocation(s) failed and were delivered again, as Event Grid retries.")
+        lines.append(
+            f"{outcome['retried']} invocation(s) failed and were delivered again, as Event Grid retries."
+        )
     summaries = [
         e["data"]["baseData"]["properties"]
         for e in envelopes
         if e.get("name") == EVENT_ENVELOPE and e["data"]["baseData"]["name"] == "AmlPipelineRunSummary"
     ]
     for s in summaries:
-        cost = f"{float(s['estimated_cost']):.4f} {s.get('cost_currency', '')}" if s.get("estimated_cost") else "none"
+        cost = (
+            f"{float(s['estimated_cost']):.4f} {s.get('cost_currency', '')}"
+            if s.get("estimated_cost")
+            else "none"
+        )
         lines.append(
             f"Pipeline summary {s['run_id'][:8]} ({s.get('status')}): {s.get('step_count')} steps, "
             f"{s.get('failed_step_count')} failed, {s.get('reused_step_count')} reused, "
@@ -283,22 +305,55 @@ def chromium() -> str | None:
     return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
 
 
-def write_pictures(outcome: Mapping[str, Any], out: Path) -> list[str]:
-    """The trace and the dashboard, drawn from what ingestion received; the files written."""
+def write_pictures(outcome: Mapping[str, Any], out: Path, *, screenshots: bool) -> list[Path]:
+    """The trace (SVG) and the dashboard (HTML page) drawn from what ingestion received, and with
+    ``screenshots`` their PNGs (Chromium); the files written."""
     import render_dashboard
     import render_trace
     from try_dashboard import dashboard_page
+
     from tests.trace_scenario import spans_from, trace_of, tree
 
     out.mkdir(parents=True, exist_ok=True)
     trace = trace_of(spans_from(outcome["envelopes"]), outcome["pipeline"].root["runId"])
-    trace_png = out / "trace.png"
-    render_trace.screenshot(render_trace.svg(tree(trace), trace[0].trace_id), trace_png)
-    page = out / "dashboard.html"
-    page.write_text(dashboard_page(outcome), encoding="utf-8")
-    dashboard_png = out / "dashboard.png"
-    render_dashboard.screenshot(page, dashboard_png)
-    return [str(trace_png), str(dashboard_png), str(page)]
+    drawing = render_trace.svg(tree(trace), trace[0].trace_id)
+    page_html = dashboard_page(outcome)
+    written = [out / "trace.svg", out / "dashboard.html"]
+    written[0].write_text(drawing, encoding="utf-8")
+    written[1].write_text(page_html, encoding="utf-8")
+    if screenshots:
+        render_trace.screenshot(drawing, out / "trace.png")
+        with tempfile.TemporaryDirectory() as tmp:  # the screenshot leaves a measuring page beside it
+            page = Path(tmp) / "dashboard.html"
+            page.write_text(page_html, encoding="utf-8")
+            render_dashboard.screenshot(page, (out / "dashboard.png").resolve())
+        written = [out / "trace.png", out / "dashboard.png", *written]
+    return written
+
+
+def prerequisite_problem() -> str | None:
+    """What is missing to run at all (Chromium only for the PNGs), with the command that installs it."""
+    if shutil.which("node") is None:
+        return (
+            f"Azurite (the storage emulator) needs Node.js, which is not on PATH: install it ({INSTALL_NODE})"
+        )
+    if not AZURITE_BIN.exists():
+        missing = AZURITE_BIN.relative_to(REPO)
+        return f"Azurite is not installed ({missing} is missing): run sh scripts/test.sh once"
+    return None
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to where they are, when it is below it."""
+    path = path.resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+class _HostWarnings(logging.Filter):
+    """azure-functions warns, while indexing, that auth levels apply to HTTP functions only: noise here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Auth level is not applied")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,36 +361,54 @@ def write_pictures(outcome: Mapping[str, Any], out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-pictures", action="store_true", help="print the table only (no Chromium needed)")
+    parser.add_argument("--no-pictures", action="store_true", help="print the table only")
     parser.add_argument("--out", type=Path, default=REPO / ".amlobs" / "try-it", help="where the pictures go")
-    parser.add_argument("--seed", type=int, default=20, help="the delivery order (any order gives the same records)")
+    parser.add_argument(
+        "--seed", type=int, default=20, help="the delivery order (any order records the same)"
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    problem = missing_azurite_message()
+    problem = prerequisite_problem()
     if problem:
         print(f"try: {problem}", file=sys.stderr)
         return 2
+    logging.getLogger().addFilter(_HostWarnings())
     outcome = run_scenario(args.seed)
     records = status_records(outcome["envelopes"])
-    print(f"One SDK v2 pipeline run through function_app, read back from what ingestion received:\n")
+    print("One SDK v2 pipeline run through function_app, read back from what ingestion received:\n")
     print(format_table(table_rows(records)))
     print()
+    print(
+        "(Each record is enriched from run history when its event is processed: these runs had already\n"
+        " finished, so their Running records carry the final times, cost aside, and error.)"
+    )
     for line in summary_lines(outcome, records):
         print(line)
+    status = 0
     if args.no_pictures:
         print("Pictures: not drawn (--no-pictures).")
-    elif chromium() is None:
-        print(f"Pictures: not drawn: Chromium is needed to draw them ({INSTALL_CHROMIUM}).")
     else:
-        written = write_pictures(outcome, args.out)
-        print("Pictures: " + ", ".join(os.path.relpath(p) for p in written[:2]) + f" (the dashboard page: {os.path.relpath(written[2])}).")
+        browser = chromium()
+        try:
+            written = write_pictures(outcome, args.out, screenshots=browser is not None)
+        except (OSError, subprocess.SubprocessError) as failed:
+            print(f"Pictures: not drawn: {type(failed).__name__}: {failed}")
+            status = 1
+        else:
+            names = ", ".join(_shown(p) for p in written)
+            if browser is None:
+                print(
+                    f"Pictures: {names} (open them in a browser); the PNGs need Chromium: {INSTALL_CHROMIUM}."
+                )
+            else:
+                print(f"Pictures: {names}.")
     refused = len(netguard.ATTEMPTS)
     print(
         f"Sent only to 127.0.0.1 ({refused} other connection(s) refused"
         + (f": {', '.join(netguard.ATTEMPTS)}" if refused else "")
         + f"). {time.perf_counter() - began:.1f} s."
     )
-    return 1 if refused else 0
+    return 1 if refused else status
 
 
 if __name__ == "__main__":
