@@ -59,7 +59,7 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_CHROMIUM = "apt-get install chromium (Debian/Ubuntu; macOS: brew install --cask chromium)"
 INSTALL_NODE = "apt-get install nodejs npm (Debian/Ubuntu; macOS: brew install node)"
 COLUMNS = ("run", "step", "status", "duration", "queue", "compute", "cost", "error")
-ERROR_WIDTH = 58
+ERROR_WIDTH = 400  # characters of an error message shown (a record keeps up to 4,096)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,11 +214,6 @@ def table_rows(records: list[dict[str, str]]) -> list[tuple[str, ...]]:
         compute = r.get("compute_name") or "-"
         if r.get("compute_target_type"):
             compute += f" ({r['compute_target_type']})"
-        error = ""
-        if r.get("error_code"):
-            message = " ".join(r.get("error_message", "").split())
-            error = f"{r['error_code']}: {message}"
-            error = error if len(error) <= ERROR_WIDTH else error[: ERROR_WIDTH - 1] + "…"
         rows.append(
             (
                 r["run_id"][:8],
@@ -228,7 +223,7 @@ def table_rows(records: list[dict[str, str]]) -> list[tuple[str, ...]]:
                 _seconds(r.get("queue_time_ms")),
                 compute,
                 cost,
-                error or "-",
+                r.get("error_code") or "-",
             )
         )
     return rows
@@ -285,6 +280,20 @@ def summary_lines(outcome: Mapping[str, Any], records: list[dict[str, str]]) -> 
         f"{sum(1 for s in trace if s.kind == 'dependency')} dependencies (runs and their queue times)."
     )
     return lines
+
+
+def error_lines(records: list[dict[str, str]]) -> list[str]:
+    """The errors of the runs that failed, whole but for their whitespace (the table shows the code)."""
+    lines = []
+    for r in records:
+        if r.get("status") == "Failed" and r.get("error_message"):
+            message = " ".join(r["error_message"].split())
+            message = message if len(message) <= ERROR_WIDTH else message[: ERROR_WIDTH - 1] + "…"
+            name = r.get("step_name") or r.get("display_name") or ""
+            lines.append(
+                f"  {r['run_id'][:8]} {name}: {r.get('error_code_chain') or r['error_code']}: {message}"
+            )
+    return ["Errors:", *lines] if lines else []
 
 
 def status_records(envelopes: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -382,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "(Each record is enriched from run history when its event is processed: these runs had already\n"
         " finished, so their Running records carry the final times, cost aside, and error.)"
     )
-    for line in summary_lines(outcome, records):
+    for line in [*error_lines(records), *summary_lines(outcome, records)]:
         print(line)
     status = 0
     if args.no_pictures:

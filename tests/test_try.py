@@ -111,7 +111,12 @@ def test_try_prints_the_pipeline_run_as_a_user_expects(shell: str) -> None:
 
     # The failed node, with the recorded error; its sub-pipeline and pipeline fail through it.
     failed = by_step[("evaluate_model", "Failed")]
-    assert failed["error"].startswith("CommonRuntimeJobError: " + " ".join(RECORDED_MESSAGE.split())[:30])
+    assert failed["error"] == "CommonRuntimeJobError"
+    recorded = " ".join(RECORDED_MESSAGE.split())
+    assert (
+        f"  {failed['run']} evaluate_model: ServiceError > OrchestrateJobError > CommonRuntimeJobError: {recorded}\n"
+        in done.stdout
+    )
     assert by_step[("train_and_evaluate (sub-pipeline)", "Failed")]["error"] == "-"
     assert by_step[("azure-ai-ml (pipeline)", "Failed")]
     assert by_step[("train_model", "Completed")]["error"] == "-"
