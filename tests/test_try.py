@@ -50,14 +50,16 @@ def run(shell: str, *args: str, env: dict[str, str] | None = None) -> subprocess
 
 
 def parse_table(stdout: str) -> list[dict[str, str]]:
-    """The printed table as rows of cells, cut at the columns the dashes line marks."""
+    """The table (as printed, or as the docs show it) as rows of cells, cut where the header's columns
+    start; the rows end at a blank line or at the first line that is not a row."""
     lines = stdout.splitlines()
-    rule = next(i for i, line in enumerate(lines) if line.startswith("--------"))
-    assert lines[rule - 1].split() == COLUMNS, lines[rule - 1]
-    spans = [m.span() for m in re.finditer(r"-+", lines[rule])]
+    head = next(i for i, line in enumerate(lines) if line.split() == COLUMNS)
+    spans = [m.span() for m in re.finditer(r"\S+", lines[head])]
     rows = []
-    for line in lines[rule + 1 :]:
-        if not line.strip():
+    for line in lines[head + 1 :]:
+        if line.startswith("--------"):
+            continue
+        if not line.strip() or not re.match(r"[0-9a-f]{8}  ", line):
             break
         cells = [
             line[start : spans[i + 1][0] if i + 1 < len(spans) else None]
@@ -65,6 +67,12 @@ def parse_table(stdout: str) -> list[dict[str, str]]:
         ]
         rows.append(dict(zip(COLUMNS, (c.rstrip() for c in cells), strict=True)))
     return rows
+
+
+def shown_in(document: str) -> list[dict[str, str]]:
+    """The rows of the try-it output a document shows, run ids aside (they differ on every run)."""
+    text = (ROOT / document).read_text(encoding="utf-8")
+    return [{k: v for k, v in row.items() if k != "run"} for row in parse_table(text)]
 
 
 def seconds(text: str) -> float:
@@ -146,6 +154,13 @@ def test_try_prints_the_pipeline_run_as_a_user_expects(shell: str) -> None:
     assert [(r["run"], r["status"]) for r in rows].count((duplicate[1], duplicate[2])) == 1
     assert "Sent only to 127.0.0.1 (0 other connection(s) refused)" in done.stdout
     assert "Pictures: not drawn (--no-pictures)." in done.stdout
+
+    # What the README and docs/try-it.md show is this output (all but the run ids, which are new each time).
+    printed = [{k: v for k, v in row.items() if k != "run"} for row in rows]
+    assert shown_in("docs/try-it.md") == printed
+    assert shown_in("README.md") == [row for row in printed if row["status"] != "Running"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert ("sh scripts/try.sh" if shell == "sh" else "pwsh scripts/try.ps1") in readme
 
 
 @pytest.mark.parametrize("shell", SHELLS)
