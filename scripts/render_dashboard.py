@@ -5,7 +5,8 @@ This is not a portal screenshot (the portal is out of reach from a build machine
 the groups, panels, widths, titles, visualizations and grid formatters come from
 infra/workbook.json, and every table's columns are the query's actual result columns as
 Kusto.Language binds them (tests/tools/kql_check.js, installed by scripts/test.sh). What is made up:
-every value.
+every value. (scripts/try.sh draws the same layout with real values: each panel's query executed on
+what its run sent, see scripts/try_dashboard.py and docs/try-it.md.)
 
 Usage: python3 scripts/render_dashboard.py [--png docs/images/dashboard.png] [--html FILE]
 Needs node (with tests/tools/node_modules) and Chromium (Debian: apt-get install chromium).
