@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from render_dashboard import WORKBOOK, items, render_html
+from try_run import Outcome
 
 from tests.dashboard_sources import expand_workbook_parameters
 from tests.kql_engine import Engine, custom_events, custom_metrics, requests, spans
@@ -35,16 +35,16 @@ BANNER = (
 )
 
 
-def query_results(outcome: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+def query_results(outcome: Outcome) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """Each query panel's rows (by item name), and the workbook."""
     workbook: dict[str, Any] = json.loads(Path(WORKBOOK).read_text(encoding="utf-8"))
-    envelopes = outcome["envelopes"]
+    envelopes = outcome.envelopes
     engine = Engine(
         {
             "customEvents": custom_events(envelopes),
             "customMetrics": custom_metrics(envelopes),
             # In Azure both land in requests: the host's invocations and the pipeline runs' root spans.
-            "requests": requests(outcome["invocations"]) + spans(envelopes, "requests"),
+            "requests": requests(outcome.invocations) + spans(envelopes, "requests"),
             "dependencies": spans(envelopes, "dependencies"),
         }
     )
@@ -52,7 +52,7 @@ def query_results(outcome: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, 
         ("TimeRange", None): "> ago(1d)",
         ("TimeRange", "grain"): "1h",
         ("Workspace", None): "'*'",
-        ("PipelineRunId", None): outcome["pipeline"].root["runId"],
+        ("PipelineRunId", None): outcome.root_run_id,
     }
     results = {}
     for item in items(workbook["items"]):
@@ -65,7 +65,7 @@ def query_results(outcome: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, 
             else timedelta(milliseconds=content["timeContext"]["durationMs"])
         )
         kql = expand_workbook_parameters(content["query"], parameters)
-        results[item["name"]] = engine.run(kql, now=outcome["now"], timespan=window, origin=item["name"])
+        results[item["name"]] = engine.run(kql, now=outcome.now, timespan=window, origin=item["name"])
     return results, workbook
 
 
@@ -173,9 +173,9 @@ def _chart(rows: list[dict[str, Any]], now: datetime, *, bars: bool) -> str:
     return "".join(parts) + f'<div class="legends">{legend}</div>'
 
 
-def dashboard_page(outcome: Mapping[str, Any]) -> str:
+def dashboard_page(outcome: Outcome) -> str:
     results, workbook = query_results(outcome)
-    selected = outcome["pipeline"].root["runId"]
+    selected = outcome.root_run_id
 
     def body(item: dict[str, Any]) -> str:
         rows = results[item["name"]]
@@ -185,7 +185,7 @@ def dashboard_page(outcome: Mapping[str, Any]) -> str:
         if visualization == "tiles":
             return _tiles(rows)
         if visualization in ("timechart", "barchart"):
-            return _chart(rows, outcome["now"], bars=visualization == "barchart")
+            return _chart(rows, outcome.now, bars=visualization == "barchart")
         return _table(item, rows, selected)
 
     page = render_html(workbook, {}, real=body, selected=selected, banner=BANNER)

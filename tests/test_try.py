@@ -203,3 +203,14 @@ def test_without_the_test_environment_it_says_to_run_the_test_command(shell: str
     done = run(shell, env=env)
     assert done.returncode == 2
     assert "run 'sh scripts/test.sh' once first" in done.stderr
+
+
+def test_the_sh_script_passes_shellcheck() -> None:
+    shellcheck = find_tool("shellcheck", how_to_install="scripts/test.sh installs it with apt")
+    done = subprocess.run(
+        [shellcheck, "--shell=sh", str(ROOT / "scripts" / "try.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
