@@ -134,11 +134,12 @@ def summary_lines(outcome: Outcome, records: list[dict[str, str]]) -> list[str]:
             f"(the first: {outcome.failures[0]})."
         )
     for s in outcome.events("AmlPipelineRunSummary"):
+        cost = _cost(s) if s.get("estimated_cost") else "none"
         lines.append(
             f"Pipeline summary {s['run_id'][:8]} ({s.get('status')}): {s.get('step_count')} steps, "
             f"{s.get('failed_step_count')} failed, {s.get('reused_step_count')} reused, "
             f"{s.get('sub_pipeline_count')} sub-pipeline; wall time {_seconds(s.get('wall_time_ms'))}; "
-            f"slowest step {s.get('slowest_step_name')}; estimated cost {_cost(s).replace('-', 'none')}."
+            f"slowest step {s.get('slowest_step_name')}; estimated cost {cost}."
         )
     trace = trace_of(spans_from(outcome.envelopes), outcome.root_run_id)
     lines.append(

@@ -214,3 +214,30 @@ def test_the_sh_script_passes_shellcheck() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_command_guards_its_sockets_before_anything_is_imported() -> None:
+    """Importing the command installs the loopback guard: a connection or a name look-up beyond
+    127.0.0.1 is refused (no packet leaves) and counted, which the last line of the output reports."""
+    probe = (
+        "import socket, sys\n"
+        "sys.path.insert(0, 'scripts')\n"
+        "import try_it\n"
+        "for attempt in (lambda: socket.socket().connect(('192.0.2.1', 443)),\n"
+        "                lambda: socket.getaddrinfo('management.azure.com', 443)):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "    except OSError as refused:\n"
+        "        print(type(refused).__name__)\n"
+        "print(try_it.netguard.ATTEMPTS)\n"
+    )
+    python = ROOT / ".venv" / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "NonLoopbackConnection",
+        "NonLoopbackConnection",
+        "['connect 192.0.2.1:443', 'resolve management.azure.com']",
+    ]
