@@ -55,6 +55,11 @@ class RunNotFound(Exception):
     """The run history API answered 404: the run is deleted or not visible. Record what we have."""
 
 
+class RunNotYetVisible(TransientError):
+    """Run history answered 404 for a run whose event is recent: it may not be visible yet
+    (amlobs.not_found). The invocation fails and Event Grid redelivers later."""
+
+
 class DeliveryInProgress(TransientError):
     """Another invocation holds a fresh claim on the same (run, status): it is being recorded now.
 

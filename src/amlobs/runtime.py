@@ -32,6 +32,7 @@ def build_processor(
     """The processor and everything it talks to, sharing one credential."""
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
+    from .not_found import NotFoundRule
     from .runhistory import RunHistoryClient
     from .storage import create_stores
     from .telemetry import create_telemetry
@@ -46,6 +47,7 @@ def build_processor(
         rejected=rejected,
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
         costs=build_cost_estimator(settings, runs),
+        not_found=NotFoundRule(settings.run_not_found_grace_seconds),
     )
 
 

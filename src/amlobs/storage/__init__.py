@@ -20,10 +20,10 @@ from .claims import (
     Claim,
     ClaimPolicy,
     DedupeStore,
-    MemoryDedupeStore,
-    NullDedupeStore,
+    PartialClaim,
     dedupe_key,
 )
+from .memory import MemoryDedupeStore, NullDedupeStore
 from .rejected import (
     MAX_STORED_PAYLOAD_BYTES,
     REJECTED_CONTAINER,
@@ -51,6 +51,7 @@ __all__ = [
     "MemoryRejectedEventStore",
     "NullDedupeStore",
     "NullRejectedEventStore",
+    "PartialClaim",
     "RejectedEventStore",
     "StorageTimeouts",
     "StoredRejection",
