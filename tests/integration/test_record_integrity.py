@@ -34,7 +34,9 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_of(ws: FakeWorkspace, run: dict[str, Any], *, event_time: datetime, status: str | None = None) -> dict[str, Any]:
+def event_of(
+    ws: FakeWorkspace, run: dict[str, Any], *, event_time: datetime, status: str | None = None
+) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "topic": ws.resource_id,
@@ -111,7 +113,11 @@ def test_an_event_older_than_the_limit_whose_run_404s_is_recorded_alone_with_its
     assert "recorded without run details" in reason
     [partial] = _claims(app).partial_claims()
     assert partial.reason == reason
-    assert (partial.run_id, partial.status, partial.source_event_id) == (step["runId"], "Completed", event["id"])
+    assert (partial.run_id, partial.status, partial.source_event_id) == (
+        step["runId"],
+        "Completed",
+        event["id"],
+    )
     assert partial.key.endswith(f"|{step['runId']}|completed")
     assert partial.processed_at is not None
 
