@@ -9,6 +9,12 @@ claim moves to "sending" right before the telemetry goes out, to "done" after in
 Anything transient releases the claim (saying which items ingestion did store) and raises, so that
 Event Grid redelivers; only events that can never succeed are stored as rejected (and the invocation
 then succeeds).
+
+What a run status sends is decided once (``_decide_unit``) and kept with the claim as it moves to
+"sending": a later attempt on the key sends that unit again (``amlobs.resend``), flagged as a possible
+duplicate when an earlier one may have stored it, instead of asking run history and the prices API
+afresh. A run history 404 is judged by the event's age (``amlobs.not_found``): transient for a recent
+event, the run's deletion for an old one, whose record says why and whose claim is marked partial.
 """
 
 from __future__ import annotations
