@@ -307,6 +307,13 @@ class EventProcessor:
                 event, None, None, summary_error="pipeline run not found in run history"
             )
         listing = list_pipeline(self._runs, event.workspace, event.run_id)
+        if listing.children is None:
+            # The run answered a moment ago: a 404 on its children is judged by age like the run's own.
+            verdict = self._not_found.judge(
+                parse_utc_ms(event.event_time), self._clock_ms(), listing.error or "404"
+            )
+            if verdict.transient:
+                raise RunNotYetVisible(f"children of pipeline run {event.run_id}: {verdict.reason}")
         summary = summarize_pipeline(event, answers.run, listing)
         if self._costs is not None:
             costs = self._costs

@@ -200,3 +200,22 @@ def test_a_resend_after_an_unanswered_post_repeats_the_first_send_though_run_his
     invoke(event_of(ws, steps[0], event_time=datetime.now(UTC)))
     fresh = next(r for r in app.records() if r["run_id"] == steps[0]["runId"])
     assert "estimated_cost" in fresh
+
+
+def test_a_recent_pipeline_whose_children_listing_404s_once_gets_its_summary_with_every_step(
+    app: App,
+) -> None:
+    ws = app.aml.workspace()
+    pipeline, steps = _recent_pipeline(ws, steps=2)
+    app.aml.fail(
+        "GET", f"/runs/{pipeline['runId']}/children", Fault(status=404, body={"error": {"code": "UserError"}})
+    )
+    event = event_of(ws, pipeline, event_time=datetime.now(UTC))
+
+    with pytest.raises(RunNotYetVisible, match=f"children of pipeline run {pipeline['runId']}"):
+        invoke(event)
+    invoke(event)
+
+    [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
+    assert summary["step_count"] == str(len(steps)) and "summary_error" not in summary
+    assert len(app.records()) == 1
