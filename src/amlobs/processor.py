@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .enrichment import PipelineListing, RunAnswers, RunSource, fetch_run_answers, list_pipeline
@@ -270,6 +270,10 @@ class EventProcessor:
             maybe = maybe or failure.maybe_delivered
         elif claim.state == "sending" and not isinstance(failure, TransientError):
             maybe = True  # something broke after the claim said "sending": the POST may have gone out
+        if not accepted and not maybe and claim.kept is not None:
+            # Nothing of the unit can have been stored: no copy exists that a later one must repeat, so
+            # the redelivery decides afresh (a prices API back by then gives its estimate).
+            claim = replace(claim, kept=None)
         try:
             self._dedupe.release(claim, accepted=accepted, maybe_delivered=maybe)
         except StorageUnavailable as exc:

@@ -219,3 +219,46 @@ def test_a_recent_pipeline_whose_children_listing_404s_once_gets_its_summary_wit
     [summary] = [e["properties"] for e in app.ingestion.events("AmlPipelineRunSummary")]
     assert summary["step_count"] == str(len(steps)) and "summary_error" not in summary
     assert len(app.records()) == 1
+
+
+def test_after_a_post_that_stored_nothing_the_redelivery_decides_afresh(app: App) -> None:
+    # Nothing can repeat what ingestion refused whole: the claim keeps no unit, and the redelivery's
+    # record takes the estimate the prices API gives by then.
+    ws = app.aml.workspace()
+    _pipeline, [step] = _recent_pipeline(ws, steps=1)
+    event = event_of(ws, step, event_time=datetime.now(UTC))
+    app.aml.fail("GET", "/api/retail/prices", Fault(status=503))
+    app.ingestion.fail_with(503, times=2)
+    with pytest.raises(TelemetryExportFailed, match="503") as raised:
+        invoke(event)
+    assert not raised.value.maybe_delivered and not raised.value.accepted
+    [claim] = app.storage.list_entities("processedevents")
+    assert claim["state"] == "retry" and not any(name.startswith("unit_") for name in claim)
+
+    runtime.reset_processor()  # another worker: no cooldown left from the failed price lookup
+    invoke(event)
+
+    [record] = app.records()
+    assert "estimated_cost" in record and "delivery_maybe_duplicate" not in record
+
+
+def test_after_a_206_the_redelivery_sends_the_refused_items_as_first_decided(app: App) -> None:
+    ws = app.aml.workspace()
+    _pipeline, [step] = _recent_pipeline(ws, steps=1)
+    event = event_of(ws, step, event_time=datetime.now(UTC))
+    app.aml.fail("GET", "/api/retail/prices", Fault(status=503))
+    app.ingestion.fail_with("partial", matching="Metric", partial_status=503)  # metric points refused
+    with pytest.raises(TelemetryExportFailed) as raised:
+        invoke(event)
+    assert raised.value.accepted and not raised.value.maybe_delivered
+    app.ingestion.reset()
+    runtime.reset_processor()
+
+    invoke(event)
+
+    [record] = app.records()  # stored by the first attempt, not sent again
+    assert "estimated_cost" not in record
+    first = next(r for r in app.ingestion.track_requests() if r.fault == "partial")
+    resend = app.ingestion.track_requests()[-1]
+    refused = [e for i, e in enumerate(first.envelopes) if i not in first.accepted]
+    assert refused and resend.envelopes == refused  # the same points, the same time
