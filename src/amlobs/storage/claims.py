@@ -19,6 +19,10 @@ the claim then moves through states, each move conditional on the version the in
   conditional, so it fails with :class:`~amlobs.errors.ClaimLost` instead of recording twice.
 
 Stored entities of the previous version (no state, just the key) read as ``done``.
+
+Two things ride on a claim (issue 21): the telemetry its attempt decided to send, kept from "sending"
+until "done" so that a later attempt repeats it (:mod:`.kept_unit`), and, on a "done" claim whose record
+went out without run history's details, ``partial_reason`` (listed by :meth:`ClaimStoreBase.partial_claims`).
 """
 
 from __future__ import annotations
