@@ -294,6 +294,9 @@ class EventProcessor:
         try:
             answers = fetch_run_answers(self._runs, event.workspace, event.run_id)
         except RunNotFound as missing:
+            if not missing.answered_404:  # refused for good: a redelivery would meet the same answer
+                logger.warning("run %s: recording the event alone: %s", event.run_id, missing)
+                return build_record(event, enrichment_error=str(missing) or "run not found"), None
             verdict = self._not_found.judge(
                 parse_utc_ms(event.event_time), self._clock_ms(), str(missing) or "404"
             )
@@ -311,7 +314,7 @@ class EventProcessor:
                 event, None, None, summary_error="pipeline run not found in run history"
             )
         listing = list_pipeline(self._runs, event.workspace, event.run_id)
-        if listing.children is None:
+        if listing.children is None and listing.answered_404:
             # The run answered a moment ago: a 404 on its children is judged by age like the run's own.
             verdict = self._not_found.judge(
                 parse_utc_ms(event.event_time), self._clock_ms(), listing.error or "404"

@@ -262,3 +262,17 @@ def test_after_a_206_the_redelivery_sends_the_refused_items_as_first_decided(app
     resend = app.ingestion.track_requests()[-1]
     refused = [e for i, e in enumerate(first.envelopes) if i not in first.accepted]
     assert refused and resend.envelopes == refused  # the same points, the same time
+
+
+def test_a_request_refused_for_good_is_recorded_alone_at_once_however_recent(app: App) -> None:
+    # Only a 404 waits out its age: a 400 would meet every redelivery again.
+    ws = app.aml.workspace()
+    _pipeline, [step] = _recent_pipeline(ws, steps=1)
+    refusal = {"error": {"code": "UserError", "message": "bad request"}}
+    app.aml.fail("GET", f"/runs/{step['runId']}/details", Fault(status=400, body=refusal))
+
+    invoke(event_of(ws, step, event_time=datetime.now(UTC)))
+
+    [record] = app.records()
+    assert "the request was refused and would be again" in record["enrichment_error"]
+    assert not record["enrichment_error"].startswith("run not found in run history for an event")
