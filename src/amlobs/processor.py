@@ -76,6 +76,12 @@ class CostEstimates(Protocol):
     def close(self) -> None: ...
 
 
+class DueNotes(Protocol):
+    """amlobs.resource_use.due.DueNoter: notes a finished run for the after-the-fact resource-use pass."""
+
+    def note(self, ws: WorkspaceRef, record: Mapping[str, Any]) -> None: ...
+
+
 class RejectedEvents(Protocol):
     def store(
         self, payload: str | bytes, *, reason: str, detail: str, event_id: str | None
@@ -149,6 +155,7 @@ class EventProcessor:
         dedupe: Dedupe,
         rejected: RejectedEvents,
         costs: CostEstimates | None = None,
+        due: DueNotes | None = None,
         not_found: NotFoundRule | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
@@ -157,6 +164,7 @@ class EventProcessor:
         self._dedupe = dedupe
         self._rejected = rejected
         self._costs = costs  # None: records carry no cost keys
+        self._due = due  # None: no after-the-fact resource-use pass
         self._not_found = not_found or NotFoundRule()
         self._clock_ms = clock_ms
 
@@ -193,6 +201,10 @@ class EventProcessor:
             kept = self._kept_unit(claim)
             if kept is None:
                 unit, record, summary = self._decide_unit(event, source)
+                if self._due is not None:
+                    # Before the send: a failed note fails the delivery, so no finished run is forgotten
+                    # (a resend of a kept unit follows an attempt that noted it before its send).
+                    self._due.note(event.workspace, record)
             else:
                 unit, record, summary = kept, *_records_of(kept)
             claim = self._dedupe.start_sending(claim, _keepable(unit, claim.key) if kept is None else None)
