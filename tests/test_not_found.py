@@ -35,10 +35,12 @@ def test_an_event_without_a_time_is_judged_old_and_says_so() -> None:
 
 
 def test_the_grace_period_is_a_setting_in_minutes() -> None:
-    assert Settings.from_env({}).run_not_found_grace_seconds == 900.0
+    assert Settings.from_env({}).run_not_found_grace_minutes == 15.0
     settings = Settings.from_env({"AML_OBS_RUN_NOT_FOUND_GRACE_MINUTES": "2.5"})
-    assert settings.run_not_found_grace_seconds == 150.0
-    assert NotFoundRule(settings.run_not_found_grace_seconds).judge(NOW_MS - 149_000, NOW_MS, "x").transient
+    assert settings.run_not_found_grace_minutes == 2.5
+    assert (
+        NotFoundRule(60 * settings.run_not_found_grace_minutes).judge(NOW_MS - 149_000, NOW_MS, "x").transient
+    )
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(SettingsError, match="AML_OBS_RUN_NOT_FOUND_GRACE_MINUTES"):
             Settings.from_env({"AML_OBS_RUN_NOT_FOUND_GRACE_MINUTES": bad})

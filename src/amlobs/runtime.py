@@ -69,7 +69,7 @@ def _build(
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
         costs=costs,
         due=DueNoter(due) if due is not None else None,
-        not_found=NotFoundRule(settings.run_not_found_grace_seconds),
+        not_found=NotFoundRule(60 * settings.run_not_found_grace_minutes),
     )
     if due is None:
         return processor, None
