@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -140,6 +141,11 @@ def test_only_one_pass_runs_at_a_time_across_instances(rapp: App) -> None:
     assert first.run_pass().ran is False and second.run_pass().ran is False
     store.release_lease("someone-else")
     assert first.run_pass().ran is True
+    # A pass killed without releasing: its lease expires and the next tick takes it over.
+    assert store.acquire_lease("killed-pass", 0.05)
+    assert second.run_pass().ran is False
+    time.sleep(0.1)
+    assert second.run_pass().ran is True
 
 
 def test_a_refused_listing_is_a_health_event_naming_the_permission_and_live_events_go_on(rapp: App) -> None:
