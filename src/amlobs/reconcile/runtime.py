@@ -42,7 +42,14 @@ def build_reconciler(env: Mapping[str, str] | None = None) -> ReconcilerTimer:
     runs = processor.runs
     if not isinstance(runs, RunHistoryClient):
         raise TypeError("the reconciler lists runs with the processor's RunHistoryClient")
-    steps: list[PassStep] = [RunsStep(processor, runs, options)]
+    from ..schedules.step import ScheduleOptions, SchedulesStep
+
+    # The after-the-fact passes, in order, sharing one budget: runs first (the schedules step then sees
+    # their records' claims), schedules next. A later step appends itself here.
+    steps: list[PassStep] = [
+        RunsStep(processor, runs, options),
+        SchedulesStep(processor, runs, ScheduleOptions.from_env(env)),
+    ]
     workspaces = dict(env) if env is not None else None
     return ReconcilerTimer(
         steps=steps,

@@ -31,6 +31,11 @@ class Telemetry(Protocol):
     def send(self, unit: TelemetryUnit) -> None: ...
 
 
+def current_time() -> datetime:
+    """The pass time (a module function so that a test can set the clock of a timer it cannot reach)."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class Budget:
     """What one pass may spend, over all workspaces and steps: runs recorded or looked at, and time."""
@@ -96,14 +101,14 @@ class ReconcilerTimer:
         telemetry: Telemetry,
         options: ReconcileOptions,
         workspaces: Callable[[], list[WorkspaceRef]],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.steps = list(steps)
         self._store = store
         self._telemetry = telemetry
         self._options = options
         self._workspaces = workspaces
-        self._clock = clock
+        self._clock = clock or (lambda: current_time())
 
     def run_pass(self) -> PassReport:
         pass_id = uuid.uuid4().hex
