@@ -1,0 +1,102 @@
+"""Scheduled and expected pipelines judged by the reconciler's timer, through ``function_app.app``,
+against the AML fake (ARM schedules from the spec example's shape) and Azurite (the claims)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from amlobs.reconcile import timer as timer_module
+from amlobs.reconcile.runtime import reset_reconciler
+from tests.fakes.aml_api import Fault
+from tests.fakes.aml_data import schedule_resource
+from tests.integration.conftest import App
+from tests.integration.reconcile_helpers import add_job, tick
+
+
+def at(hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 12, 8, hour, minute, tzinfo=UTC)
+
+
+@pytest.fixture
+def scheduled(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    ws = app.aml.workspace()
+    cron = {"triggerType": "Cron", "timeZone": "UTC"}
+    ws.schedules = [
+        schedule_resource(ws.resource_id, "nightly-etl", {**cron, "expression": "0 6 * * *"}),
+        schedule_resource(ws.resource_id, "late-train", {**cron, "expression": "30 6 * * *"}),
+        schedule_resource(ws.resource_id, "on-time", {**cron, "expression": "0 6 * * *"}),
+        schedule_resource(ws.resource_id, "broken", {**cron, "expression": "0 25 * * *"}),
+        schedule_resource(ws.resource_id, "paused", {**cron, "expression": "0 6 * * *"}, enabled=False),
+    ]
+    expectations = [
+        {"name": "adf-daily", "experiment": "adf-ingest", "cron": "0 6 * * *", "time_zone": "UTC"},
+        {"name": "adf-late", "experiment": "adf-late-ingest", "cron": "30 6 * * *", "time_zone": "UTC"},
+    ]
+    monkeypatch.setenv("AML_OBS_WORKSPACE_IDS", ws.resource_id)
+    monkeypatch.setenv("AML_OBS_EXPECTED_RUNS", json.dumps(expectations))
+    reset_reconciler()
+    clock = {"now": at(5)}
+    monkeypatch.setattr(timer_module, "current_time", lambda: clock["now"])
+    tick()  # installed at 05:00: fire times before it are history, never judged
+    # 06:00: on-time's job starts on time; 06:50: late-train's and adf-late's, 20 minutes late
+    add_job(ws, "on-time-1", display="on-time-20261208T060000Z", created=at(6), started=at(6, 1), minutes=5)
+    add_job(ws, "late-1", display="late-train-20261208T063000Z", created=at(6, 50), started=at(6, 50),
+            status="Running")  # fmt: skip
+    add_job(ws, "adf-1", experiment="adf-late-ingest", created=at(6, 50), started=at(6, 50), minutes=3)
+    clock["now"] = at(7)
+    try:
+        yield app
+    finally:
+        reset_reconciler()
+
+
+def events(app: App, name: str) -> list[dict[str, str]]:
+    return [e["properties"] for e in app.ingestion.events(name)]
+
+
+def test_a_fire_time_without_a_job_is_missed_once_and_a_late_job_is_late_once(scheduled: App) -> None:
+    tick()  # 07:00
+    missed = {(e["schedule_kind"], e["schedule_name"]) for e in events(scheduled, "AmlScheduleMissed")}
+    assert missed == {("schedule", "nightly-etl"), ("expectation", "adf-daily")}
+    assert all(
+        e["expected_time"] == "2026-12-08T06:00:00.000Z" for e in events(scheduled, "AmlScheduleMissed")
+    )
+    late = {(e["schedule_name"], e["run_id"], e["lateness_ms"]) for e in events(scheduled, "AmlScheduleLate")}
+    assert late == {("late-train", "late-1", "1200000"), ("adf-late", "adf-1", "1200000")}
+
+    timer_module.current_time = lambda: at(7, 5)  # type: ignore[assignment]
+    tick()  # the next pass judges nothing twice
+    assert len(events(scheduled, "AmlScheduleMissed")) == 2
+    assert len(events(scheduled, "AmlScheduleLate")) == 2
+    # the disabled schedule and the one that ran on time raise nothing
+    names = {
+        e["schedule_name"] for n in ("AmlScheduleMissed", "AmlScheduleLate") for e in events(scheduled, n)
+    }
+    assert not names & {"paused", "on-time"}
+
+
+def test_an_unparseable_schedule_is_one_record_naming_it_and_the_others_go_on(scheduled: App) -> None:
+    tick()
+    tick()
+    invalid = events(scheduled, "AmlScheduleInvalid")
+    assert [(e["schedule_name"], "not a valid five-field" in e["problem"]) for e in invalid] == [
+        ("broken", True)
+    ]
+    assert len(events(scheduled, "AmlScheduleMissed")) == 2
+
+
+def test_a_refused_schedule_list_names_the_permission_and_runs_are_still_reconciled(scheduled: App) -> None:
+    scheduled.aml.fail(
+        "GET", "/schedules", *[Fault(status=403, body={"error": {"code": "AuthorizationFailed"}})] * 4
+    )
+    tick()
+    problems = events(scheduled, "AmlReconcilerHealth")
+    assert [(p["step"], p["problem"], p["missing_permission"]) for p in problems] == [
+        ("schedules", "access_refused", "Microsoft.MachineLearningServices/workspaces/schedules/read")
+    ]
+    assert events(scheduled, "AmlScheduleMissed") == []
+    assert {r["run_id"] for r in scheduled.records()} >= {"on-time-1", "late-1", "adf-1"}
