@@ -1,6 +1,6 @@
 // Custom role with only the AML read actions the function needs (DESIGN.md): read the workspace
-// (discovery URL), its experiments, its runs, and its compute resources (the VM size and priority of a
-// cluster, for the estimated cost of a run). One definition per observed workspace, assignable only in
+// (discovery URL), its experiments, its runs, its compute resources (the VM size and priority of a
+// cluster, for the estimated cost of a run) and its schedules (the reconciler's missed/late judgements). One definition per observed workspace, assignable only in
 // that workspace's resource group, so it cannot be reused more broadly.
 targetScope = 'subscription'
 
@@ -13,12 +13,13 @@ param roleName string
 @description('Resource id of the resource group the role may be assigned in (the workspace\'s).')
 param assignableScope string
 
-@description('The only actions of the role: read the workspace (its discovery URL), its experiments, its runs and its compute resources (GET .../computes/{name}: a cluster\'s VM size and priority price a run).')
+@description('The only actions of the role: read the workspace (its discovery URL), its experiments, its runs, its compute resources (GET .../computes/{name}: a cluster\'s VM size and priority price a run) and its schedules (the reconciler judges each fire time).')
 var amlReadActions = [
   'Microsoft.MachineLearningServices/workspaces/read'
   'Microsoft.MachineLearningServices/workspaces/experiments/read'
   'Microsoft.MachineLearningServices/workspaces/experiments/runs/read'
   'Microsoft.MachineLearningServices/workspaces/computes/read'
+  'Microsoft.MachineLearningServices/workspaces/schedules/read'
 ]
 
 resource readerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
