@@ -87,6 +87,8 @@ AML_READ_ACTIONS = [
     "Microsoft.MachineLearningServices/workspaces/experiments/runs/read",
     # The estimated cost reads a cluster's VM size and priority (GET .../computes/{name}); nothing more.
     "Microsoft.MachineLearningServices/workspaces/computes/read",
+    # The reconciler judges each schedule's fire times (GET .../schedules); read only.
+    "Microsoft.MachineLearningServices/workspaces/schedules/read",
 ]
 # App settings Flex Consumption rejects or ignores (functions-app-settings, "Flex Consumption plan
 # deprecations"): runtime and scale live in functionAppConfig there.
