@@ -495,4 +495,13 @@ CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "alert:processor-failures": check_alert_processor_failures,
     "alert:events-rejected": check_alert_events_rejected,
 }
-CHECKED_ELSEWHERE = {"workbook:processor-rejected-by-reason", "workbook:processor-rejected-latest"}
+# The reconciler's sections and rule run on their own scenarios (tests/integration/test_reconciler_*.py).
+CHECKED_ELSEWHERE = {
+    "workbook:processor-rejected-by-reason",
+    "workbook:processor-rejected-latest",
+    "workbook:schedules-overview",
+    "workbook:schedule-misses",
+    "workbook:reconciler-passes",
+    "workbook:reconciler-problems",
+    "alert:schedule-missed-or-late",
+}

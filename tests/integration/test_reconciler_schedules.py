@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,9 @@ from amlobs.reconcile.runtime import reset_reconciler
 from tests.fakes.aml_api import Fault
 from tests.fakes.aml_data import schedule_resource
 from tests.integration.conftest import App
+from tests.integration.dashboard_checks import MONTH
 from tests.integration.reconcile_helpers import add_job, tick
+from tests.integration.reconciler_queries import alert_rows, engine_of, workbook_rows
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -79,6 +82,37 @@ def test_a_fire_time_without_a_job_is_missed_once_and_a_late_job_is_late_once(sc
     assert not names & {"paused", "on-time"}
 
 
+def test_the_workbook_and_the_alert_show_exactly_those_fire_times(scheduled: App, tmp_path: Path) -> None:
+    tick()
+    timer_module.current_time = lambda: at(7, 5)  # type: ignore[assignment]
+    tick()
+    engine = engine_of(scheduled.ingestion)
+
+    fired = alert_rows(engine, "schedule-missed-or-late", tmp_path)
+    assert sorted((r["schedule"], r["outcome"], r["expected_time"]) for r in fired) == [
+        ("adf-daily", "missed", "2026-12-08T06:00:00.000Z"),
+        ("adf-late", "late", "2026-12-08T06:30:00.000Z"),
+        ("late-train", "late", "2026-12-08T06:30:00.000Z"),
+        ("nightly-etl", "missed", "2026-12-08T06:00:00.000Z"),
+    ]
+    assert {r["lateness_ms"] for r in fired if r["outcome"] == "late"} == {1_200_000}
+
+    overview = {r["Schedule"]: r for r in workbook_rows(engine, "schedules-overview", MONTH)}
+    assert set(overview) == {"nightly-etl", "late-train", "on-time", "adf-daily", "adf-late"}
+    assert (overview["on-time"]["On time %"], overview["on-time"]["Missed"]) == (100.0, 0)
+    assert (overview["nightly-etl"]["Missed"], overview["nightly-etl"]["Last run"]) == (1, None)
+    assert (overview["late-train"]["Late"], overview["late-train"]["On time %"]) == (1, 0.0)
+    assert overview["nightly-etl"]["Next expected"] == datetime(2026, 12, 9, 6, 0)
+    misses = workbook_rows(engine, "schedule-misses", MONTH)
+    assert sorted((r["Schedule"], r["Outcome"], r["Late by (min)"]) for r in misses) == [
+        ("adf-daily", "missed", None), ("adf-late", "late", 20.0),
+        ("late-train", "late", 20.0), ("nightly-etl", "missed", None),
+    ]  # fmt: skip
+    passes = workbook_rows(engine, "reconciler-passes", MONTH)
+    assert [(r["Workspace"], r["Passes"], r["History complete"]) for r in passes] == [("sample-ws", 3, "yes")]
+    assert passes[0]["Runs recovered (never delivered)"] == 3  # the three jobs' first statuses
+
+
 def test_an_unparseable_schedule_is_one_record_naming_it_and_the_others_go_on(scheduled: App) -> None:
     tick()
     tick()
@@ -89,7 +123,9 @@ def test_an_unparseable_schedule_is_one_record_naming_it_and_the_others_go_on(sc
     assert len(events(scheduled, "AmlScheduleMissed")) == 2
 
 
-def test_a_refused_schedule_list_names_the_permission_and_runs_are_still_reconciled(scheduled: App) -> None:
+def test_a_refused_schedule_list_names_the_permission_and_runs_are_still_reconciled(
+    scheduled: App, tmp_path: Path
+) -> None:
     scheduled.aml.fail(
         "GET", "/schedules", *[Fault(status=403, body={"error": {"code": "AuthorizationFailed"}})] * 4
     )
@@ -100,3 +136,7 @@ def test_a_refused_schedule_list_names_the_permission_and_runs_are_still_reconci
     ]
     assert events(scheduled, "AmlScheduleMissed") == []
     assert {r["run_id"] for r in scheduled.records()} >= {"on-time-1", "late-1", "adf-1"}
+    shown = workbook_rows(engine_of(scheduled.ingestion), "reconciler-problems", MONTH)
+    assert [(r["Step"], r["Problem"], r["Missing permission"], r["Passes"]) for r in shown] == [
+        ("schedules", "access_refused", "Microsoft.MachineLearningServices/workspaces/schedules/read", 1)
+    ]

@@ -36,6 +36,7 @@ EVENT_MISSED = "AmlScheduleMissed"
 EVENT_LATE = "AmlScheduleLate"
 EVENT_OVERDUE = "AmlScheduleOverdue"
 EVENT_INVALID = "AmlScheduleInvalid"
+EVENT_JUDGED = "AmlScheduleJudged"
 EXPECTATIONS_SETTING = "AML_OBS_EXPECTED_RUNS"
 
 
@@ -88,7 +89,7 @@ class SchedulesStep:
         self._options = options
 
     def run(self, work: WorkspacePass) -> StepReport:
-        counts = {"judged": 0, "missed": 0, "late": 0, "overdue": 0, "invalid": 0}
+        counts = {"judged": 0, "on_time": 0, "missed": 0, "late": 0, "overdue": 0, "invalid": 0}
         expectations = self._expectations(work, counts)
         jobs: list[dict[str, Any]] | None = None
         for expectation in expectations:
@@ -145,10 +146,10 @@ class SchedulesStep:
             following = upcoming[index + 1] if index + 1 < len(upcoming) else None
             verdict = judge(fire, following, jobs, work.now, grace)
             counts["judged"] += 1
-            if verdict.verdict in ("missed", "late"):
-                kind = EVENT_MISSED if verdict.verdict == "missed" else EVENT_LATE
-                if self._send(work, expectation, verdict, kind, grace):
-                    counts[verdict.verdict] += 1
+            if verdict.verdict in ("missed", "late", "on_time"):
+                following_due = next((f for f in upcoming if f > work.now), None)
+                if self._send(work, expectation, verdict, EVENT_JUDGED, grace, {"next": following_due}):
+                    counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
             if verdict.verdict == "running" and verdict.job is not None:
                 self._overdue(work, expectation, verdict, usual, grace, counts)
             if verdict.verdict in ("pending", "running"):
@@ -187,7 +188,11 @@ class SchedulesStep:
     ) -> bool:
         fire_ms = int(verdict.fire_time.timestamp() * 1000)
         job: Job | None = verdict.job
-        happened = verdict.fire_time + grace if name == EVENT_MISSED else (job.started if job else None)
+        extra = dict(extra or {})
+        following = extra.pop("next", None)
+        happened = (
+            verdict.fire_time + grace if verdict.verdict == "missed" else (job.started if job else None)
+        )
         dimensions = stringify(
             {
                 **workspace_dimensions(work.ws),
@@ -199,14 +204,26 @@ class SchedulesStep:
                 "time_zone": expectation.time_zone,
                 "expression": expectation.expression,
                 "run_id": job.run_id if job else None,
-                "lateness_ms": verdict.lateness_ms if name == EVENT_LATE else None,
+                "lateness_ms": verdict.lateness_ms if verdict.verdict == "late" else None,
                 "status_time": _iso(happened) if happened else iso_from_ms(fire_ms),
                 "record_source": "reconcile",
-                **(extra or {}),
+                **extra,
             }
         )
         unit = TelemetryUnit()
-        unit.add_event(name, dimensions)
+        if name == EVENT_JUDGED:
+            # Every judged fire time (the workbook's on-time %), and the alertable news beside it, in
+            # one unit under one claim: both are sent, or neither.
+            outcome = {"on_time": "on_time", "late": "late", "missed": "missed"}[verdict.verdict]
+            next_time = _iso(following) if isinstance(following, datetime) else None
+            unit.add_event(
+                EVENT_JUDGED,
+                {**dimensions, **stringify({"outcome": outcome, "next_expected_time": next_time})},
+            )
+            if verdict.verdict != "on_time":
+                unit.add_event(EVENT_MISSED if verdict.verdict == "missed" else EVENT_LATE, dimensions)
+        else:
+            unit.add_event(name, dimensions)
         key = f"{name}|{work.ws.cache_key}|{expectation.kind}|{expectation.name}|{fire_ms}"
         return self._processor.send_once(key, {"schedule_name": expectation.name[:200]}, unit)
 
