@@ -43,13 +43,26 @@ from tests.fakes.aml_api import SAMPLE_RESOURCE_GROUP, SAMPLE_SUBSCRIPTION, star
 from tests.integration.reconcile_helpers import add_job  # noqa: E402
 
 
+class CountingTelemetry:
+    """Counts the units sent and keeps none (keeping 10,000 would be the benchmark's memory, not ours)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, unit: TelemetryUnit) -> None:
+        self.sent += 1
+
+    def shutdown(self) -> None:
+        pass
+
+
 def build(settings: Settings) -> tuple[EventProcessor, RunHistoryClient]:
     from amlobs.credentials import build_credential
 
     runs = RunHistoryClient(settings, build_credential(settings))
     processor = EventProcessor(
         runs=runs,
-        telemetry=RecordingTelemetry(),
+        telemetry=CountingTelemetry(),
         dedupe=MemoryDedupeStore(),
         rejected=MemoryRejectedEventStore(),
     )
