@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from amlobs.schedules.fire_times import fire_times
-from amlobs.schedules.judge import Job, judge, usual_duration_p95
+from amlobs.schedules.judge import Job, duration_p95, judge
 from amlobs.schedules.model import ScheduleError, parse_expectation, parse_schedule
 from tests.fakes.aml_data import schedule_resource
 
@@ -115,8 +115,9 @@ def test_the_judgement_of_a_fire_time() -> None:
     assert judge(fire, nxt, [job("2026-12-07T06:00Z", "2026-12-07T06:00Z")], now, grace).verdict == "missed"
 
 
-def test_the_usual_duration_is_the_p95_of_finished_runs() -> None:
-    jobs = [job(f"2026-12-0{d}T06:00Z", f"2026-12-0{d}T06:00Z", "Completed", f"2026-12-0{d}T06:{10 + d}Z")
-            for d in range(1, 6)]  # fmt: skip
-    assert usual_duration_p95(jobs) == timedelta(minutes=15)
-    assert usual_duration_p95(jobs[:2]) is None
+def test_the_usual_duration_is_the_nearest_rank_p95_of_finished_runs() -> None:
+    minutes = [11, 12, 13, 14, 15]
+    assert duration_p95([m * 60_000 for m in minutes]) == timedelta(minutes=15)
+    # 20 runs: the 19th smallest (ceil(0.95 * 20) = 19)
+    assert duration_p95([m * 60_000 for m in range(1, 21)]) == timedelta(minutes=19)
+    assert duration_p95([60_000, 120_000]) is None

@@ -140,3 +140,45 @@ def test_a_refused_schedule_list_names_the_permission_and_runs_are_still_reconci
     assert [(r["Step"], r["Problem"], r["Missing permission"], r["Passes"]) for r in shown] == [
         ("schedules", "access_refused", "Microsoft.MachineLearningServices/workspaces/schedules/read", 1)
     ]
+
+
+def test_a_job_running_far_past_its_usual_duration_is_overdue_once(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = app.aml.workspace()
+    ws.schedules = [
+        schedule_resource(
+            ws.resource_id,
+            "daily-train",
+            {"triggerType": "Cron", "timeZone": "UTC", "expression": "0 6 * * *"},
+        )
+    ]
+    monkeypatch.setenv("AML_OBS_WORKSPACE_IDS", ws.resource_id)
+    reset_reconciler()
+    clock = {"now": datetime(2026, 12, 4, 5, 0, tzinfo=UTC)}
+    monkeypatch.setattr(timer_module, "current_time", lambda: clock["now"])
+    tick()
+    for day in (5, 6, 7):  # three usual runs of 10 minutes
+        fire = datetime(2026, 12, day, 6, 0, tzinfo=UTC)
+        add_job(ws, f"usual-{day}", display=f"daily-train-202612{day:02d}T060000Z", created=fire, started=fire,
+                minutes=10)  # fmt: skip
+        clock["now"] = datetime(2026, 12, day, 7, 0, tzinfo=UTC)
+        tick()
+    today = datetime(2026, 12, 8, 6, 0, tzinfo=UTC)
+    add_job(
+        ws, "stuck", display="daily-train-20261208T060000Z", created=today, started=today, status="Running"
+    )
+    clock["now"] = datetime(2026, 12, 8, 6, 15, tzinfo=UTC)  # 15 min: within 2 x the usual 10
+    tick()
+    assert events(app, "AmlScheduleOverdue") == []
+    clock["now"] = datetime(2026, 12, 8, 6, 30, tzinfo=UTC)
+    tick()
+    clock["now"] = datetime(2026, 12, 8, 6, 35, tzinfo=UTC)
+    tick()
+    (overdue,) = events(app, "AmlScheduleOverdue")
+    assert (overdue["schedule_name"], overdue["run_id"]) == ("daily-train", "stuck")
+    assert (overdue["usual_duration_p95_ms"], overdue["overdue_after_ms"]) == ("600000", "1200000")
+    judged = [e["outcome"] for e in events(app, "AmlScheduleJudged")]
+    # 4 December (no job: the first fire after the install), then the three usual runs; today's is judged once it ends
+    assert judged == ["missed", "on_time", "on_time", "on_time"]
+    reset_reconciler()

@@ -92,10 +92,10 @@ def judge(
     return Judgement(fire_time, "on_time", job, max(0, int(lateness.total_seconds() * 1000)))
 
 
-def usual_duration_p95(jobs: Sequence[Job], minimum_runs: int = 3) -> timedelta | None:
-    """The nearest-rank p95 of the finished jobs' durations; None with fewer than ``minimum_runs``."""
-    durations = sorted(j.ended - j.started for j in jobs if j.started and j.ended and j.status == "Completed")
-    if len(durations) < minimum_runs:
+def duration_p95(durations_ms: Sequence[int], minimum_runs: int = 3) -> timedelta | None:
+    """The nearest-rank p95 of finished jobs' durations; None with fewer than ``minimum_runs``."""
+    ordered = sorted(durations_ms)
+    if len(ordered) < minimum_runs:
         return None
-    rank = max(1, -(-95 * len(durations) // 100))
-    return durations[rank - 1]
+    rank = max(1, -(-95 * len(ordered) // 100))
+    return timedelta(milliseconds=ordered[rank - 1])

@@ -27,7 +27,7 @@ from ..settings import SettingsError
 from ..status_time import iso_from_ms
 from ..telemetry_unit import TelemetryUnit, stringify
 from .fire_times import fire_times
-from .judge import Job, Judgement, job_of, judge, matches, usual_duration_p95
+from .judge import Job, Judgement, duration_p95, job_of, judge, matches
 from .model import SCHEDULES_PERMISSION, Expectation, ScheduleError, parse_expectation, parse_schedule
 
 logger = logging.getLogger("amlobs.schedules")
@@ -140,7 +140,11 @@ class SchedulesStep:
             else self._options.grace_seconds
         )
         jobs = [j for j in (job_of(r) for r in runs if matches(expectation, r)) if j is not None]
-        usual = usual_duration_p95(jobs)
+        # The usual duration: the schedule's last finished jobs, kept with its position (the listing of
+        # one pass covers only the fire times now due).
+        history_key = f"durations:{expectation.kind}:{expectation.name}"
+        durations = _durations(work.state.positions.get(history_key))
+        usual = duration_p95(durations)
         position: datetime | None = None
         for index, fire in enumerate(due):
             following = upcoming[index + 1] if index + 1 < len(upcoming) else None
@@ -154,6 +158,11 @@ class SchedulesStep:
                 self._overdue(work, expectation, verdict, usual, grace, counts)
             if verdict.verdict in ("pending", "running"):
                 break  # judged again next pass; nothing after it advances the position
+            finished = verdict.job
+            if finished and finished.status == "Completed" and finished.started and finished.ended:
+                durations = [*durations, int((finished.ended - finished.started).total_seconds() * 1000)]
+                durations = durations[-_KEPT_DURATIONS:]
+                work.state.positions[history_key] = ",".join(str(d) for d in durations)
             position = fire
         return position
 
@@ -255,6 +264,13 @@ class SchedulesStep:
         # once per definition: a fixed schedule (another digest) is judged again, a broken one not re-sent
         if self._processor.send_once(f"{EVENT_INVALID}|{work.ws.cache_key}|{kind}|{name}|{digest}", {}, unit):
             counts["invalid"] += 1
+
+
+_KEPT_DURATIONS = 20
+
+
+def _durations(value: str | None) -> list[int]:
+    return [int(part) for part in (value or "").split(",") if part.strip().isdigit()]
 
 
 def _parse(value: str | None) -> datetime | None:
