@@ -196,43 +196,7 @@ class SchedulesStep:
         extra: Mapping[str, object] | None = None,
     ) -> bool:
         fire_ms = int(verdict.fire_time.timestamp() * 1000)
-        job: Job | None = verdict.job
-        extra = dict(extra or {})
-        following = extra.pop("next", None)
-        happened = (
-            verdict.fire_time + grace if verdict.verdict == "missed" else (job.started if job else None)
-        )
-        dimensions = stringify(
-            {
-                **workspace_dimensions(work.ws),
-                "schedule_name": expectation.name,
-                "schedule_kind": expectation.kind,
-                "expected_time": iso_from_ms(fire_ms),
-                "expected_time_utc_ms": fire_ms,
-                "grace_ms": int(grace.total_seconds() * 1000),
-                "time_zone": expectation.time_zone,
-                "expression": expectation.expression,
-                "run_id": job.run_id if job else None,
-                "lateness_ms": verdict.lateness_ms if verdict.verdict == "late" else None,
-                "status_time": _iso(happened) if happened else iso_from_ms(fire_ms),
-                "record_source": "reconcile",
-                **extra,
-            }
-        )
-        unit = TelemetryUnit()
-        if name == EVENT_JUDGED:
-            # Every judged fire time (the workbook's on-time %), and the alertable news beside it, in
-            # one unit under one claim: both are sent, or neither.
-            outcome = {"on_time": "on_time", "late": "late", "missed": "missed"}[verdict.verdict]
-            next_time = _iso(following) if isinstance(following, datetime) else None
-            unit.add_event(
-                EVENT_JUDGED,
-                {**dimensions, **stringify({"outcome": outcome, "next_expected_time": next_time})},
-            )
-            if verdict.verdict != "on_time":
-                unit.add_event(EVENT_MISSED if verdict.verdict == "missed" else EVENT_LATE, dimensions)
-        else:
-            unit.add_event(name, dimensions)
+        unit = schedule_unit(work.ws, expectation, verdict, name, grace, extra)
         key = f"{name}|{work.ws.cache_key}|{expectation.kind}|{expectation.name}|{fire_ms}"
         return self._processor.send_once(key, {"schedule_name": expectation.name[:200]}, unit)
 
@@ -247,23 +211,77 @@ class SchedulesStep:
     ) -> None:
         text = json.dumps(definition, sort_keys=True, default=str)
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        unit = TelemetryUnit()
-        unit.add_event(
-            EVENT_INVALID,
-            stringify(
-                {
-                    **workspace_dimensions(work.ws),
-                    "schedule_name": name,
-                    "schedule_kind": kind,
-                    "problem": problem,
-                    "definition_sha256": digest,
-                }
-            ),
-        )
+        unit = invalid_unit(work.ws, kind, name, problem, digest)
         logger.warning("%s %s of %s cannot be evaluated: %s", kind, name, work.ws.workspace_name, problem)
         # once per definition: a fixed schedule (another digest) is judged again, a broken one not re-sent
         if self._processor.send_once(f"{EVENT_INVALID}|{work.ws.cache_key}|{kind}|{name}|{digest}", {}, unit):
             counts["invalid"] += 1
+
+
+def schedule_unit(
+    ws: WorkspaceRef,
+    expectation: Expectation,
+    verdict: Judgement,
+    name: str,
+    grace: timedelta,
+    extra: Mapping[str, object] | None = None,
+) -> TelemetryUnit:
+    """The events of one judgement (pure): ``AmlScheduleJudged`` with Missed/Late beside it, or Overdue."""
+    fire_ms = int(verdict.fire_time.timestamp() * 1000)
+    job: Job | None = verdict.job
+    extra = dict(extra or {})
+    following = extra.pop("next", None)
+    happened = verdict.fire_time + grace if verdict.verdict == "missed" else (job.started if job else None)
+    dimensions = stringify(
+        {
+            **workspace_dimensions(ws),
+            "schedule_name": expectation.name,
+            "schedule_kind": expectation.kind,
+            "expected_time": iso_from_ms(fire_ms),
+            "expected_time_utc_ms": fire_ms,
+            "grace_ms": int(grace.total_seconds() * 1000),
+            "time_zone": expectation.time_zone,
+            "expression": expectation.expression,
+            "run_id": job.run_id if job else None,
+            "lateness_ms": verdict.lateness_ms if verdict.verdict == "late" else None,
+            "status_time": _iso(happened) if happened else iso_from_ms(fire_ms),
+            "record_source": "reconcile",
+            **extra,
+        }
+    )
+    unit = TelemetryUnit()
+    if name == EVENT_JUDGED:
+        # Every judged fire time (the workbook's on-time %), and the alertable news beside it, in
+        # one unit under one claim: both are sent, or neither.
+        outcome = {"on_time": "on_time", "late": "late", "missed": "missed"}[verdict.verdict]
+        next_time = _iso(following) if isinstance(following, datetime) else None
+        unit.add_event(
+            EVENT_JUDGED,
+            {**dimensions, **stringify({"outcome": outcome, "next_expected_time": next_time})},
+        )
+        if verdict.verdict != "on_time":
+            unit.add_event(EVENT_MISSED if verdict.verdict == "missed" else EVENT_LATE, dimensions)
+    else:
+        unit.add_event(name, dimensions)
+    return unit
+
+
+def invalid_unit(ws: WorkspaceRef, kind: str, name: str, problem: str, digest: str) -> TelemetryUnit:
+    """``AmlScheduleInvalid``: the schedule or expectation named, and why it cannot be evaluated."""
+    unit = TelemetryUnit()
+    unit.add_event(
+        EVENT_INVALID,
+        stringify(
+            {
+                **workspace_dimensions(ws),
+                "schedule_name": name,
+                "schedule_kind": kind,
+                "problem": problem,
+                "definition_sha256": digest,
+            }
+        ),
+    )
+    return unit
 
 
 _KEPT_DURATIONS = 20
