@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from amlobs import events, settings
+from amlobs.aml_discovery import WorkspaceEndpoints
 from tests import bicep_snapshots as snapshots
 from tests.tools_on_path import find_tool
 
@@ -1040,6 +1041,10 @@ def _app_settings(s: Scenario) -> None:
     assert loaded.storage.table_service_uri == f"https://{storage['name']}.table.core.windows.net"
     assert loaded.storage.client_id == loaded.azure_client_id == deployed[client_id]
     assert loaded.arm_endpoint == "https://management.azure.com"
+    # The test-only loopback setting is never deployed, and the deployed Resource Manager is one the app
+    # trusts (docs/security.md).
+    assert settings.TEST_LOOPBACK_SETTING not in app_settings and not loaded.allow_loopback
+    WorkspaceEndpoints(loaded)
     assert loaded.cost_currency == app_settings["AML_OBS_COST_CURRENCY"]
     assert loaded.prices_endpoint == app_settings["AML_OBS_PRICES_ENDPOINT"].rstrip("/")
 

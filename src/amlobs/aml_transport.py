@@ -11,13 +11,13 @@ caller says whether the run, the workspace or a compute is missing). Any other 4
 event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
 
 Who gets the bearer token is decided by :class:`amlobs.trust.TokenGate`, the last policy before the
-transport, on every send (first try, retry, challenge), from the ``trusted`` origins the owner passes
-in (see :mod:`amlobs.aml_discovery`); requests marked anonymous go out without one, and no redirect
-is followed (the requests transport is told not to and no redirect policy is in the pipeline).
-A call may ask for fewer attempts and a shorter timeout than the process settings (the cost estimate's
-Resource Manager reads make one attempt within their own time bound); it still goes through the same
-pipeline, so the same gate decides about its token. Exception messages carry the call, the status and the
-attempt count, never a token.
+transport, on every send (first try, retry, challenge), by the ``trusted`` decision the owner passes
+in for the request's origin and workspace (see :mod:`amlobs.aml_discovery`); requests marked
+anonymous go out without one, and no redirect is followed (the requests transport is told not to and
+no redirect policy is in the pipeline). A call may ask for fewer attempts and a shorter timeout than
+the process settings (the cost estimate's Resource Manager reads make one attempt within their own
+time bound); it still goes through the same pipeline, so the same gate decides about its token.
+Exception messages carry the call, the status and the attempt count, never a token.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from . import USER_AGENT
 from .errors import EnrichmentUnavailable, RunNotFound
 from .retry_after import retry_after_seconds
 from .settings import Settings
-from .trust import ANONYMOUS, Origin, TokenGate, UntrustedHost
+from .trust import ANONYMOUS, TRUST_SCOPE, TokenGate, TrustDecision, UntrustedHost
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -209,7 +209,7 @@ class AmlHttp:
         credential: TokenCredential,
         *,
         scope: str,
-        trusted: Callable[[Origin], bool],
+        trusted: TrustDecision,
         transport: HttpTransport[Any, Any] | None,
         sleep: Callable[[float], None],
         jitter: Callable[[], float],
@@ -252,8 +252,10 @@ class AmlHttp:
         not_found: NotFoundMeaning = "run",
         attempts: int | None = None,
         timeout: float | None = None,
+        workspace: str | None = None,
     ) -> dict[str, Any]:
-        """``attempts`` and ``timeout`` override the process settings for this one call."""
+        """``attempts`` and ``timeout`` override the process settings for this one call; ``workspace``
+        (its cache key) names whose trusted origins the token may go to."""
         from azure.core.rest import HttpRequest as RestRequest
 
         request = RestRequest(method, url, json=dict(json_body) if json_body is not None else None)
@@ -261,6 +263,8 @@ class AmlHttp:
         options: dict[str, Any] = {"connection_timeout": per_request, "read_timeout": per_request}
         if anonymous:
             options[ANONYMOUS] = True
+        if workspace is not None:
+            options[TRUST_SCOPE] = workspace
         if attempts is not None:
             options[_OPT_ATTEMPTS] = attempts
         try:

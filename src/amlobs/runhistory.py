@@ -81,7 +81,7 @@ class RunHistoryClient:
             settings,
             credential,
             scope=arm_scope_for(settings.arm_endpoint),
-            trusted=self._endpoints.trusted.__contains__,
+            trusted=self._endpoints.is_trusted,
             transport=transport,
             sleep=sleep,
             jitter=jitter,
@@ -113,17 +113,26 @@ class RunHistoryClient:
     def get_run_details(self, ws: WorkspaceRef, run_id: str) -> dict[str, Any]:
         """``RunDetails`` (what SDK v1's ``Run.get_details()`` returned)."""
         return self._http.call_json(
-            f"run details of {run_id}", "GET", self._url(ws, f"runs/{segment(run_id)}/details")
+            f"run details of {run_id}",
+            "GET",
+            self._url(ws, f"runs/{segment(run_id)}/details"),
+            workspace=ws.cache_key,
         )
 
     def get_run(self, ws: WorkspaceRef, run_id: str) -> dict[str, Any]:
         """``Run`` (carries ``createdUtc``, ``displayName``, ``runType``)."""
-        return self._http.call_json(f"run {run_id}", "GET", self._url(ws, f"runs/{segment(run_id)}"))
+        return self._http.call_json(
+            f"run {run_id}", "GET", self._url(ws, f"runs/{segment(run_id)}"), workspace=ws.cache_key
+        )
 
     def get_run_data(self, ws: WorkspaceRef, run_id: str) -> dict[str, Any]:
         """``GetRunDataResult``: the ``Run`` (``runMetadata``) with its ``runDefinition``."""
         return self._http.call_json(
-            f"run data of {run_id}", "POST", self._url(ws, "rundata"), run_data_request(run_id)
+            f"run data of {run_id}",
+            "POST",
+            self._url(ws, "rundata"),
+            run_data_request(run_id),
+            workspace=ws.cache_key,
         )
 
     def iter_children(self, ws: WorkspaceRef, run_id: str) -> Iterator[dict[str, Any]]:
@@ -133,7 +142,7 @@ class RunHistoryClient:
         url = self._url(ws, path)
         seen: set[str] = set()
         while True:
-            page = self._http.call_json(call, "GET", url)
+            page = self._http.call_json(call, "GET", url, workspace=ws.cache_key)
             yield from page_items(page, call)
             token = page_token(page)
             if token is None or token in seen:
@@ -160,7 +169,12 @@ class RunHistoryClient:
         """
         prefix = f"{self._endpoints.api_base(ws, self._http)}/{_HISTORY}/{workspace_path(ws)}"
         return iter_runs(
-            self._http, prefix, since=since, continuation_token=continuation_token, page_size=page_size
+            self._http,
+            prefix,
+            workspace=ws.cache_key,
+            since=since,
+            continuation_token=continuation_token,
+            page_size=page_size,
         )
 
     # -- Resource Manager reads of the cost estimate (amlobs.compute_facts) --------------------

@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from amlobs.settings import TEST_LOOPBACK_SETTING
 from tests.fakes.aml_data import FakeWorkspace, load_fixture
 from tests.fakes.retail_prices import PRICES_PATH, RetailPricesData
 
@@ -235,6 +236,8 @@ class FakeAmlApi:
             "AZURE_CLIENT_ID": self.client_id,
             "AML_OBS_ARM_ENDPOINT": self.base_url,
             "AML_OBS_PRICES_ENDPOINT": self.prices_endpoint,
+            # This fake listens on loopback: the app may send it the token only with the test-only setting.
+            TEST_LOOPBACK_SETTING: "true",
         }
 
     @property
