@@ -84,6 +84,8 @@ class RunsStep:
 
     def run(self, work: WorkspacePass) -> StepReport:
         counts: dict[str, int] = {"listed": 0, "recorded": 0, "backfilled": 0, "duplicate": 0, "failed": 0}
+        if work.budget.exhausted:
+            return StepReport({**counts, "skipped": 1})  # another workspace spent this pass's runs
         state = work.state
         self._start_listing(state, work.now)
         seen = self._list(work, counts)
