@@ -42,6 +42,15 @@ param durationRegressionPercent int = 150
 @minValue(100)
 param costRegressionPercent int = 150
 
+@description('A run alerts as an expensive idle GPU run when its estimated cost exceeds this amount, in whole units of the cost currency (azd env IDLE_GPU_ALERT_MIN_COST).')
+@minValue(0)
+param idleGpuAlertMinCost int = 1
+
+@description('A run alerts as an expensive idle GPU run when its average GPU utilisation is below this percentage (azd env IDLE_GPU_ALERT_MAX_PERCENT).')
+@minValue(1)
+@maxValue(100)
+param idleGpuAlertMaxPercent int = 30
+
 @description('Currency of the estimated compute costs: one the Azure Retail Prices API supports (azd env COST_CURRENCY). Only USD prices are Microsoft\'s retail prices; the others are for reference.')
 @allowed([
   'USD'
@@ -539,6 +548,8 @@ module alerts './modules/alerts.bicep' = {
     alertEmailReceivers: alertEmailReceivers
     durationRegressionPercent: durationRegressionPercent
     costRegressionPercent: costRegressionPercent
+    idleGpuAlertMinCost: idleGpuAlertMinCost
+    idleGpuAlertMaxPercent: idleGpuAlertMaxPercent
     // Computed, not read from the topic modules' outputs: a module loop's outputs collected outside
     // it compile to a copyIndex() without a loop name, which Resource Manager rejects
     // (Azure/bicep#5101).
@@ -599,6 +610,14 @@ output AML_OBSERVED_WORKSPACE_IDS string = join(workspaceIds, ',')
 
 @description('Name of the function Event Grid delivers to.')
 output AML_EVENT_FUNCTION_NAME string = eventFunctionName
+
+// The cost settings the Function App runs with, for scripts/amlobs.sh: replay and backfill records
+// are costed as live ones.
+@description('Currency of the estimated compute costs (the Function App\'s AML_OBS_COST_CURRENCY).')
+output AML_OBS_COST_CURRENCY string = costCurrency
+
+@description('Retail Prices API endpoint of the cost estimates (the Function App\'s AML_OBS_PRICES_ENDPOINT).')
+output AML_OBS_PRICES_ENDPOINT string = retailPricesEndpoint
 
 // What lives outside rg-<env>, for the teardown hooks (computed from the parameters, so it is known
 // even when a detached provision leaves these out). Comma-separated resource ids.

@@ -90,6 +90,8 @@ AML_READ_ACTIONS = [
     "Microsoft.MachineLearningServices/workspaces/computes/read",
     # The reconciler judges each schedule's fire times (GET .../schedules); read only.
     "Microsoft.MachineLearningServices/workspaces/schedules/read",
+    # Per-run GPU/CPU use from the workspace's platform metrics (amlobs.resource_use); nothing broader.
+    "Microsoft.Insights/metrics/read",
 ]
 # App settings Flex Consumption rejects or ignores (functions-app-settings, "Flex Consumption plan
 # deprecations"): runtime and scale live in functionAppConfig there.
@@ -339,6 +341,9 @@ def test_outputs_are_azd_env_values_and_hold_no_secret(compiled: dict[str, Any])
         "AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS",
         "AML_OBS_READER_ROLE_DEFINITION_IDS",
         "AML_OBS_FOREIGN_RESOURCE_GROUP_IDS",
+        # read by scripts/amlobs.sh (replay, backfill)
+        "AML_OBS_COST_CURRENCY",
+        "AML_OBS_PRICES_ENDPOINT",
     ):
         assert name in outputs
     for name, output in outputs.items():

@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import (
@@ -200,6 +201,19 @@ def _refusal(call: str, detail: str, status: int, not_found: NotFoundMeaning, tr
     return EnrichmentUnavailable(f"{call} failed: {detail} after {tried} attempt(s)")
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    """A final answer handed back unclassified (:meth:`AmlHttp.call_answer`): the caller's own rules apply."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+    attempts: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
 class AmlHttp:
     """JSON over the shared pipeline, with the error rules above applied to every answer."""
 
@@ -240,6 +254,35 @@ class AmlHttp:
     @property
     def request_count(self) -> int:
         return self._counter.count
+
+    def call_answer(self, call: str, url: str, *, attempts: int, timeout: float) -> HttpAnswer:
+        """GET ``url`` through the same pipeline and gate, and hand back the final answer as it is.
+
+        For callers with their own rules about 403/429/5xx (the resource-use pass: a reason on the event,
+        Retry-After within its own budget). No answer at all (timeouts, refused connections, no token,
+        an untrusted host) raises :class:`~amlobs.errors.EnrichmentUnavailable`.
+        """
+        from azure.core.rest import HttpRequest as RestRequest
+
+        options: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout}
+        options[_OPT_ATTEMPTS] = attempts
+        try:
+            result = self._pipeline.run(RestRequest("GET", url), **options)  # type: ignore[arg-type]
+        except _GaveUp as gave_up:
+            raise EnrichmentUnavailable(
+                f"{call} failed after {gave_up.attempts} attempt(s): {type(gave_up.error).__name__}"
+            ) from None
+        except UntrustedHost as untrusted:
+            raise EnrichmentUnavailable(f"{call}: refusing to send a token to {untrusted}") from None
+        except ClientAuthenticationError as exc:
+            raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
+        response = result.http_response
+        return HttpAnswer(
+            response.status_code,
+            response.body(),
+            retry_after_seconds(response.headers),
+            int(result.context.get(_CTX_ATTEMPTS, 1)),
+        )
 
     def call_json(
         self,

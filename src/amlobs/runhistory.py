@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from .aml_discovery import ARM_API_VERSION, WorkspaceEndpoints, arm_scope_for, segment, workspace_path
-from .aml_transport import AmlHttp, RunHistoryRejected
+from .aml_transport import AmlHttp, HttpAnswer, RunHistoryRejected
 from .events import WorkspaceRef
 from .run_listing import HISTORY_API_VERSION, RUNS_PAGE_SIZE, RunPage, iter_runs, page_items, page_token
 from .settings import Settings
@@ -226,6 +226,19 @@ class RunHistoryClient:
             yield from page_items(page, call)
             next_link = page.get("nextLink")
             url = next_link if isinstance(next_link, str) and next_link else None
+
+    # -- Azure Monitor metrics of the workspace (amlobs.resource_use) ---------------------------
+    #
+    # The same Resource Manager host and token: Microsoft.Insights/metrics is an extension resource under
+    # the workspace's own id (Azure/azure-rest-api-specs specification/monitor/resource-manager/
+    # Microsoft.Insights/stable/2023-10-01/metrics_API.json, "/{resourceUri}/providers/Microsoft.Insights/
+    # metrics"; needs Microsoft.Insights/metrics/read). The answer is handed back unclassified: the
+    # resource-use pass turns a 403, a 429 or a 5xx into a reason on its event, never a failed invocation.
+
+    def get_arm_answer(self, call: str, path_and_query: str, *, attempts: int, timeout: float) -> HttpAnswer:
+        """GET ``{arm endpoint}/{path_and_query}`` (a path that starts with ``subscriptions/``)."""
+        url = f"{self._arm}/{path_and_query}"
+        return self._http.call_answer(call, url, attempts=attempts, timeout=timeout)
 
     # -- endpoints ---------------------------------------------------------------------------
 
