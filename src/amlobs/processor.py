@@ -316,7 +316,7 @@ class EventProcessor:
             # The claim then expires after its lease, and the redelivery takes it over.
             logger.warning("could not release the claim on %s: %s", claim.key, exc)
 
-    def _complete(self, claim: Claim, partial_reason: str | None) -> None:
+    def _complete(self, claim: Claim, partial_reason: str | None = None) -> None:
         try:
             self._dedupe.complete(claim, partial_reason=partial_reason)
         except StorageUnavailable as exc:
