@@ -89,6 +89,12 @@ var pipelineFailedQuery = '''
 let window = 15m;
 customEvents
 | where name == 'AmlRunStatusChanged'
+| extend subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
+    workspace = tostring(customDimensions.amlWorkSpace), run_id = tostring(customDimensions.run_id),
+    status = tostring(customDimensions.status), copy_rank = iff(isempty(tostring(customDimensions.enrichment_error)), 1, 0)
+// a run status's copies: the one with run history's details wins (a partial record completed later),
+// before anything is judged on those details (a partial copy knows no parent run)
+| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status
 | extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status),
     record_source = tostring(customDimensions.record_source), parent_run_id = tostring(customDimensions.parent_run_id)
 // a top-level pipeline run: a nested sub-pipeline that fails makes its pipeline fail, which alerts once
@@ -122,6 +128,9 @@ let completed = customEvents
     subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
     wall_time_ms = tolong(customDimensions.wall_time_ms), record_source = tostring(customDimensions.record_source),
     status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| extend copy_rank = iff(isempty(tostring(customDimensions.summary_error)), 1, 0)
+// a pipeline run's summaries: one with its steps listed wins (a partial summary completed later)
+| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status
 | where status == 'Completed' and isnotnull(wall_time_ms) and status_time > ago(window)
 // each run once, however often its summary was sent
 | summarize arg_max(status_time, pipeline, wall_time_ms, record_source) by subscription, resource_group, workspace, run_id;
@@ -161,6 +170,9 @@ let finished = customEvents
     estimated_cost = todouble(customDimensions.estimated_cost), currency = tostring(customDimensions.cost_currency),
     record_source = tostring(customDimensions.record_source),
     status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| extend copy_rank = iff(isempty(tostring(customDimensions.summary_error)), 1, 0)
+// a pipeline run's summaries: one with its steps listed wins (a partial summary completed later)
+| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status
 | where isnotnull(estimated_cost) and status_time > ago(window)
 // each run once, however often its summary was sent
 | summarize arg_max(status_time, pipeline, status, estimated_cost, currency, record_source) by subscription, resource_group, workspace, run_id;

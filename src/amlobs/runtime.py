@@ -47,6 +47,7 @@ def _build(
 ) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
+    from .not_found import NotFoundRule
     from .resource_use.cluster_idle import ClusterIdlePass
     from .resource_use.due import DueNoter
     from .resource_use.run_pass import ResourceUsePass
@@ -68,6 +69,7 @@ def _build(
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
         costs=costs,
         due=DueNoter(due) if due is not None else None,
+        not_found=NotFoundRule(60 * settings.run_not_found_grace_minutes),
     )
     if due is None:
         return processor, None
