@@ -118,6 +118,10 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Event Grid and the Functions host hold no session: no ARR affinity cookie.
+    clientAffinityEnabled: false
+    // Event Grid's push delivery to the function authenticates with the webhook key Event Grid
+    // itself fetches; a client certificate would have to be one Event Grid presents, and it has none.
     clientCertEnabled: false
     // Key Vault references resolve with the user-assigned identity, not a system identity (there is none).
     keyVaultReferenceIdentity: identityId
@@ -149,6 +153,24 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
         version: pythonVersion
       }
     }
+  }
+}
+
+// azd deploys with Entra ID (the deployment package goes to blob storage through Resource Manager),
+// so nothing needs the SCM or FTP basic-authentication publishing credentials: both off.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
   }
 }
 
