@@ -90,7 +90,7 @@ if ($shared.Count -gt 0) {
     $goAhead = Get-AzdValue 'AML_OBS_DELETE_SHARED_TOPICS'
     if (-not $goAhead) { $goAhead = "$env:AML_OBS_DELETE_SHARED_TOPICS" }
     if ($goAhead -ine 'true') {
-        [Console]::Error.WriteLine("Tear down the other environment first, or go ahead with 'azd env set AML_OBS_DELETE_SHARED_TOPICS=true' and 'azd down' again: an environment of this template that used the topic gets a topic of its own at its next 'azd provision'.")
+        [Console]::Error.WriteLine("Tear down the other environment first, or go ahead with 'azd env set AML_OBS_DELETE_SHARED_TOPICS=true' and 'azd down' again: an environment of this template that relied on the topic gets a topic of its own at its next 'azd provision'.")
         exit 1
     }
     [Console]::Error.WriteLine('AML_OBS_DELETE_SHARED_TOPICS is true: going ahead.')

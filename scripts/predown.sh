@@ -84,7 +84,7 @@ if [ -n "$shared" ]; then
   echo "'azd down' deletes the topics and those subscriptions with them: their events stop." >&2
   go_ahead=$(value AML_OBS_DELETE_SHARED_TOPICS)
   if [ "$(lower "${go_ahead:-${AML_OBS_DELETE_SHARED_TOPICS:-}}")" != "true" ]; then
-    echo "Tear down the other environment first, or go ahead with 'azd env set AML_OBS_DELETE_SHARED_TOPICS=true' and 'azd down' again: an environment of this template that used the topic gets a topic of its own at its next 'azd provision'." >&2
+    echo "Tear down the other environment first, or go ahead with 'azd env set AML_OBS_DELETE_SHARED_TOPICS=true' and 'azd down' again: an environment of this template that relied on the topic gets a topic of its own at its next 'azd provision'." >&2
     exit 1
   fi
   echo "AML_OBS_DELETE_SHARED_TOPICS is true: going ahead." >&2

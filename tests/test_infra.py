@@ -139,7 +139,10 @@ ALLOWED_SUPPRESSIONS = {
     ("main.bicep", "what-if-short-circuiting"): "a workspace outside rg-<env> keeps the principal id in its "
     "role assignment's name, so an assignment orphaned on a customer's workspace never blocks the next identity",
     **{
-        (module, "use-recent-api-versions"): "Microsoft.Insights/diagnosticSettings has no stable API version "
+        (
+            module,
+            "use-recent-api-versions",
+        ): "Microsoft.Insights/diagnosticSettings has no stable API version "
         "but 2016-09-01, which cannot send to a Log Analytics workspace (bicep-types-az: its name must be "
         "'service'); 2021-05-01-preview is the newest"
         for module in ("modules/storage.bicep", "modules/keyvault.bicep", "modules/system-topic.bicep")
