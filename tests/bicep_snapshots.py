@@ -48,6 +48,7 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "enableEventSubscription": False,
     "detachObservedWorkspaces": False,
     "alertEmails": "",
+    "adoptedSystemTopics": "",
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
