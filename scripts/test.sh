@@ -13,6 +13,15 @@ fi
 echo "==> installing Python dependencies"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
+# Checkov (tests/test_checkov.py) in a virtualenv of its own: its pinned dependencies conflict with
+# the suite's.
+if [ ! -x .venv-checkov/bin/python ]; then
+  echo "==> creating .venv-checkov"
+  "$python" -m venv .venv-checkov
+fi
+echo "==> installing Checkov (.venv-checkov)"
+.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+
 echo "==> installing Azurite (npm)"
 (cd tests/tools && npm ci --silent --no-audit --no-fund)
 
