@@ -299,6 +299,19 @@ def test_python_version_defaults_to_the_version_the_tests_run_on(compiled: dict[
     assert module["template"]["parameters"]["pythonVersion"]["defaultValue"] == running
 
 
+# The Python versions Azure Functions supports on Flex Consumption today, with the end of support
+# Microsoft gives (learn.microsoft.com/azure/azure-functions/supported-languages, Python pivot): 3.11
+# October 2027, 3.12 October 2028, 3.13 October 2029, 3.14 April 2029. 3.10's ended in October 2026.
+FLEX_PYTHON_VERSIONS = ["3.11", "3.12", "3.13", "3.14"]
+
+
+def test_python_versions_are_the_ones_flex_consumption_supports(compiled: dict[str, Any]) -> None:
+    assert _allowed_values(compiled, "pythonVersion") == FLEX_PYTHON_VERSIONS
+    module = compiled["resources"]["functionApp"]["properties"]["template"]["parameters"]["pythonVersion"]
+    assert module["allowedValues"] == FLEX_PYTHON_VERSIONS
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in FLEX_PYTHON_VERSIONS
+
+
 def test_flex_consumption_maximum_instance_count_is_within_what_the_platform_accepts(
     compiled: dict[str, Any],
 ) -> None:
