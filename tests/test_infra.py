@@ -306,7 +306,7 @@ FLEX_PYTHON_VERSIONS = ["3.11", "3.12", "3.13", "3.14"]
 
 
 def test_python_versions_are_the_ones_flex_consumption_supports(compiled: dict[str, Any]) -> None:
-    assert _allowed_values(compiled, "pythonVersion") == FLEX_PYTHON_VERSIONS
+    assert compiled["parameters"]["pythonVersion"]["allowedValues"] == FLEX_PYTHON_VERSIONS
     module = compiled["resources"]["functionApp"]["properties"]["template"]["parameters"]["pythonVersion"]
     assert module["allowedValues"] == FLEX_PYTHON_VERSIONS
     assert f"{sys.version_info.major}.{sys.version_info.minor}" in FLEX_PYTHON_VERSIONS
