@@ -540,6 +540,7 @@ module deadLetterAccess './modules/deadletter-access.bicep' = [
       topicId: ws.topicId
       // An adopted topic's identity is the one the preprovision hook found on it.
       topicPrincipalId: ws.adopted ? ws.topicPrincipalId : systemTopics[i]!.outputs.principalId
+      principalKey: ws.topicPrincipalId
     }
     dependsOn: [
       storage
