@@ -66,7 +66,7 @@ $script:failed = $false
 # Find-Topic: adds "<workspace id>|<topic id>|<topic identity>" to $script:adopted when the workspace
 # has a system topic that is not this environment's own; sets $script:failed on an error, named.
 # `az eventgrid system-topic list` flattens the resource's properties (source, topicType) beside id
-# and identity; -o tsv prints an absent value as an empty field.
+# and identity; -o tsv prints an absent value as None (knack's str() of it).
 function Find-Topic([string]$Workspace) {
     $subscription = $Workspace.Split('/')[2]
     $ErrorActionPreference = 'Continue'

@@ -61,7 +61,7 @@ adopted='' failed=0
 # find_topic WORKSPACE_ID: appends "<workspace id>|<topic id>|<topic identity>" to $adopted when the
 # workspace has a system topic that is not this environment's own; sets failed=1 on an error, named.
 # `az eventgrid system-topic list` flattens the resource's properties (source, topicType) beside id
-# and identity; -o tsv prints an absent value as an empty field.
+# and identity; -o tsv prints an absent value as None (knack's str() of it).
 find_topic() {
   workspace=$1
   subscription=$(printf '%s' "$workspace" | cut -d/ -f3)

@@ -880,11 +880,18 @@ def test_preprovision_without_read_permission_stops_and_says_what_is_needed(hook
     assert "AML_OBS_ADOPTED_SYSTEM_TOPICS" not in run.env
 
 
-def test_preprovision_names_the_fix_for_a_topic_without_identity(hook: Callable[..., Run]) -> None:
+# A topic without identity: no identity at all, or the "None" type the service answers after the
+# identity was turned off (Azure/azure-cli recordings/test_system_topic_identity.yaml).
+@pytest.mark.parametrize(
+    "identity", [None, {"type": "None", "principalId": None}], ids=["absent", "type-none"]
+)
+def test_preprovision_names_the_fix_for_a_topic_without_identity(
+    hook: Callable[..., Run], identity: dict[str, Any] | None
+) -> None:
     run = hook(
         "preprovision",
         {**ENV, "AML_WORKSPACE_IDS": WS_A},
-        azure={"systemTopics": [topic(OWNERS_TOPIC_A, WS_A)]},
+        azure={"systemTopics": [{**topic(OWNERS_TOPIC_A, WS_A), "identity": identity}]},
     )
     assert run.returncode != 0
     assert f"has no system-assigned managed identity: {OWNERS_TOPIC_A}" in run.stderr

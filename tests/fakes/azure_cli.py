@@ -23,7 +23,8 @@ Only the commands and answers the hooks rely on are modelled, each after the rea
   prints the resource with its properties flattened beside id and identity (`source`, `topicType`:
   Azure/azure-cli eventgrid tests, test_eventgrid_commands.py and recordings/test_system_topic_identity.yaml,
   where a topic without identity answers `"identity": {"type": "None", "principalId": null}` or has no
-  identity at all); -o tsv writes one tab-separated line per topic, an absent value as an empty field.
+  identity at all); -o tsv writes one tab-separated line per topic and an absent value (null) as
+  `None`: knack's _TsvOutput._dump_obj writes str() of a scalar (microsoft/knack knack/output.py).
   Without read permission: AuthorizationFailed over the subscription.
 - `az eventgrid system-topic event-subscription list --subscription S --resource-group G
   --system-topic-name T --query '[].name' -o tsv`, and `... event-subscription delete --subscription S
@@ -178,7 +179,7 @@ def _topic_id(args: list[str]) -> str:
 
 def _tsv(rows: list[list[str | None]]) -> None:
     for row in rows:
-        print("\t".join("" if value is None else value for value in row))
+        print("\t".join(str(value) for value in row))
 
 
 def _eventgrid(state: dict[str, Any], args: list[str]) -> int:
