@@ -1335,15 +1335,18 @@ def _no_basic_publishing_credentials(s: Scenario) -> None:
 test_basic_publishing_credentials_off = _every_scenario(_no_basic_publishing_credentials)
 
 
-# Event Grid's limit on advanced filtering: "Advanced filters per event subscription: 25 advanced
-# filters and 25 filter values across all the filters per Event Grid subscription"
-# (learn.microsoft.com/azure/event-grid/quotas-limits).
+# Event Grid's limits on advanced filtering: "25 advanced filters and 25 filter values across all the
+# filters per Event Grid subscription", "512 characters per string value"
+# (learn.microsoft.com/azure/event-grid/event-filtering, "Limitations"; MicrosoftDocs/azure-docs
+# articles/event-grid/event-filtering.md. Older revisions said 5 filters and 5 values per in/not-in).
 ADVANCED_FILTER_VALUE_LIMIT = 25
+STRING_VALUE_LIMIT = 512
 
 
 def _filter_values(event_subscription: dict[str, Any]) -> int:
     filters = event_subscription["properties"]["filter"]["advancedFilters"]
     assert len(filters) <= ADVANCED_FILTER_VALUE_LIMIT
+    assert all(len(str(v)) <= STRING_VALUE_LIMIT for f in filters for v in f.get("values", []))
     return sum(len(f.get("values", [])) if "values" in f else 1 for f in filters)
 
 
