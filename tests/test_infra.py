@@ -608,6 +608,18 @@ GENERATED: dict[str, dict[str, Any]] = {
         "enableEventSubscription": True,
         "detachObservedWorkspaces": True,
     },
+    # The topic the portal's *Events* page makes lives in the workspace's own resource group.
+    "adopted-in-workspace-group": {
+        "environmentName": "ml_team.obs",
+        "location": "westeurope",
+        "amlWorkspaceIds": f"/subscriptions/{_FOREIGN}/resourceGroups/RG-Vision/providers/Microsoft.MachineLearningServices/workspaces/ws.vision.2",
+        "adoptedSystemTopics": (
+            f"/subscriptions/{_FOREIGN}/resourceGroups/rg-vision/providers/Microsoft.MachineLearningServices/workspaces/WS.VISION.2"
+            f"|/subscriptions/{_FOREIGN}/resourceGroups/RG-Vision/providers/Microsoft.EventGrid/systemTopics/ws-vision-2-0f3c1d2e-9a8b"
+            "|3c4d5e6f-7081-4923-a4b5-c6d7e8f90a1b"
+        ),
+        "enableEventSubscription": True,
+    },
     "demo-detached": {
         "environmentName": "demo-down",
         "location": "eastus",
@@ -940,8 +952,9 @@ def test_every_allow_listed_role_is_needed(scenarios: dict[str, Scenario]) -> No
 
 def _only_one_assignment_in_a_workspace_group(s: Scenario) -> None:
     """`azd down` deletes every resource group holding a resource of the deployment: the only thing
-    placed in an observed workspace's own group is its role assignment, and the predown hook's
-    detached provision leaves even that out."""
+    placed in an observed workspace's own group is its role assignment (and, when the workspace's
+    existing topic lives there, as the portal's *Events* page puts it, our event subscription on it),
+    and the predown hook's detached provision leaves even that out."""
     for workspace_id in s.workspace_ids:
         group = workspace_id.rsplit("/providers/", 1)[0]
         if _inside(group, s.group_id):
@@ -951,9 +964,10 @@ def _only_one_assignment_in_a_workspace_group(s: Scenario) -> None:
             for r in s.predicted
             if _inside(_assignment_scope(r) if _EXTENSION_ID.match(r["id"]) else r["id"], group)
         ]
-        assert [r["type"] for r in in_group] == (
-            [] if s.detached else ["Microsoft.Authorization/roleAssignments"]
-        )
+        expected = ["Microsoft.Authorization/roleAssignments"]
+        if _inside(s.topic_of(workspace_id), group) and s.parameters["enableEventSubscription"]:
+            expected.append("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+        assert sorted(r["type"] for r in in_group) == ([] if s.detached else expected)
 
 
 test_nothing_but_the_role_assignment_in_an_observed_workspaces_group = _every_scenario(
