@@ -45,6 +45,15 @@ param durationRegressionPercent int = 150
 @minValue(100)
 param costRegressionPercent int = 150
 
+@description('A run alerts as an expensive idle GPU run when its estimated cost exceeds this amount, in whole units of the cost currency (azd env IDLE_GPU_ALERT_MIN_COST).')
+@minValue(0)
+param idleGpuAlertMinCost int = 1
+
+@description('A run alerts as an expensive idle GPU run when its average GPU utilisation is below this percentage (azd env IDLE_GPU_ALERT_MAX_PERCENT).')
+@minValue(1)
+@maxValue(100)
+param idleGpuAlertMaxPercent int = 30
+
 @description('Currency of the estimated compute costs: one the Azure Retail Prices API supports (azd env COST_CURRENCY). Only USD prices are Microsoft\'s retail prices; the others are for reference.')
 @allowed([
   'USD'
@@ -593,6 +602,8 @@ module alerts './modules/alerts.bicep' = {
     alertEmailReceivers: alertEmailReceivers
     durationRegressionPercent: durationRegressionPercent
     costRegressionPercent: costRegressionPercent
+    idleGpuAlertMinCost: idleGpuAlertMinCost
+    idleGpuAlertMaxPercent: idleGpuAlertMaxPercent
     // Computed, not read from the topic modules' outputs: a module loop's outputs collected outside
     // it compile to a copyIndex() without a loop name, which Resource Manager rejects
     // (Azure/bicep#5101).

@@ -20,7 +20,7 @@ import logging
 
 import azure.functions as func
 
-from amlobs.runtime import get_processor
+from amlobs.runtime import get_processor, get_resource_use_pass
 
 app = func.FunctionApp()
 
@@ -31,3 +31,21 @@ def aml_run_events(event: str) -> None:
     # Transient failures propagate: the invocation fails and Event Grid redelivers (then dead-letters).
     outcome = get_processor().process(event)
     logging.getLogger("amlobs").debug("event %s: %s", outcome.event_id, outcome.kind)
+
+
+# The resource-use pass (docs/resource-use.md): after the fact, never on the event path. Every 10 minutes
+# (NCRONTAB, seconds first); each pass reads the finished runs due and spends a bounded budget. When the
+# reconciler's timer lands, this pass becomes one of its steps instead of a timer of its own.
+@app.function_name("aml_resource_use")
+@app.timer_trigger(schedule="0 */10 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
+def aml_resource_use(timer: func.TimerRequest) -> None:
+    report = get_resource_use_pass().run()
+    logging.getLogger("amlobs").info(
+        "resource use: runs judged %s, retried %d, left due %d; idle cluster days %d; %d metrics call(s)%s",
+        report.runs.judged,
+        report.runs.retried,
+        report.runs.left_due,
+        report.clusters.clusters,
+        report.runs.http_calls + report.clusters.http_calls,
+        " (past due)" if timer.past_due else "",
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from amlobs.settings import AZURE_HOST_VARIABLES, TEST_LOOPBACK_SETTING
 from tests.quiet_exporter import QUIET_EXPORTER_ENV
 
 # Fixtures of the loopback fakes live beside them; each module owns one fake.
@@ -23,6 +24,11 @@ pytest_plugins = [
 os.environ.update(QUIET_EXPORTER_ENV)
 for _inherited in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "AZURE_CLIENT_ID"):
     os.environ.pop(_inherited, None)
+# Every fake listens on loopback: the test-only setting lets the app send them the token (amlobs.settings;
+# the fakes' own env() sets it too, for the worker processes the suite starts). Refused on an Azure host.
+os.environ[TEST_LOOPBACK_SETTING] = "true"
+for _azure_host in AZURE_HOST_VARIABLES:
+    os.environ.pop(_azure_host, None)
 
 
 class NonLoopbackConnection(AssertionError):

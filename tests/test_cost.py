@@ -52,14 +52,18 @@ def test_low_priority_says_it_is_priced_at_the_variable_spot_rate() -> None:
     assert select(priority="dedicated").note is None  # type: ignore[union-attr]
 
 
-def test_low_priority_falls_back_to_a_low_priority_meter_only_without_a_spot_one() -> None:
+def test_low_priority_without_a_spot_meter_has_no_price_and_says_why() -> None:
+    """Low-priority nodes are Spot nodes since 2026-03-31 (MicrosoftDocs/azure-ai-docs PR #806,
+    Azure/Batch#196): the Low Priority meter the prices API still lists no longer bills them."""
     rows = [r for r in ROWS if not r.spot]
+    assert any(r.low_priority and r.arm_sku == "Standard_DS3_v2" for r in rows)  # the old meter is there
     chosen = cost.select_hourly_price(
         rows, sku="Standard_DS3_v2", region="eastus", currency="USD", os="Linux", priority="low_priority"
     )
-    assert isinstance(chosen, cost.HourlyPrice)
-    assert (chosen.amount, chosen.meter) == (Decimal("0.0586"), "D3 v2/DS3 v2 Low Priority")
-    assert chosen.note == "low priority: no Spot meter in the region, Low Priority meter used"
+    assert isinstance(chosen, cost.NoPrice)
+    assert "billed at the Spot rate" in chosen.reason
+    assert "no Linux Spot price for Standard_DS3_v2 in eastus" in chosen.reason
+    assert "Low Priority meter no longer bills" in chosen.reason
 
 
 def test_reservation_dev_test_and_non_primary_rows_never_price_a_run() -> None:
@@ -249,19 +253,38 @@ def test_a_pipeline_total_says_which_steps_had_no_estimate_and_is_absent_without
     partial = cost.summary_fields(
         [("a", cost.Estimate(Decimal(1), "USD", "x")), ("b", cost.NoEstimate("compute instance"))], "USD"
     )
-    assert partial["estimated_cost"] == "1.000000" and partial["unestimated_step_count"] == 1
+    # A partial sum is not the pipeline's cost: absent, with the lower bound beside it under its own name.
+    assert "estimated_cost" not in partial
+    assert partial["estimated_cost_lower_bound"] == "1.000000" and partial["cost_currency"] == "USD"
+    assert partial["unestimated_step_count"] == 1
     assert (
         partial["cost_basis"]
-        == "sum of 1 step estimate(s); 1 step(s) without estimate (a lower bound): b: compute instance"
+        == "no total: sum of 1 step estimate(s) is a lower bound; 1 step(s) without estimate: b: compute instance"
     )
     none = cost.summary_fields([("b", cost.NoEstimate("down"))], "USD")
     assert "estimated_cost" not in none and "cost_currency" not in none
-    assert (
-        none["cost_basis"]
-        == "no estimate: no step has one; 1 step(s) without estimate (a lower bound): b: down"
-    )
+    assert "estimated_cost_lower_bound" not in none
+    assert none["cost_basis"] == "no estimate: no step has one; 1 step(s) without estimate: b: down"
     empty = cost.summary_fields([], "USD")
     assert "estimated_cost" not in empty and empty["estimated_step_count"] == 0
+
+
+def test_a_reused_step_beside_unpriced_steps_is_not_a_zero_total() -> None:
+    """The audit's case: the listing lacked node counts for three steps and a fourth was reused."""
+    no_nodes = cost.NoEstimate("run history does not say how many nodes the run used")
+    steps: list[tuple[str, cost.Estimate | cost.NoEstimate]] = [
+        ("s1", no_nodes),
+        ("s2", no_nodes),
+        ("s3", no_nodes),
+        ("s4", cost.reused("USD", "old")),
+    ]
+    fields = cost.summary_fields(steps, "USD")
+    assert "estimated_cost" not in fields  # never "0.000000" read as the pipeline's cost
+    assert fields["estimated_cost_lower_bound"] == "0.000000"
+    assert (fields["estimated_step_count"], fields["unestimated_step_count"]) == (1, 3)
+    assert str(fields["cost_basis"]).startswith(
+        "no total: sum of 1 step estimate(s) is a lower bound; 3 step(s)"
+    )
 
 
 def test_step_estimates_in_several_currencies_give_no_total() -> None:

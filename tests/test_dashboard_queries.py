@@ -16,7 +16,8 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,13 @@ import pytest
 
 from amlobs.events import KNOWN_STATUSES
 from amlobs.records import RECORD_FIELDS
+from amlobs.resource_use.cluster_idle import CLUSTER_IDLE_FIELDS, EVENT_CLUSTER_IDLE
+from amlobs.resource_use.events import (
+    EVENT_RESOURCE_USE,
+    EVENT_RESOURCE_USE_HEALTH,
+    HEALTH_FIELDS,
+    RESOURCE_USE_FIELDS,
+)
 from amlobs.storage import MemoryDedupeStore, MemoryRejectedEventStore
 from amlobs.summary import SUMMARY_FIELDS
 from amlobs.telemetry import AzureMonitorTelemetry
@@ -251,6 +259,43 @@ def _full(fields: tuple[str, ...], numeric: frozenset[str]) -> dict[str, str | i
     return {key: (1000 + i if key in numeric else f"value-{key}") for i, key in enumerate(fields)}
 
 
+def _resource_use_units(now_ms: int) -> list[Any]:
+    from amlobs.cost import HourlyPrice
+    from amlobs.resource_use.cluster_idle import ClusterDay, idle_unit
+    from amlobs.resource_use.due import DUE_KEYS, DueRun
+    from amlobs.resource_use.events import health_unit, measured_unit, missing_unit
+    from amlobs.resource_use.metrics_query import RUN_METRICS, MetricSeries, Sample
+    from amlobs.resource_use.usage import reduce
+
+    record = {key: f"value-{key}" for key in DUE_KEYS}
+    record.update(
+        subscriptions="s", resourceGroup="rg", amlWorkSpace="ws", estimated_cost="1.000000",
+        cost_basis="sku=Standard_NC6s_v3; nodes=2; compute=cluster gpu",
+    )  # fmt: skip
+    gpu = DueRun("/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws",
+                 "run-1", record, now_ms)  # fmt: skip
+    series = {
+        name: MetricSeries(name, "Count", {"n1": [Sample(10.0, 20.0)], "n2": [Sample(30.0, 40.0)], "n3": []})
+        for name in RUN_METRICS
+    }
+    cpu = DueRun(gpu.workspace_id, "run-2", {**record, "cost_basis": "sku=Standard_DS2_v2; nodes=1"}, now_ms)
+    cpu_series = {name: s for name, s in series.items() if name.startswith("Cpu")}
+    window = (now_ms - 600_000, now_ms - 60_000)
+    return [
+        measured_unit(gpu, reduce(series, gpu_sku=True), window),
+        measured_unit(cpu, reduce(cpu_series, gpu_sku=False), window),
+        missing_unit(gpu, "no_data", "why", window),
+        health_unit(record, "access_refused", "detail", "Microsoft.Insights/metrics/read"),
+        idle_unit(
+            gpu.ws,
+            "gpu",
+            date(2025, 1, 1),
+            ClusterDay(3.0, 0.5, {"h"}),
+            (HourlyPrice(Decimal(1), "USD", "m", "p"), "sku"),
+        ),
+    ]
+
+
 @pytest.fixture(scope="module")
 def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
     """customDimensions keys per custom event and metric name, as accepted by (fake) ingestion."""
@@ -281,6 +326,11 @@ def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
             run_id="value-old-run", created_time_utc_ms=1000, start_time_utc_ms=2000, end_time_utc_ms=3000
         )
         sink.send(traced_unit(step, now_ms=now_ms))
+
+        # The resource-use pass's events: a GPU run and a CPU run with every figure, a run without any,
+        # and a health record (amlobs.resource_use.events).
+        for unit in _resource_use_units(now_ms):
+            sink.send(unit)
 
         from amlobs.processor import EventProcessor
 
@@ -330,6 +380,9 @@ def contract(wire: dict[str, dict[str, frozenset[str]]]) -> Contract:
         events={
             EVENT_RUN_STATUS_CHANGED: frozenset(RECORD_FIELDS) | {MAYBE_DUPLICATE},
             EVENT_PIPELINE_SUMMARY: frozenset(SUMMARY_FIELDS) | {MAYBE_DUPLICATE},
+            EVENT_RESOURCE_USE: frozenset(RESOURCE_USE_FIELDS),
+            EVENT_RESOURCE_USE_HEALTH: frozenset(HEALTH_FIELDS),
+            EVENT_CLUSTER_IDLE: frozenset(CLUSTER_IDLE_FIELDS),
             # No constant lists these: they are whatever the processor's reject path attaches.
             EVENT_REJECTED: wire["events"][EVENT_REJECTED],
         },
@@ -411,6 +464,7 @@ def test_queries_were_found_in_both_files() -> None:
         "alerts.bicep:pipeline-failed",
         "alerts.bicep:pipeline-duration-regression",
         "alerts.bicep:pipeline-cost-regression",
+        "alerts.bicep:expensive-idle-gpu-run",
         "alerts.bicep:processor-failures",
         "alerts.bicep:events-rejected",
     }
@@ -448,6 +502,9 @@ def test_the_field_lists_checked_against_are_what_the_exporter_sends(wire: dict[
     assert {"reason", "detail", "event_id", "event_type", "topic", "blob_name"} <= wire["events"][
         EVENT_REJECTED
     ]
+    assert wire["events"][EVENT_RESOURCE_USE] == frozenset(RESOURCE_USE_FIELDS)
+    assert wire["events"][EVENT_RESOURCE_USE_HEALTH] == frozenset(HEALTH_FIELDS)
+    assert wire["events"][EVENT_CLUSTER_IDLE] == frozenset(CLUSTER_IDLE_FIELDS)
     assert wire["metrics"][METRIC_DURATION] == frozenset(METRIC_DIMENSIONS)
     assert wire["metrics"][METRIC_QUEUE_TIME] == frozenset(METRIC_DIMENSIONS)
     assert wire["metrics"][METRIC_REJECTED] == frozenset({"reason"})
@@ -547,8 +604,13 @@ PREFILTER = re.compile(r"\|\s*where timestamp \{TimeRange\}")
 WIDE_PANELS = {"pipeline-run-steps"}
 
 
+# Resource use and idle cluster days are placed at their run's end (their day's end) and sent after it.
+AFTER_THE_FACT = {EVENT_RESOURCE_USE, EVENT_CLUSTER_IDLE}
+
+
 def run_telemetry(query: str) -> bool:
-    return bool(refs_of(query).names & {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY})
+    # The resource-use event is placed at its run's status time too, and always sent after it.
+    return bool(refs_of(query).names & {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, *AFTER_THE_FACT})
 
 
 def test_every_panel_of_runs_filters_and_bins_on_the_status_time_with_timestamp_only_as_prefilter() -> None:
@@ -618,7 +680,7 @@ def test_every_query_of_run_telemetry_uses_the_workspace_parameter(contract: Con
     The processor-health panels are the deliberate exception (invocations and rejected events need not
     belong to a workspace); they live in their own group, which says so.
     """
-    per_workspace = {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY}
+    per_workspace = {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, *AFTER_THE_FACT}
     processor_group = next(i for i in WORKBOOK["items"] if i["name"] == "processor-health")
     unfiltered = {i["name"] for i in workbook_items(processor_group["content"]["items"]) if i["type"] == 3}
     assert unfiltered, "the processor-health group holds the processor panels"
@@ -836,7 +898,7 @@ def log_rules() -> list[dict[str, Any]]:
 
 def test_alert_dimensions_are_string_columns_of_their_queries(kusto: dict[str, dict[str, Any]]) -> None:
     rules = log_rules()
-    assert len(rules) == 5
+    assert len(rules) == 6
     for rule in rules:
         key = rule["key"].value()
         result = columns(kusto, f"alerts.bicep:{key}")

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from amlobs import events, settings
+from amlobs.aml_discovery import WorkspaceEndpoints
 from tests import bicep_snapshots as snapshots
 from tests.tools_on_path import find_tool
 
@@ -87,6 +88,8 @@ AML_READ_ACTIONS = [
     "Microsoft.MachineLearningServices/workspaces/experiments/runs/read",
     # The estimated cost reads a cluster's VM size and priority (GET .../computes/{name}); nothing more.
     "Microsoft.MachineLearningServices/workspaces/computes/read",
+    # Per-run GPU/CPU use from the workspace's platform metrics (amlobs.resource_use); nothing broader.
+    "Microsoft.Insights/metrics/read",
 ]
 # App settings Flex Consumption rejects or ignores (functions-app-settings, "Flex Consumption plan
 # deprecations"): runtime and scale live in functionAppConfig there.
@@ -1170,6 +1173,10 @@ def _app_settings(s: Scenario) -> None:
     assert loaded.storage.table_service_uri == f"https://{storage['name']}.table.core.windows.net"
     assert loaded.storage.client_id == loaded.azure_client_id == deployed[client_id]
     assert loaded.arm_endpoint == "https://management.azure.com"
+    # The test-only loopback setting is never deployed, and the deployed Resource Manager is one the app
+    # trusts (docs/security.md).
+    assert settings.TEST_LOOPBACK_SETTING not in app_settings and not loaded.allow_loopback
+    WorkspaceEndpoints(loaded)
     assert loaded.cost_currency == app_settings["AML_OBS_COST_CURRENCY"]
     assert loaded.prices_endpoint == app_settings["AML_OBS_PRICES_ENDPOINT"].rstrip("/")
 

@@ -403,3 +403,32 @@ def test_an_estimate_that_raises_costs_the_estimate_never_the_record(failure: Ex
     why = f"no estimate: the estimate failed unexpectedly ({type(failure).__name__})"
     assert record["cost_basis"] == why and summary["cost_basis"] == why
     assert "estimated_cost" not in record and "estimated_cost" not in summary
+
+
+class _DueFails:
+    """The due list of the resource-use pass (amlobs.resource_use.due.DueNoter), failing the next notes."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.noted: list[str] = []
+
+    def note(self, ws: Any, record: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StorageUnavailable("noting a run due: table storage unreachable")
+        self.noted.append(str(record.get("run_id")))
+
+
+def test_a_failed_due_note_fails_the_delivery_before_anything_is_sent_and_the_redelivery_notes_it() -> None:
+    due = _DueFails(failures=1)
+    ingestion = _Ingestion()
+    dedupe = MemoryDedupeStore(ClaimPolicy(lease_seconds=60, wait_seconds=2, poll_seconds=0.01))
+    processor = EventProcessor(
+        runs=_Runs(), telemetry=ingestion, dedupe=dedupe, rejected=MemoryRejectedEventStore(), due=due
+    )
+    with pytest.raises(StorageUnavailable):
+        processor.process(COMPLETED)
+    assert ingestion.sent == [] and dedupe.state_of(dedupe_key_of(_parse(COMPLETED))) == "retry"
+
+    assert processor.process(COMPLETED).kind == "recorded"  # Event Grid's redelivery
+    assert due.noted == [RUN["runId"]] and len(ingestion.run_records) == 1

@@ -15,6 +15,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ChainedTokenCredential, ManagedIdentityCredential
 
+from amlobs.aml_discovery import UntrustedEndpoint
 from amlobs.credentials import build_credential
 from amlobs.errors import EnrichmentUnavailable, RunNotFound
 from amlobs.events import WorkspaceRef, parse_event
@@ -212,14 +213,14 @@ def test_http_discovery_url_to_a_non_loopback_host_is_refused(
     client: RunHistoryClient, aml_api: FakeAmlApi
 ) -> None:
     aml_api.workspace().discovery_url = "http://evil.example.com/discovery"
-    with pytest.raises(EnrichmentUnavailable, match="http:// only for a loopback host"):
+    with pytest.raises(UntrustedEndpoint, match="http:// only for a loopback host"):
         client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert aml_api.requests_to("/discovery") == []  # and the conftest guard saw no outside connection
 
 
 def test_discovered_api_outside_azure_ml_gets_no_token(client: RunHistoryClient, aml_api: FakeAmlApi) -> None:
     aml_api.discovery_overrides["api"] = "https://evil.example.com"
-    with pytest.raises(EnrichmentUnavailable, match="refusing to send it a token"):
+    with pytest.raises(UntrustedEndpoint, match="refusing it, no token was sent to it"):
         client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     # A failed discovery is not cached: once the document is right, the next event works.
     aml_api.discovery_overrides.clear()

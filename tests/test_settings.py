@@ -401,3 +401,34 @@ def test_a_resolved_value_that_mentions_key_vault_is_left_alone() -> None:
         {"AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555", "UNRELATED": "@Microsoft.KeyVault(x)"}
     )
     assert loaded.azure_client_id == "11111111-2222-3333-4444-555555555555"
+
+
+# --- the test-only loopback setting ------------------------------------------------------------
+
+FAKE_IDENTITY = {"IDENTITY_ENDPOINT": "http://127.0.0.1:41741/msi/token", "IDENTITY_HEADER": "x"}
+
+
+def test_loopback_is_off_unless_the_test_setting_says_so() -> None:
+    assert Settings.from_env({}).allow_loopback is False
+    for off in ("", "false", "0", " FALSE "):
+        assert Settings.from_env({"AML_OBS_TEST_ALLOW_LOOPBACK": off}).allow_loopback is False
+    for on in ("true", "1", "True"):
+        assert Settings.from_env({"AML_OBS_TEST_ALLOW_LOOPBACK": on}).allow_loopback is True
+    assert "AML_OBS_TEST_ALLOW_LOOPBACK must be true or false, got 'yes'" in error_for(
+        {"AML_OBS_TEST_ALLOW_LOOPBACK": "yes"}
+    )
+
+
+def test_the_suite_runs_with_loopback_on_beside_its_identity_fake() -> None:
+    # The tests' configuration: the identity fake (a local URL, as App Service's own is) and the setting.
+    assert Settings.from_env({**FAKE_IDENTITY, "AML_OBS_TEST_ALLOW_LOOPBACK": "true"}).allow_loopback
+
+
+@pytest.mark.parametrize("marker", ["WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID"])
+def test_the_loopback_setting_is_refused_on_an_azure_host(marker: str) -> None:
+    env = {**FAKE_IDENTITY, marker: "func-amlobs-x", "AML_OBS_TEST_ALLOW_LOOPBACK": "true"}
+    message = error_for(env)
+    assert "AML_OBS_TEST_ALLOW_LOOPBACK is for the test suite's loopback fakes only" in message
+    assert f"({marker} set with a managed identity endpoint)" in message
+    # Without the setting the same host starts normally.
+    assert Settings.from_env({**FAKE_IDENTITY, marker: "func-amlobs-x"}).allow_loopback is False

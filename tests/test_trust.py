@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -20,11 +21,12 @@ from azure.core.rest import HttpRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from amlobs.aml_discovery import UntrustedEndpoint, WorkspaceEndpoints
 from amlobs.errors import EnrichmentUnavailable
 from amlobs.events import WorkspaceRef
 from amlobs.runhistory import RunHistoryClient
 from amlobs.settings import Settings, SettingsError
-from amlobs.trust import Origin, TokenGate, UntrustedHost, UntrustedUrl, check_token_url
+from amlobs.trust import Origin, TokenGate, UntrustedHost, UntrustedUrl, aml_cloud_of, check_token_url
 from tests.fakes.aml_api import (
     SAMPLE_RESOURCE_GROUP,
     SAMPLE_STEP_RUN_ID,
@@ -54,7 +56,22 @@ TOKEN = "token-for-management"
     ],
 )
 def test_plain_urls_give_their_origin(url: str, origin: Origin) -> None:
-    assert check_token_url(url) == origin
+    assert check_token_url(url, allow_loopback=True) == origin
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8123/x",
+        "https://127.0.0.1",
+        "https://localhost:9443",
+        "https://[::1]",
+        "http://[::1]:81/",
+    ],
+)
+def test_loopback_urls_are_refused_unless_the_test_setting_allows_them(url: str) -> None:
+    with pytest.raises(UntrustedUrl, match=r"loopback host.*AML_OBS_TEST_ALLOW_LOOPBACK"):
+        check_token_url(url, allow_loopback=False)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +101,7 @@ def test_plain_urls_give_their_origin(url: str, origin: Origin) -> None:
 )
 def test_urls_two_parsers_could_read_differently_are_refused(url: str, why: str) -> None:
     with pytest.raises(UntrustedUrl, match=why):
-        check_token_url(url)
+        check_token_url(url, allow_loopback=True)
 
 
 TRICKY = st.sampled_from(
@@ -119,7 +136,7 @@ def test_an_accepted_url_means_the_same_origin_to_requests_as_to_us(tail: str) -
 
     url = f"https://westus.api.azureml.ms{tail}" if tail[:1] not in ("a", "b") else f"https://{tail}"
     try:
-        origin = check_token_url(url)
+        origin = check_token_url(url, allow_loopback=False)
     except UntrustedUrl:
         return
     prepared = requests.Request("GET", url).prepare()
@@ -196,7 +213,7 @@ def _pipeline(
     credential = _Credential()
     recorder = _Recorder(answers)
     policies: list[Any] = [
-        TokenGate(credential, "https://management.azure.com/.default", trusted.__contains__)
+        TokenGate(credential, "https://management.azure.com/.default", lambda origin, _ws: origin in trusted)
     ]
     if mover:
         policies.insert(0, _MovesToForeignHostOnRetry())
@@ -272,15 +289,30 @@ def make_client(aml_api: FakeAmlApi, foreign: ForeignServer) -> Iterator[Callabl
         client.close()
 
 
+REGIONAL_DISCOVERY = "https://westus.api.azureml.ms/discovery"
+
+
+def _discovery_answers(foreign: ForeignServer, api: str) -> None:
+    """The workspace's discovery document is served by the TLS server as westus.api.azureml.ms."""
+
+    def answer(method: str, path: str) -> tuple[int, Mapping[str, str], Any]:
+        if path.startswith("/discovery"):
+            return 200, {}, {"api": api}
+        return 200, {}, {"runId": "x", "status": "Completed"}
+
+    foreign.responder = answer
+
+
 def test_the_harness_sees_a_token_sent_to_a_trusted_host_it_serves(
     make_client: Callable[[], RunHistoryClient], aml_api: FakeAmlApi, foreign: ForeignServer
 ) -> None:
-    # The control: an AML API host under azureml.ms, resolved to the loopback TLS server, gets the
-    # token. So wherever the cases below see none, none was sent.
-    aml_api.discovery_overrides["api"] = "https://westus.api.azureml.ms"
+    # The control: an AML API host, resolved to the loopback TLS server, gets the token. So wherever the
+    # cases below see none, none was sent.
+    aml_api.workspace().discovery_url = REGIONAL_DISCOVERY
+    _discovery_answers(foreign, "https://westus.api.azureml.ms")
     make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
-    assert foreign.tokens == [f"Bearer {TOKEN}"]
-    assert foreign.requests[0].host == "westus.api.azureml.ms"
+    assert [r.authorization for r in foreign.requests] == [None, f"Bearer {TOKEN}"]  # discovery, then run
+    assert {r.host for r in foreign.requests} == {"westus.api.azureml.ms"}
 
 
 HOSTILE_API_ENDPOINTS = [
@@ -292,6 +324,17 @@ HOSTILE_API_ENDPOINTS = [
     "https://wëstus.api.azureml.ms",
     "https://westus.api.azureml.ms:8443",
     "https://evil.test",
+    # Hosts under Azure ML's own domains that run customer code (docs/security.md cites each form).
+    "https://my-ci.eastus.instances.azureml.ms",
+    "https://my-endpoint.eastus.inference.ml.azure.com",
+    "https://my-endpoint.usgovvirginia.inference.ml.azure.us",
+    "https://x.0f3c5a8e-6a2b-4d1e-9c77-5e1b2d3c4f60.inference.eastus.privatelink.api.azureml.ms",
+    # Another cloud than the discovery URL's.
+    "https://usgovvirginia.api.ml.azure.us",
+    "https://chinaeast2.api.ml.azure.cn",
+    # Loopback: refused for a discovery URL on a real host even with the test setting on.
+    "http://127.0.0.1",
+    "https://[::1]",
 ]
 
 
@@ -299,23 +342,79 @@ HOSTILE_API_ENDPOINTS = [
 def test_a_hostile_discovered_api_endpoint_gets_no_token(
     make_client: Callable[[], RunHistoryClient], aml_api: FakeAmlApi, foreign: ForeignServer, api: str
 ) -> None:
-    aml_api.discovery_overrides["api"] = api
-    with pytest.raises(EnrichmentUnavailable, match="refusing"):
+    aml_api.workspace().discovery_url = REGIONAL_DISCOVERY
+    _discovery_answers(foreign, api)
+    with pytest.raises(UntrustedEndpoint, match="refusing"):
         make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     assert foreign.tokens == []
-    assert foreign.requests == []  # refused before anything was sent
+    assert [r.path for r in foreign.requests] == ["/discovery"]  # refused before anything else was sent
+
+
+@pytest.mark.parametrize(
+    "discovery_url",
+    [
+        "https://evil.test/discovery",
+        "https://my-ci.eastus.instances.azureml.ms/discovery",
+        "https://my-endpoint.eastus.inference.ml.azure.com/discovery",
+        "https://westus.api.azureml.ms.evil.test/discovery",
+        "https://usgovvirginia.api.ml.azure.us/discovery",  # Resource Manager is the public cloud's here
+    ],
+)
+def test_a_discovery_url_off_azure_ml_api_hosts_is_not_fetched(
+    foreign: ForeignServer, aml_api: FakeAmlApi, monkeypatch: pytest.MonkeyPatch, discovery_url: str
+) -> None:
+    # Resource Manager answers as management.azure.com (the TLS server relaying to the fake), so its
+    # cloud is the public one.
+    monkeypatch.setenv("AML_OBS_ARM_ENDPOINT", "https://management.azure.com")
+    foreign.upstream = aml_api.base_url
+    aml_api.workspace().discovery_url = discovery_url
+    client = RunHistoryClient(
+        Settings.from_env(),
+        _Credential(),
+        transport=RequestsTransport(connection_verify=str(foreign.ca_path)),
+        sleep=lambda _: None,
+    )
+    try:
+        with pytest.raises(UntrustedEndpoint, match=r"discovery URL.*not fetched"):
+            client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
+    finally:
+        client.close()
+    assert [(r.host, r.path.split("?")[0]) for r in foreign.requests] == [
+        ("management.azure.com", aml_api.workspace().resource_id)
+    ]
 
 
 def test_a_claims_challenge_on_the_anonymous_discovery_call_gets_no_token(
     make_client: Callable[[], RunHistoryClient], aml_api: FakeAmlApi, foreign: ForeignServer
 ) -> None:
     foreign.responder = lambda method, path: (401, CLAIMS_CHALLENGE, {"error": "who are you"})
-    aml_api.workspace().discovery_url = "https://evil.test/discovery"
+    aml_api.workspace().discovery_url = REGIONAL_DISCOVERY
     with pytest.raises(EnrichmentUnavailable, match="discovery"):
         make_client().get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)
     # It was reached (the 401 is retried like a role assignment still propagating), never with a token.
     assert foreign.requests and {r.path for r in foreign.requests} == {"/discovery"}
     assert foreign.tokens == []
+
+
+def test_an_origin_discovered_for_one_workspace_gets_no_token_for_another(
+    make_client: Callable[[], RunHistoryClient], aml_api: FakeAmlApi, foreign: ForeignServer
+) -> None:
+    private_link = "https://0f3c5a8e-6a2b-4d1e-9c77-5e1b2d3c4f60.workspace.eastus.api.azureml.ms"
+    aml_api.workspace().discovery_url = REGIONAL_DISCOVERY
+    _discovery_answers(foreign, private_link)
+    other = WorkspaceRef(SAMPLE_SUBSCRIPTION, SAMPLE_RESOURCE_GROUP, "other-ws")
+    aml_api.add_workspace(other.subscription_id, other.resource_group, other.workspace_name)
+    client = make_client()
+    client.get_run(SAMPLE_WS, SAMPLE_STEP_RUN_ID)  # discovers the private link host for sample-ws
+    assert foreign.tokens == [f"Bearer {TOKEN}"]
+    url = f"{private_link}/history/v1.0/x"
+    with pytest.raises(EnrichmentUnavailable, match="not a trusted host for this request"):
+        client._http.call_json("run of other-ws", "GET", url, workspace=other.cache_key)
+    with pytest.raises(EnrichmentUnavailable, match="not a trusted host for this request"):
+        client._http.call_json("run of no workspace", "GET", url)
+    assert foreign.tokens == [f"Bearer {TOKEN}"]  # neither request was sent
+    client._http.call_json("run of sample-ws", "GET", url, workspace=SAMPLE_WS.cache_key)
+    assert foreign.tokens == [f"Bearer {TOKEN}"] * 2  # the control: its own workspace's request was
 
 
 def test_a_redirect_from_a_trusted_host_is_not_followed(
@@ -410,3 +509,105 @@ def test_the_prices_client_follows_no_redirect(foreign: ForeignServer) -> None:
     assert isinstance(found, Unavailable) and "HTTP 302" in found.reason
     assert [r.host for r in foreign.requests] == ["prices.azure.com"]
     assert foreign.tokens == []
+
+
+# -- Azure ML's own API hosts, per cloud (docs/security.md cites each form) --------------------------
+
+WS_ID = "0f3c5a8e-6a2b-4d1e-9c77-5e1b2d3c4f60"
+
+
+@pytest.mark.parametrize(
+    ("host", "cloud"),
+    [
+        ("eastus.api.azureml.ms", "AzureCloud"),
+        ("EastUS2.api.azureml.ms", "AzureCloud"),
+        (f"{WS_ID}.workspace.eastus.api.azureml.ms", "AzureCloud"),
+        ("chinaeast2.api.ml.azure.cn", "AzureChinaCloud"),
+        (f"{WS_ID}.workspace.chinaeast2.api.ml.azure.cn", "AzureChinaCloud"),
+        ("usgovarizona.api.ml.azure.us", "AzureUSGovernment"),
+        ("usgovvirginia.api.ml.azure.us", "AzureUSGovernment"),
+        (f"{WS_ID}.workspace.usgovvirginia.api.ml.azure.us", "AzureUSGovernment"),
+    ],
+)
+def test_azure_ml_api_hosts_of_each_cloud(host: str, cloud: str) -> None:
+    found = aml_cloud_of(host)
+    assert found is not None and found.name == cloud
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        # Customer-named hosts under the same domains (compute instances, online endpoints, their CNAMEs).
+        "my-ci.eastus.instances.azureml.ms",
+        "my-ci-22.eastus.instances.azureml.ms",
+        "my-ci.chinaeast2.instances.azureml.cn",
+        "my-ci.usgovvirginia.instances.azureml.us",
+        "my-endpoint.eastus.inference.ml.azure.com",
+        "my-endpoint.chinaeast2.inference.ml.azure.cn",
+        "my-endpoint.usgovvirginia.inference.ml.azure.us",
+        f"my-endpoint.{WS_ID}.inference.eastus.privatelink.api.azureml.ms",
+        f"{WS_ID}.workspace.eastus.privatelink.api.azureml.ms",
+        f"{WS_ID}.workspace.eastus.cert.api.azureml.ms",
+        # Look-alikes: extra or missing labels, a first label that is not a region or a workspace id.
+        "api.azureml.ms",
+        "evil.eastus.api.azureml.ms",
+        "my-endpoint.api.azureml.ms",
+        "eastus-2.api.azureml.ms",
+        "e.api.azureml.ms",
+        f"{WS_ID}.eastus.api.azureml.ms",
+        f"{WS_ID[:-1]}.workspace.eastus.api.azureml.ms",
+        f"{WS_ID}.workspaces.eastus.api.azureml.ms",
+        "eastus.api.azureml.ms.evil.test",
+        "eastus.apiazureml.ms",
+        "eastus.experiments.azureml.net",
+        "eastus.api.ml.azure.com",
+        "eastus.api.ml.azure.de",
+        "127.0.0.1",
+        "[::1]",
+    ],
+)
+def test_no_other_host_is_an_azure_ml_api_host(host: str) -> None:
+    assert aml_cloud_of(host) is None
+
+
+def _endpoints(env: dict[str, str]) -> WorkspaceEndpoints:
+    return WorkspaceEndpoints(Settings.from_env(env))
+
+
+def test_resource_manager_must_be_a_clouds_own() -> None:
+    for arm in ("https://management.azure.com", "https://management.usgovcloudapi.net"):
+        _endpoints({"AML_OBS_ARM_ENDPOINT": arm})
+    with pytest.raises(SettingsError, match=r"AML_OBS_ARM_ENDPOINT: 'arm\.evil\.test' is not the Resource"):
+        _endpoints({"AML_OBS_ARM_ENDPOINT": "https://arm.evil.test"})
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"AML_OBS_API_ENDPOINT": "https://my-ci.eastus.instances.azureml.ms"},
+            "not an Azure Machine Learning",
+        ),
+        (
+            {
+                "AML_OBS_ARM_ENDPOINT": "https://management.chinacloudapi.cn",
+                "AML_OBS_API_ENDPOINT": "https://eastus.api.azureml.ms",
+            },
+            "AzureChinaCloud: <region>.api.ml.azure.cn",
+        ),
+        ({"AML_OBS_API_ENDPOINT": "http://127.0.0.1:8123"}, "loopback host"),
+        ({"AML_OBS_ARM_ENDPOINT": "http://127.0.0.1:8123"}, "loopback host"),
+        ({"AML_OBS_ARM_ENDPOINT": "https://[::1]"}, "loopback host"),
+    ],
+)
+def test_configured_endpoints_are_held_to_the_same_hosts(env: dict[str, str], error: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(error)):
+        _endpoints(env)
+
+
+def test_configured_endpoints_on_loopback_with_the_test_setting() -> None:
+    loopback = {"AML_OBS_ARM_ENDPOINT": "http://127.0.0.1:8123", "AML_OBS_API_ENDPOINT": "https://[::1]:9"}
+    endpoints = _endpoints({**loopback, "AML_OBS_TEST_ALLOW_LOOPBACK": "true"})
+    assert endpoints.is_trusted(Origin("http", "127.0.0.1", 8123), None)
+    assert endpoints.is_trusted(Origin("https", "[::1]", 9), "any-workspace")
+    assert not endpoints.is_trusted(Origin("http", "127.0.0.1", 8124), None)

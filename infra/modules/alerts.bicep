@@ -27,6 +27,15 @@ param durationRegressionPercent int = 150
 @minValue(100)
 param costRegressionPercent int = 150
 
+@description('A run alerts as an expensive idle GPU run when its estimated compute cost exceeds this amount, in whole units of the cost currency.')
+@minValue(0)
+param idleGpuAlertMinCost int = 1
+
+@description('A run alerts as an expensive idle GPU run when its average GPU utilisation (AmlRunResourceUse) is below this percentage.')
+@minValue(1)
+@maxValue(100)
+param idleGpuAlertMaxPercent int = 30
+
 @description('The Event Grid system topics whose dead-lettered deliveries to this environment alert (one metric alert per topic, on this environment\'s event subscription only).')
 param eventSources eventSource[]
 
@@ -137,7 +146,7 @@ var durationRegressionQuery = replace(
 // The same shape for cost: the baseline is the p95 estimated cost of the pipeline's completed runs that
 // finished in the last two days (in the same currency); a run that finished in the last 30 minutes,
 // recorded live, completed or not, fires when it cost more than the factor times that. A summary whose steps
-// were not all estimated carries a lower bound: it can only fire late, never falsely high.
+// were not all estimated has no estimated_cost (only estimated_cost_lower_bound): it is neither judged nor a baseline.
 @description('Log query of the cost-regression rule, before its placeholders are replaced.')
 var costRegressionQueryTemplate = '''
 let factor = __COST_PERCENT__ / 100.0;
@@ -171,6 +180,34 @@ var costRegressionQuery = replace(
   replace(costRegressionQueryTemplate, '__COST_PERCENT__', string(costRegressionPercent)),
   '__MIN_BASELINE_RUNS__',
   string(durationBaselineMinRuns)
+)
+
+// An expensive run that left its GPUs mostly idle. The resource-use event is sent once per run, after the
+// fact (docs/resource-use.md): the rule judges events that arrived in its window (twice its frequency, so
+// an event ingested late is still seen; the alert is stateful per run, so it notifies once).
+@description('Log query of the idle-GPU rule, before its placeholders are replaced.')
+var idleGpuQueryTemplate = '''
+let min_cost = __MIN_COST__;
+let max_gpu_percent = __MAX_GPU_PERCENT__;
+customEvents
+| where name == 'AmlRunResourceUse'
+| extend run_id = tostring(customDimensions.run_id), workspace = tostring(customDimensions.amlWorkSpace),
+    subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
+    pipeline = tostring(customDimensions.experimentName), step = tostring(customDimensions.step_name),
+    target = tostring(customDimensions.compute_name), currency = tostring(customDimensions.cost_currency),
+    estimated_cost = todouble(customDimensions.estimated_cost), gpu = todouble(customDimensions.gpu_utilization_avg),
+    idle = todouble(customDimensions.idle_gpu_cost)
+| where isnotnull(gpu) and estimated_cost > min_cost and gpu < max_gpu_percent
+// each run once, however often its event was sent (an ingestion retry)
+| summarize arg_max(timestamp, pipeline, step, target, estimated_cost, currency, gpu, idle) by subscription, resource_group, workspace, run_id
+| project timestamp, workspace, pipeline, run_id, step, target, estimated_cost = round(estimated_cost, 4), currency,
+    gpu_utilization_avg = round(gpu, 1), idle_gpu_cost = round(idle, 4)
+'''
+@description('Log query of the idle-GPU rule with its cost and utilisation thresholds.')
+var idleGpuQuery = replace(
+  replace(idleGpuQueryTemplate, '__MIN_COST__', string(idleGpuAlertMinCost)),
+  '__MAX_GPU_PERCENT__',
+  string(idleGpuAlertMaxPercent)
 )
 
 @description('Log query of the processor-failures rule: failed invocations of the event function.')
@@ -234,6 +271,22 @@ var logRules = [
     // The whole two days are one window: the query computes the baseline itself.
     windowSize: 'P2D'
     query: costRegressionQuery
+    dimensions: [
+      { name: 'workspace', operator: 'Include', values: allValues }
+      { name: 'pipeline', operator: 'Include', values: allValues }
+      { name: 'run_id', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    key: 'expensive-idle-gpu-run'
+    displayName: 'AML run expensive with idle GPUs'
+    description: 'A finished run on a GPU compute cluster had an estimated cost above ${idleGpuAlertMinCost} (cost currency) and an average GPU utilisation below ${idleGpuAlertMaxPercent}% (from the workspace\'s Azure Monitor metrics, read at least 15 minutes after it ended). idle_gpu_cost is what the idle share cost; the workbook\'s Efficiency section lists the runs and their busiest and least busy nodes.'
+    severity: 3
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT30M'
+    query: idleGpuQuery
     dimensions: [
       { name: 'workspace', operator: 'Include', values: allValues }
       { name: 'pipeline', operator: 'Include', values: allValues }

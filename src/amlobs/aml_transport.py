@@ -11,13 +11,13 @@ caller says whether the run, the workspace or a compute is missing). Any other 4
 event must still be recorded. Unparseable bodies raise ``EnrichmentUnavailable``.
 
 Who gets the bearer token is decided by :class:`amlobs.trust.TokenGate`, the last policy before the
-transport, on every send (first try, retry, challenge), from the ``trusted`` origins the owner passes
-in (see :mod:`amlobs.aml_discovery`); requests marked anonymous go out without one, and no redirect
-is followed (the requests transport is told not to and no redirect policy is in the pipeline).
-A call may ask for fewer attempts and a shorter timeout than the process settings (the cost estimate's
-Resource Manager reads make one attempt within their own time bound); it still goes through the same
-pipeline, so the same gate decides about its token. Exception messages carry the call, the status and the
-attempt count, never a token.
+transport, on every send (first try, retry, challenge), by the ``trusted`` decision the owner passes
+in for the request's origin and workspace (see :mod:`amlobs.aml_discovery`); requests marked
+anonymous go out without one, and no redirect is followed (the requests transport is told not to and
+no redirect policy is in the pipeline). A call may ask for fewer attempts and a shorter timeout than
+the process settings (the cost estimate's Resource Manager reads make one attempt within their own
+time bound); it still goes through the same pipeline, so the same gate decides about its token.
+Exception messages carry the call, the status and the attempt count, never a token.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import (
@@ -48,7 +49,7 @@ from . import USER_AGENT
 from .errors import EnrichmentUnavailable, RunNotFound
 from .retry_after import retry_after_seconds
 from .settings import Settings
-from .trust import ANONYMOUS, Origin, TokenGate, UntrustedHost
+from .trust import ANONYMOUS, TRUST_SCOPE, TokenGate, TrustDecision, UntrustedHost
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -200,6 +201,19 @@ def _refusal(call: str, detail: str, status: int, not_found: NotFoundMeaning, tr
     return EnrichmentUnavailable(f"{call} failed: {detail} after {tried} attempt(s)")
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    """A final answer handed back unclassified (:meth:`AmlHttp.call_answer`): the caller's own rules apply."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+    attempts: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
 class AmlHttp:
     """JSON over the shared pipeline, with the error rules above applied to every answer."""
 
@@ -209,7 +223,7 @@ class AmlHttp:
         credential: TokenCredential,
         *,
         scope: str,
-        trusted: Callable[[Origin], bool],
+        trusted: TrustDecision,
         transport: HttpTransport[Any, Any] | None,
         sleep: Callable[[float], None],
         jitter: Callable[[], float],
@@ -241,6 +255,35 @@ class AmlHttp:
     def request_count(self) -> int:
         return self._counter.count
 
+    def call_answer(self, call: str, url: str, *, attempts: int, timeout: float) -> HttpAnswer:
+        """GET ``url`` through the same pipeline and gate, and hand back the final answer as it is.
+
+        For callers with their own rules about 403/429/5xx (the resource-use pass: a reason on the event,
+        Retry-After within its own budget). No answer at all (timeouts, refused connections, no token,
+        an untrusted host) raises :class:`~amlobs.errors.EnrichmentUnavailable`.
+        """
+        from azure.core.rest import HttpRequest as RestRequest
+
+        options: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout}
+        options[_OPT_ATTEMPTS] = attempts
+        try:
+            result = self._pipeline.run(RestRequest("GET", url), **options)  # type: ignore[arg-type]
+        except _GaveUp as gave_up:
+            raise EnrichmentUnavailable(
+                f"{call} failed after {gave_up.attempts} attempt(s): {type(gave_up.error).__name__}"
+            ) from None
+        except UntrustedHost as untrusted:
+            raise EnrichmentUnavailable(f"{call}: refusing to send a token to {untrusted}") from None
+        except ClientAuthenticationError as exc:
+            raise EnrichmentUnavailable(f"{call}: could not get an access token: {exc.message}") from None
+        response = result.http_response
+        return HttpAnswer(
+            response.status_code,
+            response.body(),
+            retry_after_seconds(response.headers),
+            int(result.context.get(_CTX_ATTEMPTS, 1)),
+        )
+
     def call_json(
         self,
         call: str,
@@ -252,8 +295,10 @@ class AmlHttp:
         not_found: NotFoundMeaning = "run",
         attempts: int | None = None,
         timeout: float | None = None,
+        workspace: str | None = None,
     ) -> dict[str, Any]:
-        """``attempts`` and ``timeout`` override the process settings for this one call."""
+        """``attempts`` and ``timeout`` override the process settings for this one call; ``workspace``
+        (its cache key) names whose trusted origins the token may go to."""
         from azure.core.rest import HttpRequest as RestRequest
 
         request = RestRequest(method, url, json=dict(json_body) if json_body is not None else None)
@@ -261,6 +306,8 @@ class AmlHttp:
         options: dict[str, Any] = {"connection_timeout": per_request, "read_timeout": per_request}
         if anonymous:
             options[ANONYMOUS] = True
+        if workspace is not None:
+            options[TRUST_SCOPE] = workspace
         if attempts is not None:
             options[_OPT_ATTEMPTS] = attempts
         try:

@@ -60,7 +60,9 @@ def parse_connection_string(value: str) -> IngestionTarget:
         f"{CONNECTION_STRING_SETTING} IngestionEndpoint", endpoint or DEFAULT_INGESTION_ENDPOINT
     )
     try:
-        check_token_url(endpoint)
+        # The ingestion endpoint is the operator's configuration, trusted as written (loopback included,
+        # for local runs against a fake): docs/security.md.
+        check_token_url(endpoint, allow_loopback=True)
     except UntrustedUrl as exc:
         raise SettingsError(f"{CONNECTION_STRING_SETTING} IngestionEndpoint: {exc}") from None
     normalised = {**pairs, "instrumentationkey": ikey.lower()}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .backfill import BackfillReport
-from .errors import TransientError
+from .errors import RunNotFound, TransientError
 from .processor import EventProcessor, Outcome
 from .replay import iter_paths
 from .settings import Settings, SettingsError
@@ -123,6 +123,9 @@ def backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_USAGE
     except TransientError as exc:
         err.write(f"\namlobs backfill: listing runs failed, re-run to resume: {exc}\n")
+        return EXIT_FAILURES
+    except RunNotFound as exc:  # the workspace is gone, or its discovery named a host that gets no token
+        err.write(f"\namlobs backfill: cannot list the workspace's runs: {exc}\n")
         return EXIT_FAILURES
     if err.isatty():
         err.write("\n")

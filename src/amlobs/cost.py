@@ -12,8 +12,12 @@ The estimate is ``hourly retail price of the VM size × nodes × billed hours``:
   articles/machine-learning/concept-plan-manage-cost.md: "Each VM is billed per hour it is running").
 * Low-priority AML compute is billed at the **Spot** rate since low-priority VMs were retired on
   2026-03-31 (MicrosoftDocs/azure-ai-docs PR #806, how-to-manage-optimize-cost.md: "Azure Batch now
-  allocates their nodes as Spot VMs ... you're charged the current Spot rate"), so it is priced with the
-  Spot meter; a Low Priority meter is used only when the region lists no Spot meter for the size.
+  allocates their nodes as Spot VMs ... you're charged the current Spot rate for the VM size in the region
+  where the cluster runs"; Azure/Batch#196: low-priority nodes are converted to Spot-based nodes, "Spot-based
+  compute nodes use a different pricing and discount model"), so it is priced with the Spot meter only. A
+  region that lists no Spot meter for the size gives **no estimate**, and says why: its Low Priority meter
+  is still listed by the Retail Prices API but no longer bills these nodes (opencost/opencost PR #3531 drops
+  the Low Priority rows for the same reason), and no Microsoft pricing page says otherwise.
 * billed time is the run's compute duration where run history gives it (``computeDuration``: "the
   cumulative time spent in an active status for a terminal run"), else its start → end; a reused step
   ran in an earlier pipeline run and costs 0.
@@ -192,9 +196,12 @@ def select_hourly_price(
         chosen = [r for r in of_os if r.spot]
         if priority == "low_priority":
             note = "low priority billed at the Spot rate (variable)"
-            if not chosen:
-                chosen = [r for r in of_os if r.low_priority]
-                note = "low priority: no Spot meter in the region, Low Priority meter used"
+            if not chosen and of_os:
+                return NoPrice(
+                    f"low priority nodes are billed at the Spot rate since the low-priority retirement "
+                    f"(2026-03-31), and the prices API lists no {os} Spot price for {sku} in {region}; "
+                    f"its Low Priority meter no longer bills (it lists: {_describe(candidates)})"
+                )
     if not chosen:
         wanted = f"{os} {priority.replace('_', ' ')}"
         listed = _describe(candidates)
@@ -353,7 +360,10 @@ MAX_SUMMARY_BASIS_CHARS = 2048
 def summary_fields(steps: list[tuple[str, Estimate | NoEstimate]], currency: str) -> dict[str, str | int]:
     """The summary's cost keys: the sum of the steps' estimates and how many steps had none.
 
-    ``steps`` is (step run id, its estimate). With no estimated step the total is absent, not 0.
+    ``steps`` is (step run id, its estimate). ``estimated_cost`` is the pipeline's total only when every
+    step has an estimate: a sum that leaves steps out is not the pipeline's cost (three unpriced steps
+    and one reused step must not read as "0.000000"), so it goes to ``estimated_cost_lower_bound``
+    instead and ``estimated_cost`` is absent, like every unknown value of a record.
     """
     estimated = [e for _, e in steps if isinstance(e, Estimate)]
     missing = [(run_id, e.reason) for run_id, e in steps if isinstance(e, NoEstimate)]
@@ -363,15 +373,20 @@ def summary_fields(steps: list[tuple[str, Estimate | NoEstimate]], currency: str
         "unestimated_step_count": len(missing),
     }
     if estimated and currencies == {currency.upper()}:
-        fields["estimated_cost"] = amount_text(sum((e.amount for e in estimated), Decimal(0)))
+        total = amount_text(sum((e.amount for e in estimated), Decimal(0)))
         fields["cost_currency"] = currency.upper()
-        basis = f"sum of {len(estimated)} step estimate(s)"
+        if missing:
+            fields["estimated_cost_lower_bound"] = total
+            basis = f"no total: sum of {len(estimated)} step estimate(s) is a lower bound"
+        else:
+            fields["estimated_cost"] = total
+            basis = f"sum of {len(estimated)} step estimate(s)"
     elif estimated:
         basis = f"no total: step estimates in several currencies ({', '.join(sorted(currencies))})"
     else:
         basis = "no estimate: no step has one"
     if missing:
-        basis += f"; {len(missing)} step(s) without estimate (a lower bound): " + "; ".join(
+        basis += f"; {len(missing)} step(s) without estimate: " + "; ".join(
             f"{run_id}: {reason}" for run_id, reason in missing
         )
     fields["cost_basis"] = basis[:MAX_SUMMARY_BASIS_CHARS]

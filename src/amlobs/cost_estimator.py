@@ -153,6 +153,26 @@ class CostEstimator:
         duration = cost.billed_duration(facts.timespan_ms(child.get("computeDuration")), execution)
         return self._guarded(ws, child_compute(child), duration, budget)
 
+    # -- a cluster's node-hour (amlobs.resource_use.cluster_idle) ------------------------------
+
+    def cluster_hourly(self, ws: WorkspaceRef, name: str) -> tuple[cost.HourlyPrice, str] | cost.NoEstimate:
+        """The hourly list price of one node of cluster ``name``, and what it is (sku, priority, region)."""
+        budget = Budget(self._bound, self._clock)
+        spec = self._cluster(ws, RunCompute(CLUSTER, name, None, None, None, None, None), budget)
+        if isinstance(spec, cost.NoEstimate):
+            return spec
+        sku, os, priority, region, _where = spec
+        rows = self._prices.rows(region, sku, budget)
+        if isinstance(rows, Unavailable):
+            return cost.NoEstimate(rows.reason)
+        price = cost.select_hourly_price(
+            rows, sku=sku, region=region, currency=self._currency, os=os, priority=priority
+        )
+        if isinstance(price, cost.NoPrice):
+            return cost.NoEstimate(price.reason)
+        canonical = rows[0].arm_sku if rows else cost.canonical_sku(sku)
+        return price, f"sku={canonical}; os={os}; priority={priority}; region={region}; meter={price.meter}"
+
     # -- the estimate --------------------------------------------------------------------------
 
     def _guarded(

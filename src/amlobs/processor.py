@@ -67,6 +67,12 @@ class CostEstimates(Protocol):
     def close(self) -> None: ...
 
 
+class DueNotes(Protocol):
+    """amlobs.resource_use.due.DueNoter: notes a finished run for the after-the-fact resource-use pass."""
+
+    def note(self, ws: WorkspaceRef, record: Mapping[str, Any]) -> None: ...
+
+
 class RejectedEvents(Protocol):
     def store(
         self, payload: str | bytes, *, reason: str, detail: str, event_id: str | None
@@ -192,12 +198,14 @@ class EventProcessor:
         dedupe: Dedupe,
         rejected: RejectedEvents,
         costs: CostEstimates | None = None,
+        due: DueNotes | None = None,
     ) -> None:
         self._runs = runs
         self._telemetry = telemetry
         self._dedupe = dedupe
         self._rejected = rejected
         self._costs = costs  # None: records carry no cost keys
+        self._due = due  # None: no after-the-fact resource-use pass
 
     def close(self) -> None:
         self._telemetry.shutdown()
@@ -237,6 +245,9 @@ class EventProcessor:
             record.update(status_fields(record, source, event_time_ms=event_time_ms))
             if summary is not None:
                 summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
+            if self._due is not None:
+                # Before the send: a failed note fails the delivery, so no finished run is forgotten.
+                self._due.note(event.workspace, record)
             unit = self._unit(record, summary, claim, answers)
             claim = self._dedupe.start_sending(claim)
             self._telemetry.send(unit)

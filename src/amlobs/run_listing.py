@@ -141,9 +141,12 @@ def page_token(page: Mapping[str, Any]) -> str | None:
 class _RunListing:
     """The two-level walk behind :func:`iter_runs` (experiments, then their runs)."""
 
-    def __init__(self, http: AmlHttp, *, prefix: str, created_filter: str, page_size: int) -> None:
+    def __init__(
+        self, http: AmlHttp, *, prefix: str, workspace: str, created_filter: str, page_size: int
+    ) -> None:
         self._http = http
         self._prefix = prefix
+        self._workspace = workspace
         self._filter = created_filter
         self._page_size = page_size
 
@@ -157,7 +160,9 @@ class _RunListing:
             body: dict[str, Any] = {"viewType": EXPERIMENTS_VIEW_TYPE, "top": self._page_size}
             if experiments_token:
                 body["continuationToken"] = experiments_token
-            page = self._http.call_json("experiments query", "POST", self._url("experiments:query"), body)
+            page = self._http.call_json(
+                "experiments query", "POST", self._url("experiments:query"), body, workspace=self._workspace
+            )
             experiments = page_items(page, "experiments query")
             next_token = page_token(page)
             if next_token == experiments_token:
@@ -195,7 +200,7 @@ class _RunListing:
             query: dict[str, Any] = {"filter": self._filter, "orderBy": CREATED_ORDER, "top": self._page_size}
             if runs_token:
                 query["continuationToken"] = runs_token
-            page = self._http.call_json(call, "POST", url, query)
+            page = self._http.call_json(call, "POST", url, query, workspace=self._workspace)
             runs = page_items(page, call)
             if isinstance(exp_name, str) and exp_name:
                 for run in runs:
@@ -235,13 +240,18 @@ def iter_runs(
     http: AmlHttp,
     workspace_prefix: str,
     *,
+    workspace: str,
     since: datetime,
     continuation_token: str | None,
     page_size: int,
 ) -> Iterator[RunPage]:
     """See :meth:`amlobs.runhistory.RunHistoryClient.iter_runs`."""
     listing = _RunListing(
-        http, prefix=workspace_prefix, created_filter=created_since_filter(since), page_size=page_size
+        http,
+        prefix=workspace_prefix,
+        workspace=workspace,
+        created_filter=created_since_filter(since),
+        page_size=page_size,
     )
     start = _Position.decode(continuation_token) if continuation_token else _Position(None, 0, "", None)
     finished = False

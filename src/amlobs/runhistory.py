@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from .aml_discovery import ARM_API_VERSION, WorkspaceEndpoints, arm_scope_for, segment, workspace_path
-from .aml_transport import AmlHttp, RunHistoryRejected
+from .aml_transport import AmlHttp, HttpAnswer, RunHistoryRejected
 from .events import WorkspaceRef
 from .run_listing import HISTORY_API_VERSION, RUNS_PAGE_SIZE, RunPage, iter_runs, page_items, page_token
 from .settings import Settings
@@ -78,7 +78,7 @@ class RunHistoryClient:
             settings,
             credential,
             scope=arm_scope_for(settings.arm_endpoint),
-            trusted=self._endpoints.trusted.__contains__,
+            trusted=self._endpoints.is_trusted,
             transport=transport,
             sleep=sleep,
             jitter=jitter,
@@ -110,17 +110,26 @@ class RunHistoryClient:
     def get_run_details(self, ws: WorkspaceRef, run_id: str) -> dict[str, Any]:
         """``RunDetails`` (what SDK v1's ``Run.get_details()`` returned)."""
         return self._http.call_json(
-            f"run details of {run_id}", "GET", self._url(ws, f"runs/{segment(run_id)}/details")
+            f"run details of {run_id}",
+            "GET",
+            self._url(ws, f"runs/{segment(run_id)}/details"),
+            workspace=ws.cache_key,
         )
 
     def get_run(self, ws: WorkspaceRef, run_id: str) -> dict[str, Any]:
         """``Run`` (carries ``createdUtc``, ``displayName``, ``runType``)."""
-        return self._http.call_json(f"run {run_id}", "GET", self._url(ws, f"runs/{segment(run_id)}"))
+        return self._http.call_json(
+            f"run {run_id}", "GET", self._url(ws, f"runs/{segment(run_id)}"), workspace=ws.cache_key
+        )
 
     def get_run_data(self, ws: WorkspaceRef, run_id: str) -> dict[str, Any]:
         """``GetRunDataResult``: the ``Run`` (``runMetadata``) with its ``runDefinition``."""
         return self._http.call_json(
-            f"run data of {run_id}", "POST", self._url(ws, "rundata"), run_data_request(run_id)
+            f"run data of {run_id}",
+            "POST",
+            self._url(ws, "rundata"),
+            run_data_request(run_id),
+            workspace=ws.cache_key,
         )
 
     def iter_children(self, ws: WorkspaceRef, run_id: str) -> Iterator[dict[str, Any]]:
@@ -130,7 +139,7 @@ class RunHistoryClient:
         url = self._url(ws, path)
         seen: set[str] = set()
         while True:
-            page = self._http.call_json(call, "GET", url)
+            page = self._http.call_json(call, "GET", url, workspace=ws.cache_key)
             yield from page_items(page, call)
             token = page_token(page)
             if token is None or token in seen:
@@ -157,7 +166,12 @@ class RunHistoryClient:
         """
         prefix = f"{self._endpoints.api_base(ws, self._http)}/{_HISTORY}/{workspace_path(ws)}"
         return iter_runs(
-            self._http, prefix, since=since, continuation_token=continuation_token, page_size=page_size
+            self._http,
+            prefix,
+            workspace=ws.cache_key,
+            since=since,
+            continuation_token=continuation_token,
+            page_size=page_size,
         )
 
     # -- Resource Manager reads of the cost estimate (amlobs.compute_facts) --------------------
@@ -189,6 +203,19 @@ class RunHistoryClient:
             attempts=1,
             timeout=timeout,
         )
+
+    # -- Azure Monitor metrics of the workspace (amlobs.resource_use) ---------------------------
+    #
+    # The same Resource Manager host and token: Microsoft.Insights/metrics is an extension resource under
+    # the workspace's own id (Azure/azure-rest-api-specs specification/monitor/resource-manager/
+    # Microsoft.Insights/stable/2023-10-01/metrics_API.json, "/{resourceUri}/providers/Microsoft.Insights/
+    # metrics"; needs Microsoft.Insights/metrics/read). The answer is handed back unclassified: the
+    # resource-use pass turns a 403, a 429 or a 5xx into a reason on its event, never a failed invocation.
+
+    def get_arm_answer(self, call: str, path_and_query: str, *, attempts: int, timeout: float) -> HttpAnswer:
+        """GET ``{arm endpoint}/{path_and_query}`` (a path that starts with ``subscriptions/``)."""
+        url = f"{self._arm}/{path_and_query}"
+        return self._http.call_answer(call, url, attempts=attempts, timeout=timeout)
 
     # -- endpoints ---------------------------------------------------------------------------
 

@@ -18,20 +18,39 @@ from .settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from .resource_use.due import DueRuns
+    from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
 
 _lock = threading.Lock()
-_processor: EventProcessor | None = None
+# The worker process's objects, one per process by design: [(processor, resource-use pass)] once built.
+_process: list[tuple[EventProcessor, ResourceUseTimer | None]] = []
 
 
 def build_processor(
     settings: Settings,
     credential: TokenCredential | None = None,
     runs: RunHistoryClient | None = None,
+    *,
+    due: DueRuns | None = None,
 ) -> EventProcessor:
-    """The processor and everything it talks to, sharing one credential."""
+    """The processor and everything it talks to, sharing one credential. ``due``: where finished runs
+    are noted for the resource-use pass (None: not noted, as in the command line's replay and backfill)."""
+    return _build(settings, credential, runs, due)[0]
+
+
+def _build(
+    settings: Settings,
+    credential: TokenCredential | None,
+    runs: RunHistoryClient | None,
+    due: DueRuns | None,
+) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
+    from .resource_use.cluster_idle import ClusterIdlePass
+    from .resource_use.due import DueNoter
+    from .resource_use.run_pass import ResourceUsePass
+    from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
     from .storage import create_stores
     from .telemetry import create_telemetry
@@ -39,30 +58,59 @@ def build_processor(
     credential = credential or build_credential(settings)
     dedupe, rejected = create_stores(settings, credential)
     runs = runs or RunHistoryClient(settings, credential)
-    return EventProcessor(
+    telemetry = create_telemetry(settings, credential)
+    costs = build_cost_estimator(settings, runs)
+    processor = EventProcessor(
         runs=runs,
-        telemetry=create_telemetry(settings, credential),
+        telemetry=telemetry,
         dedupe=dedupe,
         rejected=rejected,
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
-        costs=build_cost_estimator(settings, runs),
+        costs=costs,
+        due=DueNoter(due) if due is not None else None,
     )
+    if due is None:
+        return processor, None
+    # The passes share the processor's run history client (its token gate), telemetry, claims and prices.
+    timer = ResourceUseTimer(
+        ResourceUsePass(metrics=runs, telemetry=telemetry, claims=dedupe, due=due),
+        ClusterIdlePass(metrics=runs, prices=costs, telemetry=telemetry, claims=dedupe),
+    )
+    return processor, timer
+
+
+def _build_process(settings: Settings) -> tuple[EventProcessor, ResourceUseTimer | None]:
+    from .credentials import build_credential
+    from .resource_use.due import create_due_runs
+
+    credential = build_credential(settings)
+    return _build(settings, credential, None, create_due_runs(settings, credential))
+
+
+def _started(env: Mapping[str, str] | None) -> tuple[EventProcessor, ResourceUseTimer | None]:
+    if not _process:
+        with _lock:
+            if not _process:
+                _process.append(_build_process(Settings.from_env(env)))
+    return _process[0]
 
 
 def get_processor(env: Mapping[str, str] | None = None) -> EventProcessor:
     """The process's processor, created from the environment on first call."""
-    global _processor  # noqa: PLW0603 - one per worker process by design
-    if _processor is None:
-        with _lock:
-            if _processor is None:
-                _processor = build_processor(Settings.from_env(env))
-    return _processor
+    return _started(env)[0]
+
+
+def get_resource_use_pass(env: Mapping[str, str] | None = None) -> ResourceUseTimer:
+    """The process's resource-use passes (:mod:`amlobs.resource_use`), sharing the processor's clients."""
+    resource_use = _started(env)[1]
+    assert resource_use is not None
+    return resource_use
 
 
 def reset_processor() -> None:
     """Shut the process's processor down and forget it (tests that change the environment)."""
-    global _processor  # noqa: PLW0603
     with _lock:
-        if _processor is not None:
-            _processor.close()
-        _processor = None
+        built = list(_process)
+        _process.clear()
+    for processor, _resource_use in built:
+        processor.close()

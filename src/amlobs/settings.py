@@ -33,8 +33,35 @@ _STRING_SETTINGS = (
 )
 
 
+# Test-only: lets the Resource Manager token go to loopback hosts (any port, plain http), where the
+# suite's fakes listen. The template never sets it, and it is refused on an Azure host.
+TEST_LOOPBACK_SETTING = "AML_OBS_TEST_ALLOW_LOOPBACK"
+# Read-only variables App Service (Azure Functions included) sets on every instance: "Environment
+# variables and app settings in Azure App Service" (https://learn.microsoft.com/azure/app-service/
+# reference-app-settings: WEBSITE_SITE_NAME "Read-only. App name.", WEBSITE_INSTANCE_ID the instance's id).
+# The managed identity endpoint cannot tell Azure from the tests on its own: App Service's is a local URL
+# ("the URL to the local token service"), and the suite's identity fake is one too.
+AZURE_HOST_VARIABLES = ("WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID")
+
+
 class SettingsError(ValueError):
     """A setting is present but unusable; the message names the setting."""
+
+
+def _test_loopback(env: Mapping[str, str]) -> bool:
+    raw = env.get(TEST_LOOPBACK_SETTING, "").strip().lower()
+    if raw in ("", "0", "false"):
+        return False
+    if raw not in ("1", "true"):
+        raise SettingsError(f"{TEST_LOOPBACK_SETTING} must be true or false, got {raw!r}")
+    azure = [name for name in AZURE_HOST_VARIABLES if env.get(name, "").strip()]
+    if azure:
+        identity = " with a managed identity endpoint" if env.get("IDENTITY_ENDPOINT", "").strip() else ""
+        raise SettingsError(
+            f"{TEST_LOOPBACK_SETTING} is for the test suite's loopback fakes only, and this process runs on "
+            f"an Azure host ({', '.join(azure)} set{identity}): remove the setting"
+        )
+    return True
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -212,6 +239,8 @@ class Settings:
     # How long a (run, status) claim holds without progress: an invocation that dies blocks its run
     # status this long before a redelivery takes it over (amlobs/storage/claims.py).
     claim_lease_seconds: float = 60.0
+    # TEST_LOOPBACK_SETTING: loopback endpoints may receive the Resource Manager token (the test fakes).
+    allow_loopback: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -245,4 +274,5 @@ class Settings:
             ),
             cost_timeout_seconds=_positive_float(env, "AML_OBS_COST_TIMEOUT_SECONDS", 5.0),
             claim_lease_seconds=_positive_float(env, "AML_OBS_CLAIM_LEASE_SECONDS", 60.0),
+            allow_loopback=_test_loopback(env),
         )

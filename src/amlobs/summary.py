@@ -51,6 +51,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     *STATUS_TIME_FIELDS,  # stamped by the processor (amlobs.status_time)
     # The sum of the steps' estimates, and how many steps had one (amlobs.cost_estimator).
     *COST_FIELDS,
+    "estimated_cost_lower_bound",  # instead of estimated_cost when some step has no estimate
     "estimated_step_count",
     "unestimated_step_count",
 )

@@ -8,6 +8,7 @@
 * Resource Manager's workspace GET (shape of ``tests/data/aml/workspace_get.json``) whose
   ``properties.discoveryUrl`` points back here;
 * the discovery document (``tests/data/aml/discovery.json`` with every AML endpoint pointing here);
+* Azure Monitor's metrics of a workspace (``tests/fakes/azure_monitor_metrics.py``);
 * the run history v1.0 API, accepting only requests in the form azure-ai-ml's run history client
   sends them (``src/amlobs/runhistory.py`` and ``run_listing.py`` cite the SDK lines), so a request
   that drifts from it fails a test with HTTP 400: ``api-version=v1.0`` on every call; run, details
@@ -43,7 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from amlobs.settings import TEST_LOOPBACK_SETTING
 from tests.fakes.aml_data import FakeWorkspace, load_fixture
+from tests.fakes.azure_monitor_metrics import MetricsData
 from tests.fakes.retail_prices import PRICES_PATH, RetailPricesData
 
 try:  # the benchmark imports this module in environments without pytest
@@ -67,6 +70,7 @@ MANAGEMENT_TOKEN = "token-for-management"
 _WS = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
 _ARM_WORKSPACE = re.compile(rf"^{_WS}$", re.IGNORECASE)
 _ARM_COMPUTE = re.compile(rf"^{_WS}/computes/(?P<compute>[^/]+)$", re.IGNORECASE)
+_ARM_METRICS = re.compile(rf"^{_WS}/providers/Microsoft\.Insights/metrics$", re.IGNORECASE)
 _HISTORY = re.compile(rf"^/history/v1\.0{_WS}(?P<rest>/.*)$", re.IGNORECASE)
 _EXPERIMENT = r"(?:/experimentids/(?P<eid>[^/]+)|/experiments/(?P<ename>[^/:]+))"
 _RUN = re.compile(
@@ -174,11 +178,13 @@ class FakeAmlApi:
         # The Retail Prices API (anonymous), served here too so that every test pointed at this fake by
         # env() also has a loopback price endpoint.
         self.prices = RetailPricesData()
+        # Azure Monitor's metrics of each workspace (workspace name, lower case -> its data).
+        self.metrics: dict[str, MetricsData] = {}
         # Consulted after the scripted faults: (method, percent-decoded path) -> a Fault or None.
         # The chaos simulator draws random faults with it; it runs on the server's threads.
         self.fault_hook: Callable[[str, str], Fault | None] | None = None
         self._lock = threading.Lock()
-        self._faults: list[tuple[str, str, Fault]] = []
+        self._faults: list[tuple[str, str, Fault, str]] = []
         self._workspaces: dict[tuple[str, str, str], FakeWorkspace] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -231,6 +237,8 @@ class FakeAmlApi:
             "AZURE_CLIENT_ID": self.client_id,
             "AML_OBS_ARM_ENDPOINT": self.base_url,
             "AML_OBS_PRICES_ENDPOINT": self.prices_endpoint,
+            # This fake listens on loopback: the app may send it the token only with the test-only setting.
+            TEST_LOOPBACK_SETTING: "true",
         }
 
     @property
@@ -281,10 +289,11 @@ class FakeAmlApi:
 
     # -- faults and records ------------------------------------------------------------------
 
-    def fail(self, method: str, path_contains: str, *faults: Fault) -> None:
-        """Answer the next matching requests with ``faults``, in order; then behave normally again."""
+    def fail(self, method: str, path_contains: str, *faults: Fault, query_contains: str = "") -> None:
+        """Answer the next matching requests with ``faults``, in order; then behave normally again.
+        ``query_contains``: only requests whose (percent-decoded) query string contains it."""
         with self._lock:
-            self._faults.extend((method.upper(), path_contains, fault) for fault in faults)
+            self._faults.extend((method.upper(), path_contains, fault, query_contains) for fault in faults)
 
     def requests_to(self, path_contains: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
@@ -299,10 +308,10 @@ class FakeAmlApi:
             self.requests.clear()
             self.token_requests.clear()
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, query: str = "") -> Fault | None:
         with self._lock:
-            for index, (fault_method, fragment, fault) in enumerate(self._faults):
-                if fault_method == method and fragment.lower() in path.lower():
+            for index, (fault_method, fragment, fault, in_query) in enumerate(self._faults):
+                if fault_method == method and fragment.lower() in path.lower() and in_query in query:
                     del self._faults[index]
                     return fault
         hook = self.fault_hook
@@ -319,7 +328,7 @@ class FakeAmlApi:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._lock:
             self.requests.append(RecordedRequest(method, path, parts.path, query, headers, body))
-        fault = self._take_fault(method, path)
+        fault = self._take_fault(method, path, unquote(parts.query))
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -348,6 +357,15 @@ class FakeAmlApi:
             return self._discovery()
         if path == PRICES_PATH and method == "GET":
             status, answer = self.prices.answer(query, self.base_url)
+            return status, answer, {}
+        metrics = _ARM_METRICS.match(path)
+        if metrics and method == "GET":
+            if not self._authorized(headers):
+                return _unauthorized()
+            if self._find(metrics["sub"], metrics["rg"], metrics["ws"]) is None:
+                return 404, load_fixture("error_arm_not_found.json"), {}
+            data = self.metrics.setdefault(metrics["ws"].lower(), MetricsData())
+            status, answer = data.answer(query, path.removesuffix("/providers/Microsoft.Insights/metrics"))
             return status, answer, {}
         compute = _ARM_COMPUTE.match(path)
         if compute and method == "GET":

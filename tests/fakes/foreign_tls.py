@@ -11,6 +11,7 @@ loopback addresses, under the suite's socket guard.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import socket
 import ssl
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # The names the tests make the client go to (SNI and certificate check use them as written, after
 # IDNA encoding for non-ASCII names).
@@ -30,6 +32,15 @@ CERT_NAMES = (
     "*.api.azureml.ms",
     "localhost",
     "prices.azure.com",
+    "management.azure.com",
+    # The host forms of docs/security.md: private link, the sovereign clouds' API hosts, and hosts
+    # under Azure ML's domains that run customer code (compute instances, online endpoints).
+    "*.workspace.eastus.api.azureml.ms",
+    "*.api.ml.azure.us",
+    "*.api.ml.azure.cn",
+    "*.eastus.instances.azureml.ms",
+    "*.eastus.inference.ml.azure.com",
+    "*.usgovvirginia.inference.ml.azure.us",
 )
 
 
@@ -56,6 +67,9 @@ class ForeignServer:
     ca_path: Path
     requests: list[SeenRequest] = field(default_factory=list)
     responder: Responder = _ok
+    # When set (``http://127.0.0.1:<port>``), every request is relayed there as received (method, path,
+    # headers, body) and its answer relayed back: a loopback fake answering under a real host name.
+    upstream: str | None = None
 
     @property
     def tokens(self) -> list[str]:
@@ -140,13 +154,15 @@ def start_foreign_server(directory: Path) -> Iterator[ForeignServer]:
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            payload = self.rfile.read(length) if length else b""
             state.requests.append(
                 SeenRequest(
                     self.command, self.path, self.headers.get("Host"), self.headers.get("Authorization")
                 )
             )
+            if state.upstream is not None:
+                self._relay(state.upstream, payload)
+                return
             status, headers, body = state.responder(self.command, self.path)
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -156,6 +172,31 @@ def start_foreign_server(directory: Path) -> Iterator[ForeignServer]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+
+        def _relay(self, upstream: str, payload: bytes) -> None:
+            parts = urlsplit(upstream)
+            connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+            try:
+                skip = {"host", "connection", "content-length"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                connection.request(self.command, self.path, body=payload or None, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in (
+                        "content-length",
+                        "connection",
+                        "transfer-encoding",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            finally:
+                connection.close()
 
         def do_GET(self) -> None:
             self._handle()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard_sources import expand_workbook_parameters
-from tests.integration.history_scenario import DAY, HOUR, History, Status
+from tests.integration.history_scenario import DAY, HOUR, HOURLY, History, ResourceUse, Status
 from tests.kql_engine import Engine, spans
 
 Rows = list[dict[str, Any]]
@@ -472,6 +472,130 @@ def check_alert_events_rejected(run: Runner, h: History) -> None:
     assert [r["reason"] for r in run("alert:events-rejected")] == h.rejected_reasons
 
 
+def _uses(h: History, view: View) -> list[ResourceUse]:
+    return [
+        u
+        for u in h.resource_uses.values()
+        if u.at > h.now - view.range and (not view.workspaces or u.workspace in view.workspaces)
+    ]
+
+
+def check_efficiency_gpu_by_pipeline(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[tuple[str, str, str], list[ResourceUse]] = defaultdict(list)
+        for use in _uses(h, view):
+            if use.gpu:
+                groups[(use.pipeline, use.step, use.target)].append(use)
+        rows = run("workbook:efficiency-gpu-by-pipeline", view)
+        got = {(r["Pipeline"], r["Step"], r["Compute target"]): r for r in rows}
+        assert got.keys() == groups.keys(), view
+        for key, uses in groups.items():
+            row = got[key]
+            samples = [value for use in uses for value in use.gpu]  # node-minutes, not runs, weigh in
+            assert row["Runs"] == len(uses), key
+            assert row["GPU utilisation (%)"] == pytest.approx(round(sum(samples) / len(samples), 1)), key
+            assert row["Idle GPU cost"] == pytest.approx(
+                _money(sum((u.idle_gpu for u in uses), Decimal(0))), abs=1.5e-4
+            )  # type: ignore[misc]
+            assert row["Cost"] == pytest.approx(_money(sum((u.cost for u in uses), Decimal(0))), abs=1.5e-4)  # type: ignore[misc]
+            assert row["Currency"] == "USD"
+    assert len(h.resource_uses) >= 8 and any(len(u.gpu) > 100 for u in h.resource_uses.values())
+
+
+def check_efficiency_idle_gpu_runs(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        idle = {u.run_id: u for u in _uses(h, view) if u.idle_gpu is not None}
+        rows = run("workbook:efficiency-idle-gpu-runs", view)
+        assert len({r["Run"] for r in rows}) == len(rows), "a run listed twice"
+        top = sorted((_money(u.idle_gpu) for u in idle.values()), reverse=True)[:25]  # type: ignore[type-var]
+        assert [r["Idle GPU cost"] for r in rows] == pytest.approx(top, abs=1e-4), view
+        for row in rows:
+            use = idle[row["Run"]]
+            assert row["GPU utilisation (%)"] == pytest.approx(round(use.gpu_avg, 1))  # type: ignore[arg-type]
+            assert (row["Finished"], row["Compute target"], row["Nodes"]) == (naive(use.at), use.target, 1)
+            assert row["Most busy node"] == row["Least busy node"] == "node-0"
+    assert run("workbook:efficiency-idle-gpu-runs", TODAY)[0]["Run"] == h.runs["idle-gpu-long"]
+
+
+def check_efficiency_idle_by_target(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[str, list[ResourceUse]] = defaultdict(list)
+        for use in _uses(h, view):
+            if use.outcome == "measured":
+                groups[use.target].append(use)
+        rows = run("workbook:efficiency-idle-by-target", view)
+        got = {r["Compute target"]: r for r in rows}
+        assert got.keys() == groups.keys(), view
+        for target, uses in groups.items():
+            row = got[target]
+            gpu = [u.idle_gpu for u in uses if u.idle_gpu is not None]
+            cpu = [u.idle_cpu for u in uses if u.idle_cpu is not None]
+            assert row["Runs"] == len(uses), target
+            # sum() over no value is 0 in Kusto: a CPU cluster shows 0 idle GPU cost.
+            assert (row["Idle GPU cost"] or 0) == pytest.approx(_money(sum(gpu, Decimal(0))), abs=1.5e-4), row
+            assert (row["Idle CPU cost"] or 0) == pytest.approx(_money(sum(cpu, Decimal(0))), abs=1.5e-4), row
+            assert row["Without idle cost"] == len(uses) - len(gpu) - len(cpu)
+
+
+def check_efficiency_idle_by_pipeline_run(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        groups: dict[str, list[ResourceUse]] = defaultdict(list)
+        for use in _uses(h, view):
+            if use.outcome == "measured":
+                groups[use.pipeline_run_id].append(use)
+        rows = run("workbook:efficiency-idle-by-pipeline-run", view)
+        got = {r["Pipeline run"]: r for r in rows}
+        assert got.keys() == groups.keys(), view
+        for pipeline_run, uses in groups.items():
+            row = got[pipeline_run]
+            idle = [u.idle_gpu or u.idle_cpu for u in uses if (u.idle_gpu or u.idle_cpu) is not None]
+            assert row["Steps"] == len(uses)
+            total = (row["Idle GPU cost"] or 0) + (row["Idle CPU cost"] or 0)
+            assert total == pytest.approx(_money(sum(idle, Decimal(0))), abs=2e-4), pipeline_run  # type: ignore[arg-type]
+
+
+def check_efficiency_missing(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected = Counter(u.outcome for u in _uses(h, view) if u.idle_gpu is None and u.idle_cpu is None)
+        rows = run("workbook:efficiency-missing", view)
+        assert {r["Outcome"]: r["Runs"] for r in rows} == dict(expected), view
+        assert {"too_short", "no_data"} <= set(expected)
+        reasons = {r["Outcome"]: r["Why (one run)"] for r in rows}
+        assert reasons["too_short"] == "no idle cost: the run lasted 20 s, less than one sample (PT1M)"
+
+
+def check_efficiency_idle_clusters(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected = {
+            (workspace, cluster, day): hours
+            for (workspace, cluster, day), hours in h.idle_days.items()
+            # placed at the end of its day
+            if datetime.fromisoformat(day).replace(tzinfo=UTC) + DAY > h.now - view.range
+        }
+        rows = run("workbook:efficiency-idle-clusters", view)
+        got = {(r["Workspace"], r["Cluster"], r["Day"]): r for r in rows}
+        assert got.keys() == expected.keys(), view
+        for (_ws, cluster, _day), hours in expected.items():
+            row = got[(_ws, cluster, _day)]
+            hourly = HOURLY[("sample-ws", cluster)]
+            assert row["Idle node-hours"] == pytest.approx(hours)
+            assert row["Idle cost"] == pytest.approx(_money(hourly * Decimal(str(hours))), abs=1e-4)
+    assert len(run("workbook:efficiency-idle-clusters", TODAY)) < len(
+        run("workbook:efficiency-idle-clusters", MONTH)
+    )
+
+
+def check_alert_idle_gpu(run: Runner, h: History) -> None:
+    rows = run("alert:expensive-idle-gpu-run")
+    # The long GPU step (cost above 1, 20 % busy) fires once; the cheap one at 5 % and the busy one do not.
+    assert [r["run_id"] for r in rows] == [h.runs["idle-gpu-long"]]
+    use = h.resource_uses[("sample-ws", h.runs["idle-gpu-long"])]
+    assert rows[0]["gpu_utilization_avg"] == pytest.approx(20.0)
+    assert rows[0]["idle_gpu_cost"] == pytest.approx(_money(use.idle_gpu), abs=1e-4)
+    cheap = h.resource_uses[("sample-ws", h.runs["idle-gpu-cheap"])]
+    assert cheap.gpu_avg is not None and cheap.gpu_avg < 30 and cheap.cost is not None and cheap.cost < 1
+
+
 CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "workbook:runs-over-time": check_runs_over_time,
     "workbook:parameter Workspace": check_workspace_parameter,
@@ -494,5 +618,12 @@ CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "workbook:expensive-runs": check_expensive_runs,
     "alert:processor-failures": check_alert_processor_failures,
     "alert:events-rejected": check_alert_events_rejected,
+    "alert:expensive-idle-gpu-run": check_alert_idle_gpu,
+    "workbook:efficiency-gpu-by-pipeline": check_efficiency_gpu_by_pipeline,
+    "workbook:efficiency-idle-gpu-runs": check_efficiency_idle_gpu_runs,
+    "workbook:efficiency-idle-by-target": check_efficiency_idle_by_target,
+    "workbook:efficiency-idle-by-pipeline-run": check_efficiency_idle_by_pipeline_run,
+    "workbook:efficiency-missing": check_efficiency_missing,
+    "workbook:efficiency-idle-clusters": check_efficiency_idle_clusters,
 }
 CHECKED_ELSEWHERE = {"workbook:processor-rejected-by-reason", "workbook:processor-rejected-latest"}

@@ -20,7 +20,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,7 @@ from amlobs import runtime
 from amlobs.events import RUN_STATUS_CHANGED, TERMINAL_STATUSES
 from amlobs.records import parse_utc
 from tests.fakes.aml_api import SAMPLE_SUBSCRIPTION, FakeAmlApi, FakeWorkspace, Fault, start_aml_api
+from tests.fakes.azure_monitor_metrics import MetricsData
 from tests.fakes.azurite import Azurite
 from tests.fakes.ingestion import IngestionServer
 from tests.fakes.retail_prices import price_of
@@ -105,7 +106,46 @@ class Summary:
     source: str
     wall_ms: int
     queue_ms: int
-    cost: Decimal | None = None  # the sum of its steps' estimates (None: no step has one)
+    cost: Decimal | None = None  # the sum of its steps' estimates (None: some step has none)
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """One finished run as the resource-use pass must judge it (its AmlRunResourceUse event)."""
+
+    workspace: str
+    run_id: str
+    pipeline: str
+    pipeline_run_id: str
+    step: str
+    target: str
+    at: datetime  # the run's end: its status time
+    outcome: str  # measured, too_short, no_data
+    cost: Decimal | None
+    gpu: list[float] = field(default_factory=list)  # per-minute samples served (one node)
+    cpu: list[float] = field(default_factory=list)
+
+    @property
+    def gpu_avg(self) -> float | None:
+        return sum(self.gpu) / len(self.gpu) if self.gpu else None
+
+    @property
+    def cpu_avg(self) -> float | None:
+        return sum(self.cpu) / len(self.cpu) if self.cpu else None
+
+    def _idle(self, average: float | None) -> Decimal | None:
+        if average is None or self.cost is None:
+            return None
+        busy = Decimal(str(average)) / 100
+        return (self.cost * (1 - busy)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+    @property
+    def idle_gpu(self) -> Decimal | None:
+        return self._idle(self.gpu_avg) if self.target == "gpu-cluster" else None
+
+    @property
+    def idle_cpu(self) -> Decimal | None:
+        return self._idle(self.cpu_avg) if self.target != "gpu-cluster" else None
 
 
 @dataclass
@@ -119,6 +159,10 @@ class History:
     rejected_reasons: list[str] = field(default_factory=list)
     # Runs the checks single out, by role.
     runs: dict[str, str] = field(default_factory=dict)
+    # Finished runs the resource-use pass judged (due: ended at least 15 minutes before it ran).
+    resource_uses: dict[tuple[str, str], ResourceUse] = field(default_factory=dict)
+    # (workspace, cluster, day) -> idle node-hours the pass priced (days: the two before it ran, less 1 h).
+    idle_days: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -158,6 +202,7 @@ class Builder:
         self.work = work
         self.history = History(t0=datetime.now(UTC).replace(microsecond=0))
         self.t0 = self.history.t0
+        self._served: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
 
     # -- runs in the fake run history ------------------------------------------------------------
     def pipeline(
@@ -246,7 +291,8 @@ class Builder:
                     source=source,
                     wall_ms=_ms(end - start),
                     queue_ms=_ms(start - _time(run, "createdUtc")),  # type: ignore[operator]
-                    cost=sum(known, Decimal(0)) if known else None,
+                    # a partial sum is not the pipeline's cost (it is sent as estimated_cost_lower_bound)
+                    cost=sum(known, Decimal(0)) if known and len(known) == len(step_costs) else None,
                 ),
             )
 
@@ -368,6 +414,66 @@ class Builder:
         assert code == 0, err
         for run in runs:
             self._status(ws, run, run["status"], _time(run, "endTimeUtc"), "replay")  # type: ignore[arg-type]
+
+    # -- the resource-use pass ---------------------------------------------------------------------
+    def metrics(
+        self, ws: FakeWorkspace, step: dict[str, Any], *, gpu: Sequence[float] = (), cpu: Sequence[float] = ()
+    ) -> None:
+        """Serve a step's per-minute utilisation from the workspace's (fake) Azure Monitor metrics."""
+        start = _time(step, "startTimeUtc")
+        assert start is not None
+        nodes: dict[str, list[Any]] = {}
+        if gpu:
+            nodes["GpuUtilizationPercentage"] = list(gpu)
+        if cpu:
+            nodes["CpuUtilizationPercentage"] = list(cpu)
+        self.aml.metrics.setdefault(ws.name.lower(), MetricsData()).set_run(
+            step["runId"], start, {"node-0": nodes}
+        )
+        self._served[(ws.name, step["runId"])] = (list(gpu), list(cpu))
+
+    def resource_use_pass(self, ws: FakeWorkspace) -> None:
+        """The timer function once; then what it must have judged: every run recorded live whose end is at
+        least 15 minutes old (the pass's delay), except orchestrators."""
+        passed = datetime.now(UTC)
+        invoke(json.dumps({"Schedule": {}, "ScheduleStatus": None, "IsPastDue": False}), "aml_resource_use")
+        last = (passed - HOUR).date() - DAY
+        for day in (last, last - DAY):
+            for cluster, metrics in self.aml.metrics[ws.name.lower()].clusters.items():
+                hours = sum(float(v) for v in metrics.get("Idle Nodes", []) if isinstance(v, (int, float)))
+                self.history.idle_days[(ws.name, cluster, day.isoformat())] = hours
+        for status in self.history.statuses.values():
+            if status.source != "live" or not status.terminal or status.run_type == "azureml.PipelineRun":
+                continue
+            assert status.end is not None and status.start is not None
+            if status.end + 15 * MIN > passed:
+                continue
+            run = ws.runs[status.run_id]
+            gpu, cpu = self._served.get((ws.name, status.run_id), ([], []))
+            short = status.end - status.start < MIN
+            self.history.resource_uses[(ws.name, status.run_id)] = ResourceUse(
+                workspace=ws.name,
+                run_id=status.run_id,
+                pipeline=status.pipeline,
+                pipeline_run_id=status.pipeline_run_id,
+                step=_key(run, "azureml.moduleName") or "",
+                target=status.target or "",
+                at=status.end,
+                outcome="too_short" if short else "measured" if gpu or cpu else "no_data",
+                cost=status.cost,
+                gpu=gpu,
+                cpu=cpu,
+            )
+
+    def duplicate_resource_use(self, run_id: str) -> None:
+        """Ingestion holds one resource-use event twice (a retried POST): the panels show it once."""
+        [envelope] = [
+            e
+            for e in self.ingestion.envelopes
+            if e.get("data", {}).get("baseData", {}).get("name") == "AmlRunResourceUse"
+            and e["data"]["baseData"].get("properties", {}).get("run_id") == run_id
+        ]
+        _post(self.ingestion, [envelope])
 
 
 def _is_record(envelope: dict[str, Any], run_id: str, status: str) -> bool:
@@ -495,6 +601,22 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     )
     assert b.invoke(not_a_workspace)  # rejected: stored and counted, the invocation succeeds
     b.history.rejected_reasons.append("topic_not_workspace")
+
+    # The resource-use pass: GPU steps at 5 %, 70 % and 20 % (the long one: expensive and mostly idle),
+    # CPU steps at 25 %; the 20-second steps are too short for a sample; runs that ended minutes ago wait.
+    b.metrics(a, late_failure_steps[0], gpu=[5.0] * 5)
+    b.metrics(a, twenty_late_steps[0], gpu=[60.0, 70.0, 80.0, 70.0, 70.0])
+    b.metrics(a, long_steps[0], gpu=[10.0, 30.0] * 60)
+    b.metrics(a, late_slow_steps[0], cpu=[25.0])
+    # Idle nodes: cpu-cluster keeps one node all day; gpu-cluster two for three hours (the scale-down delay).
+    a_metrics = aml.metrics.setdefault(a.name.lower(), MetricsData())
+    a_metrics.clusters = {
+        "cpu-cluster": {"Idle Nodes": [1.0] * 24},
+        "gpu-cluster": {"Idle Nodes": [0.0] * 10 + [2.0] * 3 + [0.0] * 11},
+    }
+    b.resource_use_pass(a)
+    b.duplicate_resource_use(long_steps[0]["runId"])
+    runs["idle-gpu-long"], runs["idle-gpu-cheap"] = long_steps[0]["runId"], late_failure_steps[0]["runId"]
 
     # 3. Dead letters, replayed.
     replayed = [

@@ -315,6 +315,15 @@ def test_backfill_bad_arguments_exit_2_with_a_clear_message(app: App, args: list
     assert message in err
 
 
+def test_backfill_of_a_workspace_whose_discovery_names_a_foreign_host_says_so(app: App) -> None:
+    app.aml.discovery_overrides["api"] = "https://my-ci.eastus.instances.azureml.ms"
+    code, _out, err = run_cli("backfill", "--workspace", app.aml.workspace().resource_id, "--since", "7d")
+    assert code == 1
+    assert "cannot list the workspace's runs: workspace sample-ws: discovered API host" in err
+    assert "no token was sent to it" in err and "Traceback" not in err
+    assert app.aml.requests_to("/history/") == []
+
+
 def test_backfill_refuses_a_workspace_that_is_not_a_workspace_id(app: App) -> None:
     code, _out, err = run_cli("backfill", "--workspace", "my-workspace", "--since", "7d")
     assert code == 2

@@ -287,12 +287,34 @@ def test_a_pipeline_with_a_step_on_a_compute_instance_says_how_many_steps_had_no
 
     [summary] = summaries(app)
     ds2 = price_of("eastus", "Standard_DS2_v2")
-    assert summary["estimated_cost"] == str(Decimal(expected_cost(ds2, 1, 60_000)) * 2)
+    # Two of three steps priced: not the pipeline's cost, so no estimated_cost; the partial sum is named so.
+    assert "estimated_cost" not in summary
+    assert summary["estimated_cost_lower_bound"] == str(Decimal(expected_cost(ds2, 1, 60_000)) * 2)
     assert (summary["estimated_step_count"], summary["unestimated_step_count"]) == ("2", "1")
     assert summary["cost_basis"] == (
-        f"sum of 2 step estimate(s); 1 step(s) without estimate (a lower bound): {steps[2]['runId']}: "
+        f"no total: sum of 2 step estimate(s) is a lower bound; 1 step(s) without estimate: {steps[2]['runId']}: "
         "ci-dev: a compute instance is billed for the hours it runs, not per job"
     )
+
+
+def test_a_listing_without_node_counts_beside_a_reused_step_gives_no_total_not_zero(app: App) -> None:
+    """The audit's case: the children listing lacked node counts and one step was reused. The summary
+    used to say estimated_cost 0.000000 with three unestimated steps; a partial sum is not the cost."""
+    ws = app.aml.workspace()
+    pipeline, steps = ws.add_pipeline_run("train", steps=4, step_seconds=60, reused=(3,))
+    for step in steps[:3]:
+        for answer in (step, ws.details[step["runId"]]):
+            answer["computeRequest"] = None
+            answer["compute"] = {**answer["compute"], "instanceCount": None}
+
+    invoke(event_of(ws, pipeline))
+
+    [summary] = summaries(app)
+    assert "estimated_cost" not in summary
+    assert summary["estimated_cost_lower_bound"] == "0.000000"
+    assert (summary["estimated_step_count"], summary["unestimated_step_count"]) == ("1", "3")
+    assert summary["cost_basis"].startswith("no total: sum of 1 step estimate(s) is a lower bound; 3 step(s)")
+    assert "how many nodes" in summary["cost_basis"]
 
 
 def test_a_sku_the_prices_api_does_not_list_gets_no_estimate(app: App) -> None:

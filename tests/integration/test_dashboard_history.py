@@ -369,6 +369,43 @@ MUTANTS = [
         "a duplicated step listed twice",
     ),
     Mutant("workbook:expensive-runs", RANGE, "", "old backfilled runs among the range's most expensive"),
+    Mutant(
+        "workbook:efficiency-gpu-by-pipeline",
+        "sum(gpu_avg * gpu_samples) / sum(gpu_samples)",
+        "avg(gpu_avg)",
+        "an average of averages: a 5-minute run weighs as much as a 2-hour one",
+    ),
+    Mutant(
+        "workbook:efficiency-idle-gpu-runs",
+        "| summarize arg_max(status_time, pipeline, step, target, gpu_avg, idle, cost, currency, nodes, most_busy, least_busy, least_avg) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated resource-use event listed twice",
+    ),
+    Mutant(
+        "workbook:efficiency-idle-by-target",
+        "| summarize arg_max(status_time, target, accelerator, idle_gpu, idle_cpu, cost, currency) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated resource-use event counted twice",
+    ),
+    Mutant(
+        "workbook:efficiency-missing",
+        "| where isnull(idle_gpu) and isnull(idle_cpu)\n",
+        "",
+        "measured runs counted as missing",
+    ),
+    Mutant(
+        "workbook:efficiency-idle-clusters",
+        "| where status_time {TimeRange}\n",
+        "",
+        "days before the range shown",
+    ),
+    Mutant("alert:expensive-idle-gpu-run", " and estimated_cost > min_cost", "", "a cheap idle run pages"),
+    Mutant(
+        "alert:expensive-idle-gpu-run",
+        "| summarize arg_max(timestamp, pipeline, step, target, estimated_cost, currency, gpu, idle) by subscription, resource_group, workspace, run_id\n",
+        "",
+        "a duplicated event alerts twice",
+    ),
 ]
 
 
