@@ -663,6 +663,14 @@ output AML_OBSERVED_WORKSPACE_IDS string = join(workspaceIds, ',')
 @description('Name of the function Event Grid delivers to.')
 output AML_EVENT_FUNCTION_NAME string = eventFunctionName
 
+// The cost settings the Function App runs with, for scripts/amlobs.sh: replay and backfill records
+// are costed as live ones.
+@description('Currency of the estimated compute costs (the Function App\'s AML_OBS_COST_CURRENCY).')
+output AML_OBS_COST_CURRENCY string = costCurrency
+
+@description('Retail Prices API endpoint of the cost estimates (the Function App\'s AML_OBS_PRICES_ENDPOINT).')
+output AML_OBS_PRICES_ENDPOINT string = retailPricesEndpoint
+
 // What lives outside rg-<env>, for the teardown hooks (computed from the parameters, so it is known
 // even when a detached provision leaves these out). Comma-separated resource ids.
 @description('Comma-separated ids of the role assignments on the observed workspaces (the postdown hook deletes them).')

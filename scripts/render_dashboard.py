@@ -5,7 +5,8 @@ This is not a portal screenshot (the portal is out of reach from a build machine
 the groups, panels, widths, titles, visualizations and grid formatters come from
 infra/workbook.json, and every table's columns are the query's actual result columns as
 Kusto.Language binds them (tests/tools/kql_check.js, installed by scripts/test.sh). What is made up:
-every value.
+every value. (scripts/try.sh draws the same layout with real values: each panel's query executed on
+what its run sent, see scripts/try_dashboard.py and docs/try-it.md.)
 
 Usage: python3 scripts/render_dashboard.py [--png docs/images/dashboard.png] [--html FILE]
 Needs node (with tests/tools/node_modules) and Chromium (Debian: apt-get install chromium).
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ KQL_CHECK = REPO / "tests" / "tools" / "kql_check.js"
 WIDTH = 1360
 TABLE_ROWS = 5
 SELECTED_RUN = "4a7e1c2d-pipeline-run"
+# A query panel (workbook item) → the HTML of its body, drawn from real rows.
+RealBody = Callable[[dict[str, Any]], str]
 
 # Same shapes as tests/test_dashboard_queries.py (a script does not import the test suite).
 COMMON = (
@@ -223,7 +227,11 @@ def series_for(name: str, columns: list[dict[str, str]], rng: random.Random) -> 
 
 
 def render_item(  # noqa: PLR0912
-    item: dict[str, Any], columns: dict[str, list[dict[str, str]]], rng: random.Random
+    item: dict[str, Any],
+    columns: dict[str, list[dict[str, str]]],
+    rng: random.Random,
+    real: RealBody | None = None,
+    selected: str = SELECTED_RUN,
 ) -> str:
     width = float(item.get("customWidth", "100"))
     style = f"flex: 0 0 calc({width}% - 12px)"
@@ -241,16 +249,20 @@ def render_item(  # noqa: PLR0912
         )
         return f'<div class="params" style="{style}">{pills}</div>'
     if item["type"] == 12:
-        inner = "".join(render_item(child, columns, rng) for child in item["content"]["items"])
+        inner = "".join(
+            render_item(child, columns, rng, real, selected) for child in item["content"]["items"]
+        )
         return (
             f'<section style="{style}"><h2>{html.escape(item["content"]["title"])}</h2>'
             f'<div class="row">{inner}</div></section>'
         )
     content = item["content"]
-    title = html.escape(content["title"].replace("{PipelineRunId}", SELECTED_RUN))
-    cols = columns[item["name"]]
+    title = html.escape(content["title"].replace("{PipelineRunId}", selected))
+    cols = columns.get(item["name"], [])
     vis = content.get("visualization", "table")
-    if vis == "tiles":
+    if real is not None:
+        body = real(item)
+    elif vis == "tiles":
         tiles = "".join(
             f'<div class="tile"><div class="tile-title">{label}</div><div class="tile-big">{n}</div>'
             f'<div class="tile-sub">{failed} failed · {canceled} canceled · {active} in progress</div></div>'
@@ -329,13 +341,24 @@ td a { color: #0078d4; text-decoration: underline; }
 """
 
 
-def render_html(workbook: dict[str, Any], columns: dict[str, list[dict[str, str]]]) -> str:
+MADE_UP_BANNER = (
+    "A rendering of the workbook layout (infra/workbook.json) with made-up sample data — "
+    "not a screenshot of the Azure portal."
+)
+
+
+def render_html(
+    workbook: dict[str, Any],
+    columns: dict[str, list[dict[str, str]]],
+    *,
+    real: RealBody | None = None,
+    selected: str = SELECTED_RUN,
+    banner: str = MADE_UP_BANNER,
+) -> str:
+    """The page; ``real`` draws each query panel's body from real rows (scripts/try_dashboard.py)
+    instead of the made-up values."""
     rng = random.Random(20250601)  # noqa: S311 (sample data, reproducible)
-    body = "".join(render_item(item, columns, rng) for item in workbook["items"])
-    banner = (
-        "A rendering of the workbook layout (infra/workbook.json) with made-up sample data — "
-        "not a screenshot of the Azure portal."
-    )
+    body = "".join(render_item(item, columns, rng, real, selected) for item in workbook["items"])
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS % {'width': WIDTH}}</style></head>"
         f"<body><div class='page'><div class='banner'>{banner}</div>"

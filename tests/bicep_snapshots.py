@@ -11,7 +11,8 @@ Regenerate every committed snapshot (after an infrastructure change), or check t
     python -m tests.bicep_snapshots            # --mode overwrite, then `git diff infra/scenarios`
     python -m tests.bicep_snapshots --check    # --mode validate: prints what changed
 
-The Bicep CLI comes from PATH or $BICEP (`az bicep install`, or the Bicep releases).
+The Bicep CLI is found as the tests find it (tests/tools_on_path.py): PATH, $BICEP, azd's or
+`az bicep install`'s folder, and must be the version the snapshots were made with.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from tests.tools_on_path import locate_bicep
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -57,11 +59,8 @@ Mode = Literal["overwrite", "validate"]
 
 
 def find_bicep() -> str | None:
-    """The Bicep CLI from PATH, else from $BICEP."""
-    found = shutil.which("bicep")
-    if found is None and (candidate := os.environ.get("BICEP", "").strip()):
-        found = shutil.which(candidate)
-    return found
+    """The Bicep CLI of the version the snapshots need (tests/tools_on_path.py), else None."""
+    return locate_bicep().path
 
 
 def scenario_files() -> list[Path]:
@@ -199,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bicep = find_bicep()
     if bicep is None:
-        print("bicep is not on PATH and $BICEP is not set: install it (`az bicep install`)", file=sys.stderr)
+        print(locate_bicep().problem, file=sys.stderr)
         return 2
     files = [f.resolve() for f in args.scenarios] or scenario_files()
     results = run_all(bicep, files, "validate" if args.check else "overwrite")

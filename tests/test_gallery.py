@@ -113,7 +113,15 @@ def test_prerequisites_name_every_tool_the_template_and_its_tests_use() -> None:
 
 @pytest.mark.parametrize(
     "document",
-    ["README.md", "CONTRIBUTING.md", "SECURITY.md", "docs/infra.md", "docs/dashboard.md", "docs/bench.md"],
+    [
+        "README.md",
+        "CONTRIBUTING.md",
+        "SECURITY.md",
+        "docs/infra.md",
+        "docs/dashboard.md",
+        "docs/bench.md",
+        "docs/try-it.md",
+    ],
 )
 def test_relative_links_lead_to_files_and_headings_that_exist(document: str) -> None:
     path = ROOT / document

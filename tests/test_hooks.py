@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,13 @@ from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft201909Validator
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource
 
+from tests import azd_schema
 from tests.fakes import azure_cli
-from tests.tools_on_path import find_tool, tools_required
+from tests.tools_on_path import find_tool, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_YAML = ROOT / "azure.yaml"
@@ -278,20 +281,41 @@ def test_azure_yaml_requires_the_azd_the_hooks_were_checked_against() -> None:
     assert re.fullmatch(r">= 1\.24\.0", required), required
 
 
+def _azd_schema_errors(document: Any) -> list[str]:
+    """azure.yaml ``document`` checked against azd's schema (tests/azd_schema.py) by jsonschema, offline."""
+    path = azd_schema.locate()
+    if path is None:
+        missing(f"azure.yaml was not checked against azd's schema: {azd_schema.HOW_TO_GET}")
+
+    def refuse(uri: str) -> Resource:
+        # The extension schemas (AI hosts) are referenced by URL; this template uses none of them.
+        raise NoSuchResource(ref=uri)
+
+    validator = Draft201909Validator(azd_schema.load(path), registry=Registry(retrieve=refuse))
+    return [
+        f"/{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
 def test_azure_yaml_matches_the_azd_schema() -> None:
-    shared = Path(os.environ.get("SHARED_DIR") or ROOT.parent / "shared")
-    validator = shared / "tools" / "azure-yaml-validate"
-    if not validator.is_file():
-        message = f"{validator} not found: azure.yaml was not checked against azd's schema (CI has ../shared)"
-        if tools_required():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    # This interpreter has PyYAML and jsonschema (requirements-dev.txt): the tool needs nothing else.
-    result = subprocess.run(
-        [sys.executable, str(validator), str(AZURE_YAML)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "valid" in result.stdout
+    assert _azd_schema_errors(_azure_yaml()) == []
+
+
+@pytest.mark.parametrize(
+    ("mistake", "where"),
+    [
+        (lambda doc: doc["hooks"].update(postprovison=doc["hooks"]["postdown"]), "/hooks"),
+        (lambda doc: doc["pipeline"].update(variables="AML_WORKSPACE_IDS"), "/pipeline/variables"),
+        (lambda doc: doc.update(name="AML Run Observability"), "/name"),
+    ],
+    ids=["misspelt-hook", "variables-not-a-list", "name-not-azd-form"],
+)
+def test_the_azd_schema_check_catches_a_broken_azure_yaml(mistake: Callable[[Any], None], where: str) -> None:
+    document = _azure_yaml()
+    mistake(document)
+    errors = _azd_schema_errors(document)
+    assert errors and all(error.startswith(where) for error in errors), errors
 
 
 def _hook_scripts(suffix: str) -> list[Path]:
@@ -310,11 +334,7 @@ def test_sh_hook_parses(script: Path) -> None:
 
 
 def test_sh_hooks_pass_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip(
-            "shellcheck not on PATH: install it (scripts/test.sh does, with apt) to lint the sh hooks"
-        )
+    shellcheck = find_tool("shellcheck", how_to_install="the sh hooks were not linted")
     scripts = [str(p) for p in _hook_scripts(".sh")]
     result = subprocess.run([shellcheck, "--shell=sh", *scripts], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

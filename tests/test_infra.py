@@ -361,6 +361,9 @@ def test_outputs_are_azd_env_values_and_hold_no_secret(compiled: dict[str, Any])
         "AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS",
         "AML_OBS_READER_ROLE_DEFINITION_IDS",
         "AML_OBS_FOREIGN_RESOURCE_GROUP_IDS",
+        # read by scripts/amlobs.sh (replay, backfill)
+        "AML_OBS_COST_CURRENCY",
+        "AML_OBS_PRICES_ENDPOINT",
     ):
         assert name in outputs
     for name, output in outputs.items():

@@ -32,7 +32,9 @@ RECORDED_ERROR_CODE = "CommonRuntimeJobError"  # its innermost code (what error_
 
 
 def parse_time(text: str) -> datetime:
-    head, _, rest = text.replace("Z", "+00:00").partition(".")
+    head, dot, rest = text.replace("Z", "+00:00").partition(".")
+    if not dot:  # a time on a whole second is written without a fraction
+        return datetime.fromisoformat(head).astimezone(UTC)
     digits = "".join(c for c in rest if c.isdigit())
     zone = rest[len(digits) :] or "+00:00"
     return datetime.fromisoformat(f"{head}.{digits[:6].ljust(6, '0')}{zone}").astimezone(UTC)

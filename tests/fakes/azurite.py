@@ -1,7 +1,8 @@
 """Azurite (the real Azure Storage emulator, Blob + Table) on 127.0.0.1 for the whole test session.
 
 Azurite binds port 0 and reports the ports the OS gave it, so there is no window in which another
-process can take a port we picked. ``start_azurite()`` is a plain context manager (the benchmark
+process can take a port we picked; a restartable (persistent) emulator gets fixed ports below the
+ephemeral range instead, so that it can bind them again after a restart. ``start_azurite()`` is a plain context manager (the benchmark
 uses it without pytest); the ``azurite`` and ``storage_env`` fixtures wrap it.
 """
 
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +34,7 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 
 _LISTENING = re.compile(r"Azurite (Blob|Table|Queue) service is successfully listening at (http\S+)")
 START_TIMEOUT_SECONDS = 30.0
+RESTART_ATTEMPTS = 5
 
 
 class AzuriteNotInstalled(RuntimeError):
@@ -176,7 +180,11 @@ class Azurite:
 
     def restart(self) -> None:
         """Stop the emulator gracefully and start it again on the same ports (start it with
-        ``persistent=True`` to keep the data: in-memory data does not survive)."""
+        ``persistent=True`` to keep the data: in-memory data does not survive).
+
+        Returns only once the blob *and* the table service listen again: Azurite logs each service
+        separately, and a service that failed to bind (its port taken meanwhile) must not pass for a
+        restarted emulator, or every later call to it is refused."""
         if not self.command or self.workdir is None:
             raise AzuriteFailed("this Azurite was not started by start_azurite(): cannot restart it")
         _stop(self.process)
@@ -186,17 +194,24 @@ class Azurite:
             for index, arg in enumerate(self.command)
         ]
         # A queue port of 0 is fine: nothing uses the queue service.
-        marker = len(self.log())
-        self.process = _spawn(command, self.workdir, self.log_path)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            text = self.log()[marker:]
-            if len(_LISTENING.findall(text)) >= 2:
-                return
-            if self.process.poll() is not None:
-                raise AzuriteFailed(f"Azurite exited with code {self.process.returncode} on restart:\n{text}")
-            time.sleep(0.05)
-        raise AzuriteFailed("Azurite did not listen again after a restart")
+        text = ""
+        for _attempt in range(RESTART_ATTEMPTS):
+            marker = len(self.log())
+            self.process = _spawn(command, self.workdir, self.log_path)
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while time.monotonic() < deadline:
+                text = self.log()[marker:]
+                listening = {service.lower() for service, _url in _LISTENING.findall(text)}
+                if {"blob", "table"} <= listening:
+                    return
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+            _stop(self.process)
+            time.sleep(1.0)
+        raise AzuriteFailed(
+            f"Azurite did not listen again after a restart ({RESTART_ATTEMPTS} tries):\n{text}"
+        )
 
 
 def _wait_for_endpoints(process: subprocess.Popen[bytes], log_path: Path) -> dict[str, str]:
@@ -210,6 +225,25 @@ def _wait_for_endpoints(process: subprocess.Popen[bytes], log_path: Path) -> dic
             raise AzuriteFailed(f"Azurite exited with code {process.returncode} before listening:\n{text}")
         time.sleep(0.05)
     raise AzuriteFailed(f"Azurite did not report its ports within {START_TIMEOUT_SECONDS:.0f} s:\n{text}")
+
+
+def _ports_outside_ephemeral_range(count: int) -> list[int]:
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        candidate = rng.randrange(max(1024, low - 12000), low)
+        if candidate in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        ports.append(candidate)
+    return ports
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -267,6 +301,10 @@ def start_azurite(
         raise AzuriteNotInstalled(problem)
     workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
     log_path = workdir / "azurite.log"
+    # A restartable emulator gets ports below the kernel's ephemeral range: while it is down, an
+    # outgoing connection of any process on the machine could otherwise take its port as a source
+    # port, and the restarted service could not bind it again. Otherwise the OS picks (port 0).
+    blob_port, table_port = _ports_outside_ephemeral_range(2) if persistent else (0, 0)
     storage = (
         ["--location", str(workdir / "data")]
         if persistent
@@ -278,8 +316,8 @@ def start_azurite(
         "--disableTelemetry",
         "--skipApiVersionCheck",
         "--silent",
-        *("--blobHost", "127.0.0.1", "--blobPort", "0"),
-        *("--tableHost", "127.0.0.1", "--tablePort", "0"),
+        *("--blobHost", "127.0.0.1", "--blobPort", str(blob_port)),
+        *("--tableHost", "127.0.0.1", "--tablePort", str(table_port)),
         # The azurite binary always starts the queue service too; give it a port of its own.
         *("--queueHost", "127.0.0.1", "--queuePort", "0"),
     ]
