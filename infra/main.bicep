@@ -76,6 +76,17 @@ param idleGpuAlertMaxPercent int = 30
 ])
 param costCurrency string = 'USD'
 
+@description('How many days of run history the reconciler records on a workspace\'s first passes (azd env BACKFILL_DAYS; 0: from the deployment on). Runs that ended before the deployment are recorded with record_source backfill, which no alert reads.')
+@minValue(0)
+@maxValue(3650)
+param backfillDays int = 0
+
+@description('NCRONTAB (six fields, seconds first) of the reconciler\'s timer (azd env AML_OBS_RECONCILE_SCHEDULE; default every 5 minutes).')
+param reconcileSchedule string = '0 */5 * * * *'
+
+@description('Expected runs of pipelines triggered from outside AML (azd env AML_OBS_EXPECTED_RUNS): a JSON list of {name, experiment, cron, time_zone, grace_minutes}; docs/reconciler.md.')
+param expectedRuns string = ''
+
 @description('Azure Retail Prices API endpoint the cost estimates read list prices from (anonymous; azd env AML_OBS_PRICES_ENDPOINT). Override it where the public endpoint is not the right one (a sovereign cloud, a proxy).')
 param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
 
@@ -430,6 +441,10 @@ module functionApp './modules/functionapp.bicep' = {
     appInsightsConnectionStringSecretUri: keyVault.outputs.appInsightsConnectionStringSecretUri
     costCurrency: costCurrency
     retailPricesEndpoint: retailPricesEndpoint
+    observedWorkspaceIds: join(workspaceIds, ',')
+    backfillDays: backfillDays
+    reconcileSchedule: reconcileSchedule
+    expectedRuns: expectedRuns
   }
   // The app's first start downloads the package and resolves the Key Vault reference with the
   // identity: its roles must exist first.

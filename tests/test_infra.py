@@ -88,6 +88,8 @@ AML_READ_ACTIONS = [
     "Microsoft.MachineLearningServices/workspaces/experiments/runs/read",
     # The estimated cost reads a cluster's VM size and priority (GET .../computes/{name}); nothing more.
     "Microsoft.MachineLearningServices/workspaces/computes/read",
+    # The reconciler judges each schedule's fire times (GET .../schedules); read only.
+    "Microsoft.MachineLearningServices/workspaces/schedules/read",
     # Per-run GPU/CPU use from the workspace's platform metrics (amlobs.resource_use); nothing broader.
     "Microsoft.Insights/metrics/read",
 ]

@@ -226,6 +226,26 @@ customEvents
 | project timestamp, reason
 '''
 
+// A schedule's judgement is sent once (claimed per workspace, schedule and fire time) when the reconciler
+// makes it, so the rule reads the time it was sent; fire times before the reconciler first saw a
+// workspace are never judged, so history never fires it.
+@description('Log query of the schedule-missed-or-late rule: one row per fire time of an AML schedule or a declared expectation that had no job past the grace period, or whose job started late.')
+var scheduleMissedOrLateQuery = '''
+let window = 15m;
+customEvents
+| where name in ('AmlScheduleMissed', 'AmlScheduleLate')
+| where timestamp > ago(window)
+| extend record_source = tostring(customDimensions.record_source)
+| where record_source !in ('backfill', 'replay')
+| extend workspace = tostring(customDimensions.amlWorkSpace), schedule = tostring(customDimensions.schedule_name),
+    schedule_kind = tostring(customDimensions.schedule_kind), expected_time = tostring(customDimensions.expected_time),
+    outcome = iff(name == 'AmlScheduleMissed', 'missed', 'late'), lateness_ms = tolong(customDimensions.lateness_ms),
+    run_id = tostring(customDimensions.run_id)
+// each fire time once, however often its event was sent
+| summarize arg_min(timestamp, lateness_ms, run_id) by workspace, schedule, schedule_kind, expected_time, outcome
+| project timestamp, workspace, schedule, schedule_kind, expected_time, outcome, lateness_ms, run_id
+'''
+
 @description('The log search alert rules. Adding a rule is one entry here: key (names the rule), displayName, description, severity (0-4), evaluationFrequency and windowSize (ISO 8601), query, dimensions (string columns of the query to split by), operator and threshold on the row count.')
 var logRules = [
   {
@@ -275,6 +295,23 @@ var logRules = [
       { name: 'workspace', operator: 'Include', values: allValues }
       { name: 'pipeline', operator: 'Include', values: allValues }
       { name: 'run_id', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    key: 'schedule-missed-or-late'
+    displayName: 'AML scheduled pipeline missed or late'
+    description: 'A fire time of an AML schedule, or of a declared expectation (AML_OBS_EXPECTED_RUNS), had no job within the grace period (missed), or its job started after it (late). One alert per fire time; the workbook\'s Schedules section lists them.'
+    severity: 2
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    query: scheduleMissedOrLateQuery
+    dimensions: [
+      { name: 'workspace', operator: 'Include', values: allValues }
+      { name: 'schedule', operator: 'Include', values: allValues }
+      { name: 'expected_time', operator: 'Include', values: allValues }
+      { name: 'outcome', operator: 'Include', values: allValues }
     ]
     operator: 'GreaterThan'
     threshold: 0

@@ -93,6 +93,20 @@ param costCurrency string = 'USD'
 @description('Azure Retail Prices API endpoint of the cost estimates (AML_OBS_PRICES_ENDPOINT); anonymous, never sent a token.')
 param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
 
+@description('Comma-separated resource ids of the observed workspaces (AML_OBS_WORKSPACE_IDS): the reconciler passes over these.')
+param observedWorkspaceIds string
+
+@description('Days of run history the reconciler records on a workspace\'s first passes (AML_OBS_BACKFILL_DAYS; 0: from now).')
+@minValue(0)
+@maxValue(3650)
+param backfillDays int = 0
+
+@description('NCRONTAB schedule of the reconciler timer (AML_OBS_RECONCILE_SCHEDULE), read by the Functions host.')
+param reconcileSchedule string = '0 */5 * * * *'
+
+@description('Declared expected runs of externally triggered pipelines (AML_OBS_EXPECTED_RUNS, a JSON list; empty: none).')
+param expectedRuns string = ''
+
 resource storageAccount 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
@@ -200,6 +214,11 @@ resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
     // The estimated compute cost of each finished run: list prices in this currency, from this endpoint.
     AML_OBS_COST_CURRENCY: costCurrency
     AML_OBS_PRICES_ENDPOINT: retailPricesEndpoint
+    // The reconciler (docs/reconciler.md): the deployed workspaces, its period, history depth, expectations.
+    AML_OBS_WORKSPACE_IDS: observedWorkspaceIds
+    AML_OBS_RECONCILE_SCHEDULE: reconcileSchedule
+    AML_OBS_BACKFILL_DAYS: string(backfillDays)
+    AML_OBS_EXPECTED_RUNS: expectedRuns
   }
 }
 

@@ -207,6 +207,30 @@ class EventProcessor:
         self._costs = costs  # None: records carry no cost keys
         self._due = due  # None: no after-the-fact resource-use pass
 
+    @property
+    def runs(self) -> RunSource:
+        """The run history client the records are enriched from (the reconciler lists runs with it)."""
+        return self._runs
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._telemetry
+
+    def send_once(self, key: str, context: Mapping[str, str], unit: TelemetryUnit) -> bool:
+        """Send ``unit`` unless ``key`` is already recorded, under the same claim protocol as a run
+        status (the reconciler's judgements of a schedule's fire time). False: already recorded."""
+        claim = self._dedupe.claim(key, context)
+        if claim is None:
+            return False
+        try:
+            claim = self._dedupe.start_sending(claim)
+            self._telemetry.send(unit.without(claim.accepted))
+        except BaseException as failure:
+            self._release(claim, failure)
+            raise
+        self._complete(claim)
+        return True
+
     def close(self) -> None:
         self._telemetry.shutdown()
         if self._costs is not None:
