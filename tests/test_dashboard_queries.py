@@ -905,7 +905,7 @@ def test_alerts_module_takes_the_parameters_main_bicep_passes_and_defaults_the_r
         "appInsightsId": ("string", False),
         "alertEmailReceivers": ("string[]", False),
         "durationRegressionPercent": ("int", True),
-        "systemTopicIds": ("string[]", False),
+        "eventSources": ("eventSource[]", False),
     }
     assert {k: params[k] for k in expected if k in params} == expected
     extra = {k: v for k, v in params.items() if k not in expected}

@@ -2,7 +2,7 @@
 // topics' delivery metrics, plus the action group that notifies people. Every log query here may only
 // use the telemetry names of DESIGN.md: tests/test_dashboard_queries.py checks them against the code.
 
-import { resourceTags } from '../types.bicep'
+import { eventSource, resourceTags } from '../types.bicep'
 
 @description('Azure region of the log search alert rules (the region of the Application Insights component).')
 param location string
@@ -36,8 +36,8 @@ param idleGpuAlertMinCost int = 1
 @maxValue(100)
 param idleGpuAlertMaxPercent int = 30
 
-@description('Resource ids of the Event Grid system topics whose dead-lettered deliveries alert (one metric alert per topic).')
-param systemTopicIds string[]
+@description('The Event Grid system topics whose dead-lettered deliveries to this environment alert (one metric alert per topic, on this environment\'s event subscription only).')
+param eventSources eventSource[]
 
 @description('Completed runs of a pipeline needed in the last two days before its p95 is trusted as a baseline.')
 @minValue(1)
@@ -448,19 +448,19 @@ resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 // Event Grid system topics are not among the resource types one metric alert may watch together, so
 // there is one rule per topic.
 resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
-  for topicId in systemTopicIds: {
-    name: 'amlobs-deadlettered-${uniqueString(topicId)}-${resourceToken}'
+  for source in eventSources: {
+    name: 'amlobs-deadlettered-${uniqueString(source.topicId)}-${resourceToken}'
     location: 'global'
     tags: tags
     dependsOn: [
       actionGroup
     ]
     properties: {
-      description: 'Event Grid dead-lettered AML run events of system topic ${last(split(topicId, '/'))}: they were not recorded. They are in the dead-letter blob container; re-drive them with the replay command once the processor is healthy.'
+      description: 'Event Grid dead-lettered AML run events of system topic ${last(split(source.topicId, '/'))}: they were not recorded. They are in the dead-letter blob container; re-drive them with the replay command once the processor is healthy.'
       severity: 1
       enabled: true
       scopes: [
-        topicId
+        source.topicId
       ]
       evaluationFrequency: 'PT5M'
       windowSize: 'PT15M'
@@ -473,6 +473,18 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
             name: 'DeadLetteredEvents'
             metricNamespace: 'Microsoft.EventGrid/systemTopics'
             metricName: 'DeadLetteredCount'
+            // Only this environment's subscription: an adopted topic may carry others', whose dead
+            // letters are not ours (DeadLetteredCount has the EventSubscriptionName dimension,
+            // MicrosoftDocs/azure-docs articles/event-grid/monitor-push-reference.md).
+            dimensions: [
+              {
+                name: 'EventSubscriptionName'
+                operator: 'Include'
+                values: [
+                  source.eventSubscriptionName
+                ]
+              }
+            ]
             timeAggregation: 'Total'
             operator: 'GreaterThan'
             threshold: 0
@@ -498,4 +510,4 @@ output actionGroupId string = hasReceivers ? actionGroupResourceId : ''
 output logAlertNames string[] = [for i in range(0, length(logRules)): logAlerts[i].name]
 
 @description('Names of the dead-letter metric alert rules, one per system topic.')
-output deadLetterAlertNames string[] = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]
+output deadLetterAlertNames string[] = [for i in range(0, length(eventSources)): deadLetterAlerts[i].name]

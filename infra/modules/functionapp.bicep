@@ -21,11 +21,18 @@ param tags resourceTags
 @description('azd service name from azure.yaml; azd finds the app to deploy by this tag.')
 param serviceName string
 
-@description('Python version of the Functions runtime; the test suite runs on 3.11.')
+// The Python versions Azure Functions supports on Flex Consumption, with their end of support
+// (learn.microsoft.com/azure/azure-functions/supported-languages, Python: 3.11 October 2027, 3.12
+// October 2028, 3.13 October 2029, 3.14 April 2029; 3.10's ended in October 2026, and 3.12 is the last
+// on Linux Consumption, not on Flex). From 3.13 the worker is the azure-functions-runtime package
+// (Azure/azure-functions-python-worker runtimes/v2), which binds a `str` trigger parameter through its
+// generic binding exactly as the 3.11/3.12 worker does (azure_functions_runtime/functions.py).
+@description('Python version of the Functions runtime (the test suite runs on 3.11, supported until October 2027).')
 @allowed([
-  '3.10'
   '3.11'
   '3.12'
+  '3.13'
+  '3.14'
 ])
 param pythonVersion string = '3.11'
 
@@ -132,6 +139,10 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Event Grid and the Functions host hold no session: no ARR affinity cookie.
+    clientAffinityEnabled: false
+    // Event Grid's push delivery to the function authenticates with the webhook key Event Grid
+    // itself fetches; a client certificate would have to be one Event Grid presents, and it has none.
     clientCertEnabled: false
     // Key Vault references resolve with the user-assigned identity, not a system identity (there is none).
     keyVaultReferenceIdentity: identityId
@@ -163,6 +174,24 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
         version: pythonVersion
       }
     }
+  }
+}
+
+// azd deploys with Entra ID (the deployment package goes to blob storage through Resource Manager),
+// so nothing needs the SCM or FTP basic-authentication publishing credentials: both off.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
   }
 }
 

@@ -68,7 +68,7 @@ def deployed_alert_rules(work: Path) -> dict[str, dict[str, Any]]:
         "param location = 'eastus'\nparam tags = {}\nparam resourceToken = 'tok'\n"
         "param appInsightsId = '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
         "/providers/Microsoft.Insights/components/appi'\n"
-        "param alertEmailReceivers = []\nparam systemTopicIds = []\n"
+        "param alertEmailReceivers = []\nparam eventSources = []\n"
     )
     done = subprocess.run(
         [bicep, "snapshot", str(params), "--mode", "overwrite", "--subscription-id",
