@@ -31,6 +31,9 @@ param enableEventSubscription bool = false
 @description('Leave out everything outside this environment\'s resource group (set by the predown hook so `azd down` only deletes rg-<env>; azd env AML_OBS_DETACH).')
 param detachObservedWorkspaces bool = false
 
+@description('Existing Event Grid system topics to adopt, found by the preprovision hook (azd env AML_OBS_ADOPTED_SYSTEM_TOPICS): comma-separated <workspace id>|<topic id>|<object id of the topic\'s system-assigned identity>. A workspace listed here gets only an event subscription of its own on that topic, never a topic: Event Grid allows one system topic per source. See docs/infra.md, "An existing system topic".')
+param adoptedSystemTopics string = ''
+
 @description('Comma-separated email addresses notified by the alert rules (azd env ALERT_EMAILS). Empty: alerts fire without notifications.')
 param alertEmails string = ''
 
@@ -73,6 +76,17 @@ param idleGpuAlertMaxPercent int = 30
 ])
 param costCurrency string = 'USD'
 
+@description('How many days of run history the reconciler records on a workspace\'s first passes (azd env BACKFILL_DAYS; 0: from the deployment on). Runs that ended before the deployment are recorded with record_source backfill, which no alert reads.')
+@minValue(0)
+@maxValue(3650)
+param backfillDays int = 0
+
+@description('NCRONTAB (six fields, seconds first) of the reconciler\'s timer (azd env AML_OBS_RECONCILE_SCHEDULE; default every 5 minutes).')
+param reconcileSchedule string = '0 */5 * * * *'
+
+@description('Expected runs of pipelines triggered from outside AML (azd env AML_OBS_EXPECTED_RUNS): a JSON list of {name, experiment, cron, time_zone, grace_minutes}; docs/reconciler.md.')
+param expectedRuns string = ''
+
 @description('Azure Retail Prices API endpoint the cost estimates read list prices from (anonymous; azd env AML_OBS_PRICES_ENDPOINT). Override it where the public endpoint is not the right one (a sovereign cloud, a proxy).')
 param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
 
@@ -111,11 +125,18 @@ param runStatuses amlRunStatus[] = [
   'Unknown'
 ]
 
-@description('Python version of the Functions runtime (the test suite runs on 3.11).')
+// The Python versions Azure Functions supports on Flex Consumption, with their end of support
+// (learn.microsoft.com/azure/azure-functions/supported-languages, Python: 3.11 October 2027, 3.12
+// October 2028, 3.13 October 2029, 3.14 April 2029; 3.10's ended in October 2026, and 3.12 is the last
+// on Linux Consumption, not on Flex). From 3.13 the worker is the azure-functions-runtime package
+// (Azure/azure-functions-python-worker runtimes/v2), which binds a `str` trigger parameter through its
+// generic binding exactly as the 3.11/3.12 worker does (azure_functions_runtime/functions.py).
+@description('Python version of the Functions runtime (the test suite runs on 3.11, supported until October 2027).')
 @allowed([
-  '3.10'
   '3.11'
   '3.12'
+  '3.13'
+  '3.14'
 ])
 param pythonVersion string = '3.11'
 
@@ -198,6 +219,14 @@ var storageAccountId = resourceId(
   storageAccountName
 )
 
+@description('Resource id of the Log Analytics workspace: where the diagnostic settings send audit and delivery-failure logs.')
+var logAnalyticsId = resourceId(
+  subscription().subscriptionId,
+  resourceGroupName,
+  'Microsoft.OperationalInsights/workspaces',
+  logAnalyticsName
+)
+
 @description('Resource id of the Application Insights component.')
 var applicationInsightsId = resourceId(
   subscription().subscriptionId,
@@ -256,27 +285,66 @@ var demoWorkspaceId = resourceId(
 @description('The workspaces this environment observes (also while detached: the teardown outputs name them).')
 var workspaceIds = deployDemoWorkspace ? [demoWorkspaceId] : requestedWorkspaceIds
 
-@description('Each observed workspace with the names derived from its id.')
-var allWorkspaces = map(workspaceIds, id => {
+@description('The adopted topics of AML_OBS_ADOPTED_SYSTEM_TOPICS, each with the workspace it is the topic of (lower case, to compare).')
+var adoptedTopics = map(
+  filter(map(split(adoptedSystemTopics, ','), entry => trim(entry)), entry => !empty(entry)),
+  entry => {
+    workspaceId: toLower(split(entry, '|')[0])
+    topicId: split(entry, '|')[1]
+    principalId: split(entry, '|')[2]
+  }
+)
+
+@description('Name of this environment\'s event subscription on a topic it adopted: the topic may carry other subscriptions, another environment\'s among them, so the name carries the environment (3-64 letters, digits and hyphens).')
+var adoptedEventSubscriptionName = take(
+  'aml-run-events-${replace(replace(toLower(environmentName), '_', '-'), '.', '-')}-${take(uniqueString(subscription().id, environmentName), 6)}',
+  64
+)
+
+@description('Each observed workspace with the names derived from its id, and the topic adopted for it, if any.')
+var workspaceEntries = map(workspaceIds, id => {
   id: id
   subscriptionId: split(id, '/')[2]
   resourceGroup: split(id, '/')[4]
   name: last(split(id, '/'))
   roleGuid: readerRoleGuid(id, environmentName)
   // A system topic name takes letters, digits and hyphens.
-  topicName: take(
+  ownTopicName: take(
     '${abbrs.eventGridSystemTopics}${replace(replace(last(split(id, '/')), '_', '-'), '.', '-')}-${take(uniqueString(toLower(id)), 6)}',
     64
   )
+  adoptedTopic: filter(adoptedTopics, topic => topic.workspaceId == toLower(id))
   // Deleted together with the identity when rg-<env> is deleted (the demo workspace).
   inEnvironmentGroup: toLower(split(id, '/')[2]) == toLower(subscription().subscriptionId) && toLower(split(id, '/')[4]) == toLower(resourceGroupName)
+})
+
+@description('Each observed workspace with the system topic its events come from: the adopted one, or the one this environment creates in rg-<env> of the workspace\'s subscription.')
+var allWorkspaces = map(workspaceEntries, ws => {
+  id: ws.id
+  subscriptionId: ws.subscriptionId
+  resourceGroup: ws.resourceGroup
+  name: ws.name
+  roleGuid: ws.roleGuid
+  inEnvironmentGroup: ws.inEnvironmentGroup
+  adopted: !empty(ws.adoptedTopic)
+  topicId: empty(ws.adoptedTopic)
+    ? resourceId(ws.subscriptionId, resourceGroupName, 'Microsoft.EventGrid/systemTopics', ws.ownTopicName)
+    : ws.adoptedTopic[0].topicId
+  topicSubscriptionId: empty(ws.adoptedTopic) ? ws.subscriptionId : split(ws.adoptedTopic[0].topicId, '/')[2]
+  topicResourceGroup: empty(ws.adoptedTopic) ? resourceGroupName : split(ws.adoptedTopic[0].topicId, '/')[4]
+  topicName: empty(ws.adoptedTopic) ? ws.ownTopicName : last(split(ws.adoptedTopic[0].topicId, '/'))
+  topicPrincipalId: empty(ws.adoptedTopic) ? '' : ws.adoptedTopic[0].principalId
+  eventSubscriptionName: empty(ws.adoptedTopic) ? 'aml-run-events' : adoptedEventSubscriptionName
 })
 
 @description('The workspaces deployed to: none while detached (the predown hook), so `azd down` only sees rg-<env>.')
 var workspaces = detachObservedWorkspaces ? [] : allWorkspaces
 
-@description('Subscriptions other than this one that hold observed workspaces: their system topics need a resource group there (a system topic lives in its source\'s subscription).')
-var foreignSubscriptionIds = filter(union(map(workspaceIds, id => toLower(split(id, '/')[2])), []), sub => sub != toLower(subscription().subscriptionId))
+@description('Subscriptions other than this one where this environment creates a system topic: those topics need a resource group there (a system topic lives in its source\'s subscription). A workspace whose topic is adopted needs none.')
+var foreignSubscriptionIds = filter(
+  union(map(filter(allWorkspaces, ws => !ws.adopted), ws => toLower(ws.subscriptionId)), []),
+  sub => sub != toLower(subscription().subscriptionId)
+)
 
 @description('The foreign subscriptions deployed to: none while detached.')
 var deployedForeignSubscriptionIds = detachObservedWorkspaces ? [] : foreignSubscriptionIds
@@ -325,7 +393,11 @@ module storage './modules/storage.bicep' = {
     deadLetterContainerName: deadLetterContainerName
     rejectedEventsContainerName: rejectedEventsContainerName
     processedEventsTableName: processedEventsTableName
+    logAnalyticsWorkspaceId: logAnalyticsId
   }
+  dependsOn: [
+    monitoring
+  ]
 }
 
 module monitoring './modules/monitoring.bicep' = {
@@ -348,6 +420,7 @@ module keyVault './modules/keyvault.bicep' = {
     appInsightsConnectionStringSecretName: appInsightsConnectionStringSecretName
     notifyWebhookUrl: notifyWebhookUrl
     notifyWebhookSecretName: notifyWebhookSecretName
+    logAnalyticsWorkspaceId: logAnalyticsId
   }
   dependsOn: [
     monitoring
@@ -392,6 +465,10 @@ module functionApp './modules/functionapp.bicep' = {
     notifyWebhookSecretUri: hasNotifyWebhook ? keyVault.outputs.notifyWebhookSecretUri : ''
     notifyStatuses: notifyStatuses
     appInsightsId: applicationInsightsId
+    observedWorkspaceIds: join(workspaceIds, ',')
+    backfillDays: backfillDays
+    reconcileSchedule: reconcileSchedule
+    expectedRuns: expectedRuns
   }
   // The app's first start downloads the package and resolves the Key Vault reference with the
   // identity: its roles must exist first.
@@ -480,8 +557,10 @@ resource observedWorkspaces 'Microsoft.MachineLearningServices/workspaces@2026-0
   }
 ]
 
+// A topic adopted from the workspace's owner or from another environment is only referenced: this
+// environment adds its own event subscription to it and changes nothing else (docs/infra.md).
 module systemTopics './modules/system-topic.bicep' = [
-  for (ws, i) in workspaces: {
+  for (ws, i) in workspaces: if (!ws.adopted) {
     scope: resourceGroup(ws.subscriptionId, resourceGroupName)
     params: {
       name: ws.topicName
@@ -489,11 +568,13 @@ module systemTopics './modules/system-topic.bicep' = [
       workspaceId: ws.id
       // The demo workspace is created in this deployment, in `location`: no lookup of it is needed.
       location: deployDemoWorkspace ? location : observedWorkspaces[i].location
+      logAnalyticsWorkspaceId: logAnalyticsId
     }
     dependsOn: [
       rg
       foreignResourceGroups
       demoWorkspace
+      monitoring
     ]
   }
 ]
@@ -504,8 +585,10 @@ module deadLetterAccess './modules/deadletter-access.bicep' = [
     params: {
       storageAccountName: storageAccountName
       deadLetterContainerName: deadLetterContainerName
-      topicId: resourceId(ws.subscriptionId, resourceGroupName, 'Microsoft.EventGrid/systemTopics', ws.topicName)
-      topicPrincipalId: systemTopics[i].outputs.principalId
+      topicId: ws.topicId
+      // An adopted topic's identity is the one the preprovision hook found on it.
+      topicPrincipalId: ws.adopted ? ws.topicPrincipalId : systemTopics[i]!.outputs.principalId
+      principalKey: ws.topicPrincipalId
     }
     dependsOn: [
       storage
@@ -515,8 +598,9 @@ module deadLetterAccess './modules/deadletter-access.bicep' = [
 
 module eventSubscriptions './modules/event-subscription.bicep' = [
   for ws in workspaces: if (enableEventSubscription) {
-    scope: resourceGroup(ws.subscriptionId, resourceGroupName)
+    scope: resourceGroup(ws.topicSubscriptionId, ws.topicResourceGroup)
     params: {
+      name: ws.eventSubscriptionName
       systemTopicName: ws.topicName
       functionResourceId: eventFunctionId
       includedEventTypes: includedEventTypes
@@ -562,13 +646,11 @@ module alerts './modules/alerts.bicep' = {
     // Computed, not read from the topic modules' outputs: a module loop's outputs collected outside
     // it compile to a copyIndex() without a loop name, which Resource Manager rejects
     // (Azure/bicep#5101).
-    systemTopicIds: [
-      for ws in workspaces: resourceId(
-        ws.subscriptionId,
-        resourceGroupName,
-        'Microsoft.EventGrid/systemTopics',
-        ws.topicName
-      )
+    eventSources: [
+      for ws in workspaces: {
+        topicId: ws.topicId
+        eventSubscriptionName: ws.eventSubscriptionName
+      }
     ]
   }
   dependsOn: [
@@ -645,6 +727,15 @@ output AML_OBS_READER_ROLE_DEFINITION_IDS string = join(
   map(workspaceIds, id => readerRoleDefinitionId(id, environmentName)),
   ','
 )
+
+@description('Comma-separated ids of this environment\'s event subscriptions on adopted system topics (the postdown hook deletes them; the topics and their other subscriptions stay).')
+output AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS string = join(
+  map(filter(allWorkspaces, ws => ws.adopted), ws => '${ws.topicId}/eventSubscriptions/${ws.eventSubscriptionName}'),
+  ','
+)
+
+@description('Comma-separated ids of the system topics this environment created (the predown hook checks that no other environment still subscribes to one before `azd down` deletes it).')
+output AML_OBS_SYSTEM_TOPIC_IDS string = join(map(filter(allWorkspaces, ws => !ws.adopted), ws => ws.topicId), ',')
 
 @description('Comma-separated ids of the rg-<env> groups in other subscriptions (the postdown hook deletes them).')
 output AML_OBS_FOREIGN_RESOURCE_GROUP_IDS string = join(

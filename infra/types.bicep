@@ -30,3 +30,13 @@ type amlRunStatus =
   | 'NotResponding'
   | 'Paused'
   | 'Unknown'
+
+@export()
+@description('A system topic whose deliveries to this environment are watched, and this environment\'s event subscription on it.')
+type eventSource = {
+  @description('Resource id of the system topic (created by this environment or adopted).')
+  topicId: string
+
+  @description('Name of this environment\'s event subscription on the topic.')
+  eventSubscriptionName: string
+}

@@ -41,18 +41,29 @@ function Get-SubscriptionOf([string]$Id) {
     return ''
 }
 function Get-LastSegment([string]$Id) { $Id.Split('/')[-1] }
+# The az arguments naming an event subscription of a system topic, from its id
+# (/subscriptions/S/resourceGroups/G/providers/Microsoft.EventGrid/systemTopics/T/eventSubscriptions/N).
+function Get-EventSubscriptionArgs([string]$Id) {
+    $parts = $Id.Split('/')
+    @('--subscription', $parts[2], '--resource-group', $parts[4], '--system-topic-name', $parts[8], '--name', $parts[-1])
+}
 
 $assignments = @(Split-Ids (Get-AzdValue 'AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS'))
 $roles = @(Split-Ids (Get-AzdValue 'AML_OBS_CLEANUP_ROLE_DEFINITION_IDS'))
 $groups = @(Split-Ids (Get-AzdValue 'AML_OBS_CLEANUP_RESOURCE_GROUP_IDS'))
+# This environment's event subscriptions on system topics it adopted: the topics stay.
+$eventSubscriptions = @(Split-Ids (Get-AzdValue 'AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS'))
 
 Set-AzdValue 'ENABLE_EVENT_SUBSCRIPTION' 'false'
 Set-AzdValue 'AML_OBS_DETACH' 'false'
 
-if (($assignments.Count + $roles.Count + $groups.Count) -eq 0) { exit 0 }
+if (($assignments.Count + $roles.Count + $groups.Count + $eventSubscriptions.Count) -eq 0) { exit 0 }
 
 if (-not (Get-Command az -CommandType Application -ErrorAction SilentlyContinue)) {
     Write-Stderr 'The Azure CLI (az) is not installed, so what this environment created outside its resource group is still there. Remove it by hand:'
+    foreach ($id in $eventSubscriptions) {
+        Write-Stderr "  az eventgrid system-topic event-subscription delete --yes $((Get-EventSubscriptionArgs $id) -join ' ')"
+    }
     foreach ($id in $assignments) { Write-Stderr "  az role assignment delete --ids $id" }
     foreach ($id in $roles) { Write-Stderr "  az rest --method delete --url `"${id}?$api`"" }
     foreach ($id in $groups) { Write-Stderr "  az group delete --yes --subscription $(Get-SubscriptionOf $id) --name $(Get-LastSegment $id)" }
@@ -74,6 +85,22 @@ function Get-RoleState([string]$Id) {
 $leftAssignments = New-Object System.Collections.Generic.List[string]
 $leftRoles = New-Object System.Collections.Generic.List[string]
 $leftGroups = New-Object System.Collections.Generic.List[string]
+$leftEventSubscriptions = New-Object System.Collections.Generic.List[string]
+
+foreach ($id in $eventSubscriptions) {
+    Write-Host "Removing event subscription $id (the system topic stays)"
+    $r = Invoke-Cli az (@('eventgrid', 'system-topic', 'event-subscription', 'delete', '--yes') + @(Get-EventSubscriptionArgs $id) + @('--only-show-errors'))
+    if ($r.Code -eq 0) {
+        if ($r.Text) { Write-Host $r.Text }
+    } elseif ($r.Text -match 'ResourceNotFound') {
+        # The topic is gone (its owner deleted it, or the environment that made it went down): so is
+        # the subscription.
+        Write-Host '  already gone (its topic is gone)'
+    } else {
+        Write-Stderr $r.Text
+        $leftEventSubscriptions.Add($id)
+    }
+}
 
 # Assignments first: a role definition cannot be deleted while it is assigned.
 foreach ($id in $assignments) {
@@ -117,12 +144,13 @@ foreach ($id in $groups) {
 Set-AzdValue 'AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS' ($leftAssignments -join ',')
 Set-AzdValue 'AML_OBS_CLEANUP_ROLE_DEFINITION_IDS' ($leftRoles -join ',')
 Set-AzdValue 'AML_OBS_CLEANUP_RESOURCE_GROUP_IDS' ($leftGroups -join ',')
+Set-AzdValue 'AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS' ($leftEventSubscriptions -join ',')
 
-$left = @($leftAssignments) + @($leftRoles) + @($leftGroups)
+$left = @($leftEventSubscriptions) + @($leftAssignments) + @($leftRoles) + @($leftGroups)
 if ($left.Count -gt 0) {
     Write-Stderr 'Not removed (see the errors above):'
     foreach ($id in $left) { Write-Stderr "  $id" }
-    Write-Stderr "Their ids stay in AML_OBS_CLEANUP_* of this azd environment. Role definitions and assignments need Owner or User Access Administrator on their subscription; once that is fixed, run 'azd hooks run postdown' (or 'azd down' again) to retry."
+    Write-Stderr "Their ids stay in AML_OBS_CLEANUP_* of this azd environment. Role definitions and assignments need Owner or User Access Administrator on their subscription, an event subscription on an adopted topic needs write access to that topic (e.g. Contributor on it); once that is fixed, run 'azd hooks run postdown' (or 'azd down' again) to retry."
     exit 1
 }
 Write-Host 'Removed everything this environment created outside its resource group.'

@@ -19,20 +19,31 @@ delay=${AML_OBS_RETRY_DELAY_SECONDS:-10}
 value() { azd env get-value "$1" 2>/dev/null || true; }
 words() { printf '%s' "$1" | tr ',' ' '; }
 subscription_of() { printf '%s' "$1" | cut -d/ -f3; }
+# The az arguments naming an event subscription of a system topic, from its id
+# (/subscriptions/S/resourceGroups/G/providers/Microsoft.EventGrid/systemTopics/T/eventSubscriptions/N).
+event_subscription_args() {
+  printf -- '--subscription %s --resource-group %s --system-topic-name %s --name %s' \
+    "$(subscription_of "$1")" "$(printf '%s' "$1" | cut -d/ -f5)" "$(printf '%s' "$1" | cut -d/ -f9)" "${1##*/}"
+}
 
 assignments=$(value AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS)
 roles=$(value AML_OBS_CLEANUP_ROLE_DEFINITION_IDS)
 groups=$(value AML_OBS_CLEANUP_RESOURCE_GROUP_IDS)
+# This environment's event subscriptions on system topics it adopted: the topics stay.
+event_subscriptions=$(value AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS)
 
 azd env set ENABLE_EVENT_SUBSCRIPTION=false
 azd env set AML_OBS_DETACH=false
 
-if [ -z "$(printf '%s' "$assignments$roles$groups" | tr -d ' ,')" ]; then
+if [ -z "$(printf '%s' "$assignments$roles$groups$event_subscriptions" | tr -d ' ,')" ]; then
   exit 0
 fi
 
 if ! command -v az >/dev/null 2>&1; then
   echo "The Azure CLI (az) is not installed, so what this environment created outside its resource group is still there. Remove it by hand:" >&2
+  for id in $(words "$event_subscriptions"); do
+    echo "  az eventgrid system-topic event-subscription delete --yes $(event_subscription_args "$id")" >&2
+  done
   for id in $(words "$assignments"); do echo "  az role assignment delete --ids $id" >&2; done
   for id in $(words "$roles"); do echo "  az rest --method delete --url \"${id}?$api\"" >&2; done
   for id in $(words "$groups"); do
@@ -56,7 +67,26 @@ role_state() {
   return 2
 }
 
-left_assignments='' left_roles='' left_groups=''
+left_assignments='' left_roles='' left_groups='' left_event_subscriptions=''
+
+for id in $(words "$event_subscriptions"); do
+  echo "Removing event subscription $id (the system topic stays)"
+  # shellcheck disable=SC2046 # the arguments are ids without spaces, split on purpose
+  if output=$(az eventgrid system-topic event-subscription delete --yes $(event_subscription_args "$id") \
+    --only-show-errors 2>&1); then
+    [ -z "$output" ] || printf '%s\n' "$output"
+  else
+    case $output in
+      # The topic is gone (its owner deleted it, or the environment that made it went down): so is
+      # the subscription.
+      *ResourceNotFound*) echo "  already gone (its topic is gone)" ;;
+      *)
+        printf '%s\n' "$output" >&2
+        left_event_subscriptions="${left_event_subscriptions:+$left_event_subscriptions,}$id"
+        ;;
+    esac
+  fi
+done
 
 # Assignments first: a role definition cannot be deleted while it is assigned.
 for id in $(words "$assignments"); do
@@ -109,11 +139,14 @@ done
 azd env set "AML_OBS_CLEANUP_ROLE_ASSIGNMENT_IDS=$left_assignments"
 azd env set "AML_OBS_CLEANUP_ROLE_DEFINITION_IDS=$left_roles"
 azd env set "AML_OBS_CLEANUP_RESOURCE_GROUP_IDS=$left_groups"
+azd env set "AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS=$left_event_subscriptions"
 
-if [ -n "$left_assignments$left_roles$left_groups" ]; then
+if [ -n "$left_assignments$left_roles$left_groups$left_event_subscriptions" ]; then
   echo "Not removed (see the errors above):" >&2
-  for id in $(words "$left_assignments") $(words "$left_roles") $(words "$left_groups"); do echo "  $id" >&2; done
-  echo "Their ids stay in AML_OBS_CLEANUP_* of this azd environment. Role definitions and assignments need Owner or User Access Administrator on their subscription; once that is fixed, run 'azd hooks run postdown' (or 'azd down' again) to retry." >&2
+  for id in $(words "$left_event_subscriptions") $(words "$left_assignments") $(words "$left_roles") $(words "$left_groups"); do
+    echo "  $id" >&2
+  done
+  echo "Their ids stay in AML_OBS_CLEANUP_* of this azd environment. Role definitions and assignments need Owner or User Access Administrator on their subscription, an event subscription on an adopted topic needs write access to that topic (e.g. Contributor on it); once that is fixed, run 'azd hooks run postdown' (or 'azd down' again) to retry." >&2
   exit 1
 fi
 echo "Removed everything this environment created outside its resource group."

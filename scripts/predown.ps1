@@ -47,7 +47,8 @@ function Join-Ids([string[]]$Lists) {
 foreach ($pair in @(
         @('ROLE_ASSIGNMENT_IDS', 'AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS'),
         @('ROLE_DEFINITION_IDS', 'AML_OBS_READER_ROLE_DEFINITION_IDS'),
-        @('RESOURCE_GROUP_IDS', 'AML_OBS_FOREIGN_RESOURCE_GROUP_IDS'))) {
+        @('RESOURCE_GROUP_IDS', 'AML_OBS_FOREIGN_RESOURCE_GROUP_IDS'),
+        @('EVENT_SUBSCRIPTION_IDS', 'AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS'))) {
     $name = "AML_OBS_CLEANUP_$($pair[0])"
     Set-AzdValue $name (Join-Ids @((Get-AzdValue $name), (Get-AzdValue $pair[1])))
 }
@@ -58,6 +59,42 @@ if (-not $group) {
     exit 0
 }
 $subscription = Get-AzdValue 'AZURE_SUBSCRIPTION_ID'
+
+# A system topic this environment created is deleted with it. Another environment that adopted it
+# (docs/infra.md, "An existing system topic"), or anyone else who subscribed to it, would then stop
+# receiving events without a word: stop here and say so, unless told to go ahead.
+$topics = Join-Ids @(Get-AzdValue 'AML_OBS_SYSTEM_TOPIC_IDS')
+$shared = New-Object System.Collections.Generic.List[string]
+if ($topics -and (Get-Command az -CommandType Application -ErrorAction SilentlyContinue)) {
+    foreach ($topic in $topics.Split(',')) {
+        $ErrorActionPreference = 'Continue'
+        $names = @(& az eventgrid system-topic event-subscription list --subscription (Get-Segment $topic 2) `
+                --resource-group (Get-Segment $topic 4) --system-topic-name $topic.Split('/')[-1] `
+                --query '[].name' -o tsv --only-show-errors 2>&1 | ForEach-Object { "$_" })
+        $code = $LASTEXITCODE
+        $ErrorActionPreference = 'Stop'
+        if ($code -ne 0) {
+            $names | ForEach-Object { [Console]::Error.WriteLine($_) }
+            [Console]::Error.WriteLine("Could not list the event subscriptions of ${topic}: whether another environment still uses it was not checked.")
+            continue
+        }
+        foreach ($name in $names) {
+            if ($name -and $name -ine 'aml-run-events') { $shared.Add("  ${topic}: $name") }
+        }
+    }
+}
+if ($shared.Count -gt 0) {
+    [Console]::Error.WriteLine("These system topics of this environment carry event subscriptions that are not its own (another environment that adopted the topic, or the workspace owner's):")
+    foreach ($line in $shared) { [Console]::Error.WriteLine($line) }
+    [Console]::Error.WriteLine("'azd down' deletes the topics and those subscriptions with them: their events stop.")
+    $goAhead = Get-AzdValue 'AML_OBS_DELETE_SHARED_TOPICS'
+    if (-not $goAhead) { $goAhead = "$env:AML_OBS_DELETE_SHARED_TOPICS" }
+    if ($goAhead -ine 'true') {
+        [Console]::Error.WriteLine("Tear down the other environment first, or go ahead with 'azd env set AML_OBS_DELETE_SHARED_TOPICS=true' and 'azd down' again: an environment of this template that relied on the topic gets a topic of its own at its next 'azd provision'.")
+        exit 1
+    }
+    [Console]::Error.WriteLine('AML_OBS_DELETE_SHARED_TOPICS is true: going ahead.')
+}
 
 if (Test-AzdValue 'AML_OBSERVED_WORKSPACE_IDS') {
     $deployed = Join-Ids @(Get-AzdValue 'AML_OBSERVED_WORKSPACE_IDS')

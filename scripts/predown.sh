@@ -44,6 +44,7 @@ keep_for_cleanup() {
 keep_for_cleanup ROLE_ASSIGNMENT_IDS AML_OBS_EXTERNAL_ROLE_ASSIGNMENT_IDS
 keep_for_cleanup ROLE_DEFINITION_IDS AML_OBS_READER_ROLE_DEFINITION_IDS
 keep_for_cleanup RESOURCE_GROUP_IDS AML_OBS_FOREIGN_RESOURCE_GROUP_IDS
+keep_for_cleanup EVENT_SUBSCRIPTION_IDS AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS
 
 group=$(value AZURE_RESOURCE_GROUP)
 if [ -z "$group" ]; then
@@ -51,6 +52,43 @@ if [ -z "$group" ]; then
   exit 0
 fi
 subscription=$(value AZURE_SUBSCRIPTION_ID)
+
+# A system topic this environment created is deleted with it. Another environment that adopted it
+# (docs/infra.md, "An existing system topic"), or anyone else who subscribed to it, would then stop
+# receiving events without a word: stop here and say so, unless told to go ahead.
+topics=$(union "$(value AML_OBS_SYSTEM_TOPIC_IDS)")
+shared=''
+if [ -n "$topics" ] && command -v az >/dev/null 2>&1; then
+  old_ifs=$IFS
+  IFS=','
+  for topic in $topics; do
+    IFS=$old_ifs
+    if names=$(az eventgrid system-topic event-subscription list --subscription "$(printf '%s' "$topic" | cut -d/ -f3)" \
+      --resource-group "$(printf '%s' "$topic" | cut -d/ -f5)" --system-topic-name "${topic##*/}" \
+      --query '[].name' -o tsv --only-show-errors 2>&1); then
+      for name in $names; do
+        [ "$(lower "$name")" = "aml-run-events" ] || shared="$shared  $topic: $name
+"
+      done
+    else
+      printf '%s\n' "$names" >&2
+      echo "Could not list the event subscriptions of $topic: whether another environment still uses it was not checked." >&2
+    fi
+    IFS=','
+  done
+  IFS=$old_ifs
+fi
+if [ -n "$shared" ]; then
+  echo "These system topics of this environment carry event subscriptions that are not its own (another environment that adopted the topic, or the workspace owner's):" >&2
+  printf '%s' "$shared" >&2
+  echo "'azd down' deletes the topics and those subscriptions with them: their events stop." >&2
+  go_ahead=$(value AML_OBS_DELETE_SHARED_TOPICS)
+  if [ "$(lower "${go_ahead:-${AML_OBS_DELETE_SHARED_TOPICS:-}}")" != "true" ]; then
+    echo "Tear down the other environment first, or go ahead with 'azd env set AML_OBS_DELETE_SHARED_TOPICS=true' and 'azd down' again: an environment of this template that relied on the topic gets a topic of its own at its next 'azd provision'." >&2
+    exit 1
+  fi
+  echo "AML_OBS_DELETE_SHARED_TOPICS is true: going ahead." >&2
+fi
 
 if has AML_OBSERVED_WORKSPACE_IDS; then
   deployed=$(union "$(value AML_OBSERVED_WORKSPACE_IDS)")

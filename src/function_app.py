@@ -33,6 +33,21 @@ def aml_run_events(event: str) -> None:
     logging.getLogger("amlobs").debug("event %s: %s", outcome.event_id, outcome.kind)
 
 
+# The reconciler (docs/reconciler.md): records what Event Grid never delivered, fills history on a
+# workspace's first passes (AML_OBS_BACKFILL_DAYS), and judges schedules. The host reads the NCRONTAB
+# period from the app setting (default in Bicep: every 5 minutes); the host's own timer lock and the
+# reconciler's lease in the storage account both keep it to one pass at a time.
+@app.function_name("aml_reconciler")
+@app.timer_trigger(schedule="%AML_OBS_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def aml_reconciler(timer: func.TimerRequest) -> None:
+    from amlobs.reconcile.runtime import get_reconciler
+
+    report = get_reconciler().run_pass()
+    logging.getLogger("amlobs").info(
+        "reconciler pass %s: %s", report.pass_id, "done" if report.ran else "skipped (lease held)"
+    )
+
+
 # The resource-use pass (docs/resource-use.md): after the fact, never on the event path. Every 10 minutes
 # (NCRONTAB, seconds first); each pass reads the finished runs due and spends a bounded budget. When the
 # reconciler's timer lands, this pass becomes one of its steps instead of a timer of its own.

@@ -50,6 +50,7 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "enableEventSubscription": False,
     "detachObservedWorkspaces": False,
     "alertEmails": "",
+    "adoptedSystemTopics": "",
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -40,7 +40,8 @@ def test_without_faults_every_run_status_is_recorded_exactly_once() -> None:
     assert figures.lost == 0, _explain(result)
     # Every record enriched: the client's requests (api-version, /runs/{id}, /details, /children) are
     # the form the AML fake accepts, which refuses any other with a 400 (a partial record).
-    assert figures.unenriched_records == 0, _explain(result)
+    assert figures.unenriched_records == 0 and figures.unenriched_keys == 0, _explain(result)
+    assert (figures.disagreeing_keys, figures.disagreeing_summaries) == (0, 0), _explain(result)
     assert (figures.duplicated_keys, figures.extra_records) == (0, 0), _explain(result)
     assert (figures.duplicated_summaries, figures.missing_summaries) == (0, 0), _explain(result)
     assert figures.duration_points_stored == figures.duration_points_expected, _explain(result)
@@ -80,5 +81,9 @@ def test_with_faults_nothing_is_lost_and_every_duplicate_is_counted() -> None:
     assert figures.duplicated_summaries == figures.counted_duplicated_summaries, _explain(result)
     assert figures.spans_lost == 0 and figures.traces_split == 0, _explain(result)
     assert figures.uncounted_duplicated_spans == 0, _explain(result)
+    # Every copy of a key says the same, and no run (all of them exist) is left without its details.
+    assert figures.faults["aml_404"] > 0, _explain(result)
+    assert (figures.disagreeing_keys, figures.disagreeing_summaries) == (0, 0), _explain(result)
+    assert figures.unenriched_keys == 0, _explain(result)
     if figures.deadlettered:
         assert result.replay_exit_code is not None, _explain(result)

@@ -259,6 +259,39 @@ def _full(fields: tuple[str, ...], numeric: frozenset[str]) -> dict[str, str | i
     return {key: (1000 + i if key in numeric else f"value-{key}") for i, key in enumerate(fields)}
 
 
+def reconciler_units() -> list[Any]:
+    """Every event the reconciler and its schedules step send, each with every key it can carry."""
+    from datetime import UTC, datetime, timedelta
+
+    from amlobs.events import WorkspaceRef
+    from amlobs.reconcile.health import Problem, health_unit, pass_unit
+    from amlobs.schedules.judge import Job, Judgement
+    from amlobs.schedules.model import parse_expectation
+    from amlobs.schedules.step import EVENT_JUDGED, EVENT_OVERDUE, invalid_unit, schedule_unit
+
+    ws = WorkspaceRef("s", "rg", "ws")
+    counts = {f"runs_{k}": 1 for k in ("listed", "recorded", "backfilled", "duplicate", "failed")}
+    counts.update(
+        {f"schedules_{k}": 1 for k in ("judged", "on_time", "missed", "late", "overdue", "invalid")}
+    )
+    expectation = parse_expectation({"name": "e", "experiment": "x", "cron": "0 6 * * *"})
+    fire = datetime(2026, 12, 8, 6, tzinfo=UTC)
+    job = Job("r", fire, fire + timedelta(minutes=20), None, "Running")
+    grace = timedelta(minutes=15)
+    following = {"next": fire + timedelta(days=1)}
+    overdue = {"usual_duration_p95_ms": 1, "overdue_after_ms": 2}
+    return [
+        pass_unit(ws, "p", {**counts, "lag_ms": 1, "history_complete": "true", "duration_ms": 1}),
+        health_unit(ws, "runs", Problem("access_refused", "d", "perm"), "p"),
+        schedule_unit(ws, expectation, Judgement(fire, "missed"), EVENT_JUDGED, grace, following),
+        schedule_unit(
+            ws, expectation, Judgement(fire, "late", job, 1_200_000), EVENT_JUDGED, grace, following
+        ),
+        schedule_unit(ws, expectation, Judgement(fire, "running", job), EVENT_OVERDUE, grace, overdue),
+        invalid_unit(ws, "schedule", "n", "bad cron", "digest"),
+    ]
+
+
 def _resource_use_units(now_ms: int) -> list[Any]:
     from amlobs.cost import HourlyPrice
     from amlobs.resource_use.cluster_idle import ClusterDay, idle_unit
@@ -352,6 +385,8 @@ def wire() -> Iterator[dict[str, dict[str, frozenset[str]]]]:
             }
         )
         assert outcome.kind == "rejected"
+        for unit in reconciler_units():
+            sink.send(unit)
         events: dict[str, set[str]] = {}
         for event in server.events():
             events.setdefault(event["name"], set()).update(event.get("properties", {}))
@@ -385,6 +420,8 @@ def contract(wire: dict[str, dict[str, frozenset[str]]]) -> Contract:
             EVENT_CLUSTER_IDLE: frozenset(CLUSTER_IDLE_FIELDS),
             # No constant lists these: they are whatever the processor's reject path attaches.
             EVENT_REJECTED: wire["events"][EVENT_REJECTED],
+            # The reconciler's events, as sent (reconciler_units gives each every key it can carry).
+            **{name: wire["events"][name] for name in RECONCILER_EVENTS},
         },
         metrics=wire["metrics"],
         statuses=frozenset(KNOWN_STATUSES),
@@ -467,6 +504,7 @@ def test_queries_were_found_in_both_files() -> None:
         "alerts.bicep:expensive-idle-gpu-run",
         "alerts.bicep:processor-failures",
         "alerts.bicep:events-rejected",
+        "alerts.bicep:schedule-missed-or-late",
     }
 
 
@@ -602,6 +640,13 @@ STATUS_TIME = "| extend status_time = coalesce(todatetime(customDimensions.statu
 PREFILTER = re.compile(r"\|\s*where timestamp \{TimeRange\}")
 # The drill-down's steps: every step of the selected pipeline run, whenever it changed status.
 WIDE_PANELS = {"pipeline-run-steps"}
+# Panels of the schedules' judgements: filtered (and binned) on the fire time they judge, the way the run
+# panels are on status_time, with timestamp (when the judgement was sent, never before) as prefilter.
+JUDGED_PANELS = {"schedules-overview", "schedule-misses"}
+RECONCILER_EVENTS = {
+    "AmlReconcilerPass", "AmlReconcilerHealth", "AmlScheduleJudged", "AmlScheduleMissed", "AmlScheduleLate",
+    "AmlScheduleOverdue", "AmlScheduleInvalid",
+}  # fmt: skip
 
 
 # Resource use and idle cluster days are placed at their run's end (their day's end) and sent after it.
@@ -635,7 +680,9 @@ def test_every_panel_of_runs_filters_and_bins_on_the_status_time_with_timestamp_
             continue
         assert content["timeContextFromParameter"] == "TimeRange", name
         assert PREFILTER.search(query), name
-        assert query.count("{TimeRange}") == (2 if name in runs else 1), name
+        assert query.count("{TimeRange}") == (2 if name in runs | JUDGED_PANELS else 1), name
+        if name in JUDGED_PANELS:
+            assert "| where expected_time {TimeRange}" in query, name
         if name in runs:
             assert STATUS_TIME in query and "| where status_time {TimeRange}" in query, name
             assert query.index("{TimeRange}") < query.index(STATUS_TIME) < query.index("where status_time"), (
@@ -680,7 +727,7 @@ def test_every_query_of_run_telemetry_uses_the_workspace_parameter(contract: Con
     The processor-health panels are the deliberate exception (invocations and rejected events need not
     belong to a workspace); they live in their own group, which says so.
     """
-    per_workspace = {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, *AFTER_THE_FACT}
+    per_workspace = {EVENT_RUN_STATUS_CHANGED, EVENT_PIPELINE_SUMMARY, *AFTER_THE_FACT, *RECONCILER_EVENTS}
     processor_group = next(i for i in WORKBOOK["items"] if i["name"] == "processor-health")
     unfiltered = {i["name"] for i in workbook_items(processor_group["content"]["items"]) if i["type"] == 3}
     assert unfiltered, "the processor-health group holds the processor panels"
@@ -858,7 +905,7 @@ def test_alerts_module_takes_the_parameters_main_bicep_passes_and_defaults_the_r
         "appInsightsId": ("string", False),
         "alertEmailReceivers": ("string[]", False),
         "durationRegressionPercent": ("int", True),
-        "systemTopicIds": ("string[]", False),
+        "eventSources": ("eventSource[]", False),
     }
     assert {k: params[k] for k in expected if k in params} == expected
     extra = {k: v for k, v in params.items() if k not in expected}
@@ -898,7 +945,7 @@ def log_rules() -> list[dict[str, Any]]:
 
 def test_alert_dimensions_are_string_columns_of_their_queries(kusto: dict[str, dict[str, Any]]) -> None:
     rules = log_rules()
-    assert len(rules) == 6
+    assert len(rules) == 7
     for rule in rules:
         key = rule["key"].value()
         result = columns(kusto, f"alerts.bicep:{key}")

@@ -99,7 +99,7 @@ class Run:
         return self.state["env"]  # type: ignore[no-any-return]
 
     @property
-    def azure(self) -> dict[str, list[str]]:
+    def azure(self) -> dict[str, list[Any]]:
         return self.state["azure"]  # type: ignore[no-any-return]
 
     def calls(self, cli: str) -> list[list[str]]:
@@ -159,7 +159,7 @@ def hook(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Run]:
         failing_provisions: int = 0,
         with_az: bool = True,
         extra_env: dict[str, str] | None = None,
-        azure: dict[str, list[str]] | None = None,
+        azure: dict[str, list[Any]] | None = None,
         faults: dict[str, list[str]] | None = None,
         state: dict[str, Any] | None = None,
     ) -> Run:
@@ -488,7 +488,12 @@ def _detached_once(run: Run, workspaces: str) -> None:
     """One provision, nested in predown, with the detach on and the given workspaces as parameter."""
     assert run.returncode == 0, run.stderr
     assert run.provisions == [
-        {"AML_WORKSPACE_IDS": workspaces, "AML_OBS_DETACH": "true", "ENABLE_EVENT_SUBSCRIPTION": None}
+        {
+            "AML_WORKSPACE_IDS": workspaces,
+            "AML_OBS_DETACH": "true",
+            "ENABLE_EVENT_SUBSCRIPTION": None,
+            "AML_OBS_ADOPTED_SYSTEM_TOPICS": None,
+        }
     ]
     provisions = [c for c in run.state["calls"] if c["args"][:1] == ["provision"]]
     assert [c["in_predown"] for c in provisions] == ["1"]
@@ -634,7 +639,13 @@ def _reset(run: Run) -> None:
 def test_postdown_removes_what_lives_outside_the_environment_and_resets(hook: Callable[..., Run]) -> None:
     run = hook("postdown", _cleanup_env(), azure=_all_outside())
     assert run.returncode == 0, run.stderr
-    assert run.azure == {"roleAssignments": [], "roleDefinitions": [], "resourceGroups": []}
+    assert run.azure == {
+        "roleAssignments": [],
+        "roleDefinitions": [],
+        "resourceGroups": [],
+        "systemTopics": [],
+        "eventSubscriptions": [],
+    }
     az = run.calls("az")
     assignment_deletes = [c for c in az if c[:3] == ["role", "assignment", "delete"]]
     assert [c[c.index("--ids") + 1] for c in assignment_deletes] == [ASSIGNMENT_A, ASSIGNMENT_B]
@@ -652,6 +663,7 @@ def test_postdown_removes_what_lives_outside_the_environment_and_resets(hook: Ca
     ]
     # A role definition cannot be deleted while assigned: assignments go first.
     assert az.index(assignment_deletes[-1]) < az.index(next(c for c in az if c[:1] == ["rest"]))
+    assert not [c for c in az if c[:1] == ["eventgrid"]], "no topic was adopted"
     _reset(run)
     assert all(run.env[key] == "" for key in CLEANUP_KEYS)
     assert "Removed everything" in run.stdout
@@ -793,3 +805,290 @@ def test_azd_down_of_the_demo_environment_removes_its_custom_role(hook: Callable
     assert after.azure["roleDefinitions"] == []
     assert all(after.env[key] == "" for key in CLEANUP_KEYS)
     assert after.env["ENABLE_EVENT_SUBSCRIPTION"] == "false"
+
+
+# ---- an existing system topic: adopted, never duplicated, left in place ------------------------
+
+TOPIC_QUERY = azure_cli.TOPIC_QUERY
+# The workspace's topic made on its *Events* page, in another group of its subscription; one in
+# another subscription (WS_B's); and this environment's own one (rg-dev).
+OWNERS_TOPIC_A = (
+    f"/subscriptions/{SUB_A}/resourceGroups/ml-events/providers/Microsoft.EventGrid/systemTopics/ws-a-events"
+)
+OWNERS_TOPIC_B = (
+    f"/subscriptions/{SUB_B}/resourceGroups/shared-rg/providers/Microsoft.EventGrid/systemTopics/ws-b-topic"
+)
+OWN_TOPIC_A = f"/subscriptions/{SUB_A}/resourceGroups/{ENV_GROUP}/providers/Microsoft.EventGrid/systemTopics/evgst-ws-a-abcdef"
+PRINCIPAL_A, PRINCIPAL_B = "aaaaaaaa-0000-4000-8000-00000000000a", "bbbbbbbb-0000-4000-8000-00000000000b"
+ENV = {"AZURE_ENV_NAME": "dev"}
+
+
+def topic(topic_id: str, source: str, principal: str | None = None) -> dict[str, Any]:
+    identity = {"type": "SystemAssigned", "principalId": principal} if principal else None
+    return {"id": topic_id, "source": source, "identity": identity}
+
+
+def _topic_lists(run: Run) -> list[str]:
+    """The subscriptions whose system topics the hook listed, each with the one query the fake answers."""
+    lists = [c for c in run.calls("az") if c[:3] == ["eventgrid", "system-topic", "list"]]
+    for c in lists:
+        assert c[c.index("--query") + 1] == TOPIC_QUERY and c[c.index("-o") + 1] == "tsv"
+    return [c[c.index("--subscription") + 1] for c in lists]
+
+
+def test_preprovision_adopts_the_topic_each_workspace_already_has(hook: Callable[..., Run]) -> None:
+    # The source compares case-insensitively: Azure keeps the casing the topic was created with.
+    azure = {
+        "systemTopics": [
+            topic(OWNERS_TOPIC_A, WS_A.upper(), PRINCIPAL_A),
+            topic(OWNERS_TOPIC_B, WS_B, PRINCIPAL_B),
+            topic(f"{OWNERS_TOPIC_A}-other", WS_A.replace("ws-a", "ws-z"), PRINCIPAL_A),
+        ]
+    }
+    run = hook("preprovision", {**ENV, "AML_WORKSPACE_IDS": f"{WS_A},{WS_B}"}, azure=azure)
+    assert run.returncode == 0, run.stderr
+    assert _topic_lists(run) == [SUB_A, SUB_B]
+    assert run.env["AML_OBS_ADOPTED_SYSTEM_TOPICS"] == (
+        f"{WS_A}|{OWNERS_TOPIC_A}|{PRINCIPAL_A},{WS_B}|{OWNERS_TOPIC_B}|{PRINCIPAL_B}"
+    )
+    assert (
+        f"adopting its existing system topic (only an event subscription of this environment is added to it): {OWNERS_TOPIC_A}"
+        in run.stdout
+    )
+    # Nothing is changed on the topics.
+    assert run.azure["systemTopics"] == azure["systemTopics"]
+    assert [c[:3] for c in run.calls("az")] == [["eventgrid", "system-topic", "list"]] * 2
+
+
+def test_preprovision_with_no_existing_topic_adopts_nothing(hook: Callable[..., Run]) -> None:
+    run = hook(
+        "preprovision",
+        {**ENV, "AML_WORKSPACE_IDS": WS_A, "AML_OBS_ADOPTED_SYSTEM_TOPICS": f"{WS_A}|{OWNERS_TOPIC_A}|x"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert _topic_lists(run) == [SUB_A]
+    # A topic adopted earlier and gone since (its environment went down) is no longer passed on:
+    # the next deployment creates one of its own.
+    assert run.env["AML_OBS_ADOPTED_SYSTEM_TOPICS"] == ""
+
+
+def test_preprovision_does_not_adopt_the_environments_own_topic(hook: Callable[..., Run]) -> None:
+    run = hook(
+        "preprovision",
+        {**ENV, "AML_WORKSPACE_IDS": WS_A},
+        azure={"systemTopics": [topic(OWN_TOPIC_A.replace(ENV_GROUP, ENV_GROUP.upper()), WS_A, PRINCIPAL_A)]},
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.env["AML_OBS_ADOPTED_SYSTEM_TOPICS"] == ""
+    assert "this environment's own" in run.stdout
+
+
+def test_preprovision_without_read_permission_stops_and_says_what_is_needed(hook: Callable[..., Run]) -> None:
+    run = hook(
+        "preprovision",
+        {**ENV, "AML_WORKSPACE_IDS": f"{WS_A},{WS_B}"},
+        azure={"systemTopics": [topic(OWNERS_TOPIC_A, WS_A, PRINCIPAL_A)]},
+        faults={"topic_list": [SUB_B]},
+    )
+    assert run.returncode != 0
+    assert "AuthorizationFailed" in run.stderr
+    assert (
+        f"Could not list the Event Grid system topics of subscription {SUB_B} to find the one of {WS_B}"
+        in run.stderr
+    )
+    assert "Microsoft.EventGrid/systemTopics/read" in run.stderr
+    assert "AML_OBS_ADOPTED_SYSTEM_TOPICS" not in run.env
+
+
+# A topic without identity: no identity at all, or the "None" type the service answers after the
+# identity was turned off (Azure/azure-cli recordings/test_system_topic_identity.yaml).
+@pytest.mark.parametrize(
+    "identity", [None, {"type": "None", "principalId": None}], ids=["absent", "type-none"]
+)
+def test_preprovision_names_the_fix_for_a_topic_without_identity(
+    hook: Callable[..., Run], identity: dict[str, Any] | None
+) -> None:
+    run = hook(
+        "preprovision",
+        {**ENV, "AML_WORKSPACE_IDS": WS_A},
+        azure={"systemTopics": [{**topic(OWNERS_TOPIC_A, WS_A), "identity": identity}]},
+    )
+    assert run.returncode != 0
+    assert f"has no system-assigned managed identity: {OWNERS_TOPIC_A}" in run.stderr
+    assert (
+        f"az eventgrid system-topic update --identity systemassigned --subscription {SUB_A} "
+        "--resource-group ml-events --name ws-a-events"
+    ) in run.stderr
+    assert "AML_OBS_ADOPTED_SYSTEM_TOPICS" not in run.env
+
+
+def test_preprovision_without_az_stops_when_workspaces_are_given(hook: Callable[..., Run]) -> None:
+    run = hook("preprovision", {**ENV, "AML_WORKSPACE_IDS": WS_A}, with_az=False)
+    assert run.returncode != 0
+    assert "The Azure CLI (az) is not installed" in run.stderr
+    demo = hook("preprovision", dict(ENV), with_az=False)
+    assert demo.returncode == 0, demo.stderr
+
+
+def test_the_detach_provision_keeps_the_topics_adopted_at_the_last_provision(
+    hook: Callable[..., Run],
+) -> None:
+    adopted = f"{WS_A}|{OWNERS_TOPIC_A}|{PRINCIPAL_A}"
+    run = hook(
+        "preprovision",
+        {
+            **ENV,
+            "AML_WORKSPACE_IDS": WS_A,
+            "AML_OBS_DETACH": "true",
+            "AML_OBS_ADOPTED_SYSTEM_TOPICS": adopted,
+        },
+        extra_env={"AML_OBS_IN_PREDOWN": "1"},
+        faults={"topic_list": [SUB_A]},
+    )
+    assert run.returncode == 0, run.stderr
+    assert not run.calls("az")
+    assert run.env["AML_OBS_ADOPTED_SYSTEM_TOPICS"] == adopted
+
+
+OUR_SUBSCRIPTION = f"{OWNERS_TOPIC_A}/eventSubscriptions/aml-run-events-dev-x1y2z3"
+OWNERS_SUBSCRIPTION = f"{OWNERS_TOPIC_A}/eventSubscriptions/to-logic-app"
+
+
+def test_predown_keeps_the_event_subscriptions_on_adopted_topics_for_postdown(
+    hook: Callable[..., Run],
+) -> None:
+    env = {**DEPLOYED, "AML_WORKSPACE_IDS": WS_A, "AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS": OUR_SUBSCRIPTION}
+    run = hook("predown", env)
+    assert run.returncode == 0, run.stderr
+    assert run.env["AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS"] == OUR_SUBSCRIPTION
+    assert run.state["provisions"] == 1
+
+
+def test_postdown_removes_only_our_subscription_from_an_adopted_topic(hook: Callable[..., Run]) -> None:
+    azure = {
+        "systemTopics": [topic(OWNERS_TOPIC_A, WS_A, PRINCIPAL_A)],
+        "eventSubscriptions": [OWNERS_SUBSCRIPTION, OUR_SUBSCRIPTION],
+    }
+    run = hook("postdown", {"AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS": OUR_SUBSCRIPTION}, azure=azure)
+    assert run.returncode == 0, run.stderr
+    assert run.azure["systemTopics"] == azure["systemTopics"]
+    assert run.azure["eventSubscriptions"] == [OWNERS_SUBSCRIPTION]
+    (delete,) = [
+        c for c in run.calls("az") if c[:4] == ["eventgrid", "system-topic", "event-subscription", "delete"]
+    ]
+    assert "--yes" in delete
+    assert run.env["AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS"] == ""
+    _reset(run)
+
+
+def test_postdown_counts_a_subscription_whose_topic_is_gone_as_removed(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", {"AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS": OUR_SUBSCRIPTION})
+    assert run.returncode == 0, run.stderr
+    assert "already gone (its topic is gone)" in run.stdout
+    assert run.env["AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS"] == ""
+
+
+def test_postdown_keeps_a_subscription_it_could_not_remove(hook: Callable[..., Run]) -> None:
+    azure = {
+        "systemTopics": [topic(OWNERS_TOPIC_A, WS_A, PRINCIPAL_A)],
+        "eventSubscriptions": [OUR_SUBSCRIPTION],
+    }
+    run = hook(
+        "postdown",
+        {"AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS": OUR_SUBSCRIPTION},
+        azure=azure,
+        faults={"event_subscription_delete": [OUR_SUBSCRIPTION]},
+    )
+    assert run.returncode != 0
+    assert run.azure["eventSubscriptions"] == [OUR_SUBSCRIPTION]
+    assert run.env["AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS"] == OUR_SUBSCRIPTION
+    assert f"  {OUR_SUBSCRIPTION}" in run.stderr and "write access to that topic" in run.stderr
+
+
+def test_postdown_without_az_prints_the_event_subscription_delete(hook: Callable[..., Run]) -> None:
+    run = hook("postdown", {"AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS": OUR_SUBSCRIPTION}, with_az=False)
+    assert run.returncode != 0
+    assert (
+        "az eventgrid system-topic event-subscription delete --yes --subscription "
+        f"{SUB_A} --resource-group ml-events --system-topic-name ws-a-events --name aml-run-events-dev-x1y2z3"
+    ) in run.stderr
+    assert run.env["AML_OBS_CLEANUP_EVENT_SUBSCRIPTION_IDS"] == OUR_SUBSCRIPTION
+
+
+# Two environments on one workspace: dev created the topic, staging adopted it.
+DEV_TOPIC = OWN_TOPIC_A
+DEV_SUBSCRIPTION = f"{DEV_TOPIC}/eventSubscriptions/aml-run-events"
+STAGING_SUBSCRIPTION = f"{DEV_TOPIC}/eventSubscriptions/aml-run-events-staging-q1w2e3"
+DEV_DEPLOYED = {**DEPLOYED, "AML_WORKSPACE_IDS": WS_A, "AML_OBS_SYSTEM_TOPIC_IDS": DEV_TOPIC}
+
+
+def _two_environments() -> dict[str, list[Any]]:
+    return {
+        "systemTopics": [topic(DEV_TOPIC, WS_A, PRINCIPAL_A)],
+        "eventSubscriptions": [DEV_SUBSCRIPTION, STAGING_SUBSCRIPTION],
+    }
+
+
+def test_a_second_environment_adopts_the_first_ones_topic_and_tears_down_alone(
+    hook: Callable[..., Run],
+) -> None:
+    staging = {"AZURE_ENV_NAME": "staging", "AML_WORKSPACE_IDS": WS_A}
+    up = hook("preprovision", staging, azure={"systemTopics": [topic(DEV_TOPIC, WS_A, PRINCIPAL_A)]})
+    assert up.returncode == 0, up.stderr
+    assert up.env["AML_OBS_ADOPTED_SYSTEM_TOPICS"] == f"{WS_A}|{DEV_TOPIC}|{PRINCIPAL_A}"
+    # After provisioning, staging's outputs name its subscription on dev's topic; dev's topic and
+    # subscription exist. Staging goes down: predown, then postdown.
+    up.state["env"].update(
+        {
+            **DEPLOYED,
+            "AZURE_RESOURCE_GROUP": "rg-staging",
+            "AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS": STAGING_SUBSCRIPTION,
+        }
+    )
+    up.state["azure"] = {**up.state["azure"], **_two_environments()}
+    down = hook("predown", state=up.state)
+    assert down.returncode == 0, down.stderr
+    _azd_down(down.state)
+    after = hook("postdown", state=down.state)
+    assert after.returncode == 0, after.stderr
+    assert after.azure["systemTopics"] == [topic(DEV_TOPIC, WS_A, PRINCIPAL_A)]
+    assert after.azure["eventSubscriptions"] == [DEV_SUBSCRIPTION]
+
+
+def test_the_first_environment_does_not_go_down_under_the_second_one(hook: Callable[..., Run]) -> None:
+    run = hook("predown", dict(DEV_DEPLOYED), azure=_two_environments())
+    assert run.returncode != 0
+    assert f"  {DEV_TOPIC}: aml-run-events-staging-q1w2e3" in run.stderr
+    assert "AML_OBS_DELETE_SHARED_TOPICS=true" in run.stderr
+    assert run.state["provisions"] == 0
+    assert "AML_OBS_DETACH" not in run.env
+    listed = [
+        c for c in run.calls("az") if c[:4] == ["eventgrid", "system-topic", "event-subscription", "list"]
+    ]
+    assert [c[c.index("--system-topic-name") + 1] for c in listed] == ["evgst-ws-a-abcdef"]
+    assert [c for c in run.calls("az") if "delete" in c] == []
+
+
+def test_the_first_environment_goes_down_when_told_to(hook: Callable[..., Run]) -> None:
+    run = hook("predown", {**DEV_DEPLOYED, "AML_OBS_DELETE_SHARED_TOPICS": "true"}, azure=_two_environments())
+    assert run.returncode == 0, run.stderr
+    assert "going ahead" in run.stderr
+    assert run.state["provisions"] == 1
+
+
+def test_the_first_environment_alone_on_its_topic_goes_down(hook: Callable[..., Run]) -> None:
+    azure = {"systemTopics": [topic(DEV_TOPIC, WS_A, PRINCIPAL_A)], "eventSubscriptions": [DEV_SUBSCRIPTION]}
+    run = hook("predown", dict(DEV_DEPLOYED), azure=azure)
+    assert run.returncode == 0, run.stderr
+    assert run.state["provisions"] == 1
+
+
+def test_predown_goes_on_when_the_topic_cannot_be_checked(hook: Callable[..., Run]) -> None:
+    run = hook(
+        "predown",
+        dict(DEV_DEPLOYED),
+        azure=_two_environments(),
+        faults={"event_subscription_list": [DEV_TOPIC]},
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"Could not list the event subscriptions of {DEV_TOPIC}" in run.stderr

@@ -89,6 +89,8 @@ AML_READ_ACTIONS = [
     "Microsoft.MachineLearningServices/workspaces/experiments/runs/read",
     # The estimated cost reads a cluster's VM size and priority (GET .../computes/{name}); nothing more.
     "Microsoft.MachineLearningServices/workspaces/computes/read",
+    # The reconciler judges each schedule's fire times (GET .../schedules); read only.
+    "Microsoft.MachineLearningServices/workspaces/schedules/read",
     # Per-run GPU/CPU use from the workspace's platform metrics (amlobs.resource_use); nothing broader.
     "Microsoft.Insights/metrics/read",
 ]
@@ -142,6 +144,15 @@ SECURITY_RULES = {
 ALLOWED_SUPPRESSIONS = {
     ("main.bicep", "what-if-short-circuiting"): "a workspace outside rg-<env> keeps the principal id in its "
     "role assignment's name, so an assignment orphaned on a customer's workspace never blocks the next identity",
+    **{
+        (
+            module,
+            "use-recent-api-versions",
+        ): "Microsoft.Insights/diagnosticSettings has no stable API version "
+        "but 2016-09-01, which cannot send to a Log Analytics workspace (bicep-types-az: its name must be "
+        "'service'); 2021-05-01-preview is the newest"
+        for module in ("modules/storage.bicep", "modules/keyvault.bicep", "modules/system-topic.bicep")
+    },
     ("modules/dashboard.bicep", "use-resource-id-functions"): "toLower() of a resource id is still that id; "
     "the workbook service stores sourceId in lower case (Azure/arm-template-whatif#57)",
 }
@@ -292,6 +303,19 @@ def test_python_version_defaults_to_the_version_the_tests_run_on(compiled: dict[
     module = compiled["resources"]["functionApp"]["properties"]
     assert module["parameters"]["pythonVersion"] == {"value": "[parameters('pythonVersion')]"}
     assert module["template"]["parameters"]["pythonVersion"]["defaultValue"] == running
+
+
+# The Python versions Azure Functions supports on Flex Consumption today, with the end of support
+# Microsoft gives (learn.microsoft.com/azure/azure-functions/supported-languages, Python pivot): 3.11
+# October 2027, 3.12 October 2028, 3.13 October 2029, 3.14 April 2029. 3.10's ended in October 2026.
+FLEX_PYTHON_VERSIONS = ["3.11", "3.12", "3.13", "3.14"]
+
+
+def test_python_versions_are_the_ones_flex_consumption_supports(compiled: dict[str, Any]) -> None:
+    assert compiled["parameters"]["pythonVersion"]["allowedValues"] == FLEX_PYTHON_VERSIONS
+    module = compiled["resources"]["functionApp"]["properties"]["template"]["parameters"]["pythonVersion"]
+    assert module["allowedValues"] == FLEX_PYTHON_VERSIONS
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in FLEX_PYTHON_VERSIONS
 
 
 def test_flex_consumption_maximum_instance_count_is_within_what_the_platform_accepts(
@@ -451,6 +475,40 @@ class Scenario:
     def deployed_workspace_ids(self) -> list[str]:
         return [] if self.detached else self.workspace_ids
 
+    @property
+    def adopted(self) -> dict[str, tuple[str, str]]:
+        """Observed workspace id (lower case) -> (topic id, topic principal id) of the topics the
+        preprovision hook found (adoptedSystemTopics); entries for other workspaces are ignored."""
+        entries = [e.strip() for e in str(self.parameters["adoptedSystemTopics"]).split(",") if e.strip()]
+        observed = {w.lower() for w in self.workspace_ids}
+        found = {}
+        for entry in entries:
+            workspace, topic, principal = entry.split("|")
+            if workspace.lower() in observed:
+                found[workspace.lower()] = (topic, principal)
+        return found
+
+    def topic_of(self, workspace_id: str) -> str:
+        """The system topic a workspace's events come from: the adopted one, or the environment's own."""
+        if workspace_id.lower() in self.adopted:
+            return self.adopted[workspace_id.lower()][0]
+        (topic,) = [
+            t["id"]
+            for t in self.of_type("Microsoft.EventGrid/systemTopics")
+            if t["properties"]["source"] == workspace_id
+        ]
+        return str(topic)
+
+    def event_subscription_name(self, workspace_id: str) -> str:
+        if workspace_id.lower() not in self.adopted:
+            return "aml-run-events"
+        (name,) = {
+            e["id"].rsplit("/", 1)[1]
+            for e in self.of_type("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+            if e["id"].startswith(self.adopted[workspace_id.lower()][0] + "/")
+        } or {_adopted_subscription_name(self)}
+        return str(name)
+
     def of_type(self, type_name: str) -> list[dict[str, Any]]:
         return [r for r in self.predicted if r["type"].lower() == type_name.lower()]
 
@@ -461,6 +519,14 @@ class Scenario:
 
     def inside_group(self, resource_id: str) -> bool:
         return _inside(resource_id, self.group_id)
+
+
+def _adopted_subscription_name(s: Scenario) -> str:
+    """The name this environment's event subscription has on an adopted topic, from the outputs."""
+    ids = [i for i in s.outputs["AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS"].split(",") if i]
+    names = {i.rsplit("/", 1)[1] for i in ids}
+    assert len(names) == 1, ids
+    return names.pop()
 
 
 def _inside(resource_id: str, scope: str) -> bool:
@@ -551,6 +617,36 @@ GENERATED: dict[str, dict[str, Any]] = {
         "alertEmails": "ml-team@example.com",
         "enableEventSubscription": True,
         "runStatuses": ["Running", "Completed", "Failed", "Canceled"],
+    },
+    # `azd down` of an environment that adopted a topic: the detach provision leaves everything outside
+    # rg-<env> out, the adopted topic and its subscriptions untouched. The second entry names a workspace
+    # this environment does not observe (left from an earlier AML_WORKSPACE_IDS): ignored.
+    "adopted-detached": {
+        "environmentName": "aml-obs-dev",
+        "location": "eastus",
+        "amlWorkspaceIds": f"/subscriptions/{SUB}/resourceGroups/rg-ml-prod/providers/Microsoft.MachineLearningServices/workspaces/mlw-prod",
+        "adoptedSystemTopics": (
+            f"/subscriptions/{SUB}/resourceGroups/rg-ml-prod/providers/Microsoft.MachineLearningServices/workspaces/mlw-prod"
+            f"|/subscriptions/{SUB}/resourceGroups/rg-ml-events/providers/Microsoft.EventGrid/systemTopics/mlw-prod-events"
+            "|6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f,"
+            f"/subscriptions/{_FOREIGN}/resourceGroups/rg-old/providers/Microsoft.MachineLearningServices/workspaces/gone"
+            f"|/subscriptions/{_FOREIGN}/resourceGroups/rg-old/providers/Microsoft.EventGrid/systemTopics/gone"
+            "|00000000-0000-4000-8000-000000000000"
+        ),
+        "enableEventSubscription": True,
+        "detachObservedWorkspaces": True,
+    },
+    # The topic the portal's *Events* page makes lives in the workspace's own resource group.
+    "adopted-in-workspace-group": {
+        "environmentName": "ml_team.obs",
+        "location": "westeurope",
+        "amlWorkspaceIds": f"/subscriptions/{_FOREIGN}/resourceGroups/RG-Vision/providers/Microsoft.MachineLearningServices/workspaces/ws.vision.2",
+        "adoptedSystemTopics": (
+            f"/subscriptions/{_FOREIGN}/resourceGroups/rg-vision/providers/Microsoft.MachineLearningServices/workspaces/WS.VISION.2"
+            f"|/subscriptions/{_FOREIGN}/resourceGroups/RG-Vision/providers/Microsoft.EventGrid/systemTopics/ws-vision-2-0f3c1d2e-9a8b"
+            "|3c4d5e6f-7081-4923-a4b5-c6d7e8f90a1b"
+        ),
+        "enableEventSubscription": True,
     },
     "demo-detached": {
         "environmentName": "demo-down",
@@ -684,7 +780,9 @@ def _resource_group(s: Scenario) -> None:
     main = [g for g in groups if g["id"] == s.group_id]
     assert len(main) == 1 and main[0]["location"] == s.parameters["location"]
     assert main[0]["tags"] == {"azd-env-name": s.environment}
-    foreign = sorted({_subscription_of(i) for i in s.deployed_workspace_ids} - {SUB})
+    foreign = sorted(
+        {_subscription_of(i) for i in s.deployed_workspace_ids if i.lower() not in s.adopted} - {SUB}
+    )
     assert sorted(g["id"] for g in groups if g is not main[0]) == [
         f"/subscriptions/{sub}/resourceGroups/{s.group_name}" for sub in foreign
     ]
@@ -694,9 +792,16 @@ test_resource_groups_are_rg_env_in_each_subscription_that_needs_one = _every_sce
 
 
 def _system_topics(s: Scenario) -> None:
-    """One system topic per observed workspace, sourced from it, in rg-<env> of its subscription."""
+    """One system topic per observed workspace that has none yet, sourced from it, in rg-<env> of its
+    subscription; none for a workspace whose existing topic is adopted (Event Grid allows one per source)."""
     topics = s.of_type("Microsoft.EventGrid/systemTopics")
-    assert sorted(t["properties"]["source"] for t in topics) == sorted(s.deployed_workspace_ids)
+    assert sorted(t["properties"]["source"] for t in topics) == sorted(
+        w for w in s.deployed_workspace_ids if w.lower() not in s.adopted
+    )
+    adopted_topics = {topic.lower() for topic, _ in s.adopted.values()}
+    assert not [r["id"] for r in s.predicted if r["id"].lower() in adopted_topics], (
+        "an adopted topic is changed"
+    )
     for topic in topics:
         source = topic["properties"]["source"]
         assert topic["properties"]["topicType"] == "Microsoft.MachineLearningServices.Workspaces"
@@ -722,10 +827,18 @@ def _event_subscriptions(s: Scenario) -> None:
     if not s.parameters["enableEventSubscription"] or s.detached:
         assert subscriptions == []
         return
-    topics = s.of_type("Microsoft.EventGrid/systemTopics")
+    # One per workspace, under its topic: the environment's own (aml-run-events) or the adopted one
+    # (a name of this environment's, beside the topic's other subscriptions).
     assert sorted(e["id"] for e in subscriptions) == sorted(
-        f"{t['id']}/eventSubscriptions/aml-run-events" for t in topics
+        f"{s.topic_of(w)}/eventSubscriptions/{s.event_subscription_name(w)}" for w in s.deployed_workspace_ids
     )
+    for workspace_id in s.deployed_workspace_ids:
+        name = s.event_subscription_name(workspace_id)
+        assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", name), name
+        if workspace_id.lower() in s.adopted:
+            assert (
+                name != "aml-run-events" and s.environment.lower().replace("_", "-").replace(".", "-") in name
+            )
     site = s.one("Microsoft.Web/sites", within=s.group_id)
     storage = _product_storage(s)
     run_statuses = s.parameters.get("runStatuses", list(events.KNOWN_STATUSES))
@@ -867,8 +980,9 @@ def test_every_allow_listed_role_is_needed(scenarios: dict[str, Scenario]) -> No
 
 def _only_one_assignment_in_a_workspace_group(s: Scenario) -> None:
     """`azd down` deletes every resource group holding a resource of the deployment: the only thing
-    placed in an observed workspace's own group is its role assignment, and the predown hook's
-    detached provision leaves even that out."""
+    placed in an observed workspace's own group is its role assignment (and, when the workspace's
+    existing topic lives there, as the portal's *Events* page puts it, our event subscription on it),
+    and the predown hook's detached provision leaves even that out."""
     for workspace_id in s.workspace_ids:
         group = workspace_id.rsplit("/providers/", 1)[0]
         if _inside(group, s.group_id):
@@ -878,9 +992,13 @@ def _only_one_assignment_in_a_workspace_group(s: Scenario) -> None:
             for r in s.predicted
             if _inside(_assignment_scope(r) if _EXTENSION_ID.match(r["id"]) else r["id"], group)
         ]
-        assert [r["type"] for r in in_group] == (
-            [] if s.detached else ["Microsoft.Authorization/roleAssignments"]
-        )
+        if s.detached:
+            assert in_group == []
+            continue
+        expected = ["Microsoft.Authorization/roleAssignments"]
+        if _inside(s.topic_of(workspace_id), group) and s.parameters["enableEventSubscription"]:
+            expected.append("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+        assert sorted(r["type"] for r in in_group) == expected
 
 
 test_nothing_but_the_role_assignment_in_an_observed_workspaces_group = _every_scenario(
@@ -913,12 +1031,28 @@ def _teardown_outputs(s: Scenario) -> None:
         )
         for r in role_ids
     ), role_ids
-    foreign = sorted({_subscription_of(w) for w in s.workspace_ids} - {SUB})
+    foreign = sorted({_subscription_of(w) for w in s.workspace_ids if w.lower() not in s.adopted} - {SUB})
     assert outputs["AML_OBS_FOREIGN_RESOURCE_GROUP_IDS"] == ",".join(
         f"/subscriptions/{sub}/resourceGroups/{s.group_name}" for sub in foreign
     )
+    # Our event subscriptions on adopted topics (postdown removes them, the topics stay) and the
+    # topics this environment created (predown checks nobody else still subscribes to them).
+    adopted_subscriptions = [i for i in outputs["AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS"].split(",") if i]
+    assert sorted(i.rsplit("/eventSubscriptions/", 1)[0] for i in adopted_subscriptions) == sorted(
+        topic for topic, _ in s.adopted.values()
+    )
+    own_topics = [i for i in outputs["AML_OBS_SYSTEM_TOPIC_IDS"].split(",") if i]
+    assert len(own_topics) == len(s.workspace_ids) - len(s.adopted)
+    assert all(
+        _inside(t, f"/subscriptions/{_subscription_of(t)}/resourceGroups/{s.group_name}") for t in own_topics
+    )
     if s.detached:
         return
+    assert sorted(own_topics) == sorted(t["id"] for t in s.of_type("Microsoft.EventGrid/systemTopics"))
+    if s.parameters["enableEventSubscription"]:
+        assert set(adopted_subscriptions) <= {
+            e["id"] for e in s.of_type("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+        }
     assert sorted(r.lower() for r in role_ids) == sorted(
         d["id"].lower() for d in s.of_type("Microsoft.Authorization/roleDefinitions")
     )
@@ -1129,6 +1263,12 @@ def test_the_generated_scenarios_really_are_odd(scenarios: dict[str, Scenario]) 
     assert [w.rsplit("/", 1)[1] for w in odd.deployed_workspace_ids] == ["mlw_team_a", "ws.vision.2"]
     assert {_subscription_of(w) for w in odd.deployed_workspace_ids} == {SUB, _FOREIGN}
     assert len(odd.of_type("Microsoft.EventGrid/systemTopics/eventSubscriptions")) == 2
+    adopted = scenarios["adopted-detached"]
+    assert adopted.detached and list(adopted.adopted) == [adopted.workspace_ids[0].lower()]
+    assert adopted.of_type("Microsoft.EventGrid/systemTopics/eventSubscriptions") == []
+    assert adopted.outputs["AML_OBS_ADOPTED_EVENT_SUBSCRIPTION_IDS"].startswith(
+        f"/subscriptions/{SUB}/resourceGroups/rg-ml-events/providers/Microsoft.EventGrid/systemTopics/mlw-prod-events/eventSubscriptions/aml-run-events-aml-obs-dev-"
+    )
     down = scenarios["demo-detached"]
     assert down.demo and down.detached and down.of_type("Microsoft.Authorization/roleDefinitions") == []
 
@@ -1158,3 +1298,167 @@ def test_infrastructure_files_are_all_there() -> None:
         "types.bicep",
     ):
         assert (INFRA / name).exists(), name
+
+
+def _dead_letter_writers(s: Scenario) -> None:
+    """Each topic's identity may write the dead-letter container: the created topic's identity, or the
+    adopted topic's own, as the preprovision hook found it; named after the topic, so what-if predicts it."""
+    storage = _product_storage(s)
+    container = f"{storage['id']}/blobServices/default/containers/deadletter-events"
+    writers = [
+        a
+        for a in s.of_type("Microsoft.Authorization/roleAssignments")
+        if _role_guid(a["properties"]["roleDefinitionId"]) == "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+    ]
+    assert [_assignment_scope(a) for a in writers] == [container] * len(s.deployed_workspace_ids)
+    principals = sorted(a["properties"]["principalId"] for a in writers)
+    expected = []
+    for workspace_id in s.deployed_workspace_ids:
+        if workspace_id.lower() in s.adopted:
+            expected.append(s.adopted[workspace_id.lower()][1])
+        else:
+            expected.append(
+                f"[reference('{s.topic_of(workspace_id)}', '2025-02-15', 'full').identity.principalId]"
+            )
+    assert principals == sorted(expected)
+    assert not [a["name"] for a in writers if _unresolved(a["name"])]
+
+
+test_each_topic_identity_writes_dead_letters = _every_scenario(_dead_letter_writers)
+
+
+def _dead_letter_alerts(s: Scenario) -> None:
+    """One dead-letter alert per observed workspace, on its topic, counting only this environment's
+    event subscription (an adopted topic's other subscriptions are not ours)."""
+    alerts = [
+        a
+        for a in s.of_type("Microsoft.Insights/metricAlerts")
+        if a["properties"]["criteria"]["allOf"][0]["metricName"] == "DeadLetteredCount"
+    ]
+    found = {
+        a["properties"]["scopes"][0]: a["properties"]["criteria"]["allOf"][0]["dimensions"] for a in alerts
+    }
+    assert found == {
+        s.topic_of(w): [
+            {"name": "EventSubscriptionName", "operator": "Include", "values": [s.event_subscription_name(w)]}
+        ]
+        for w in s.deployed_workspace_ids
+    }
+
+
+test_dead_letter_alerts_count_only_our_subscription = _every_scenario(_dead_letter_alerts)
+
+
+def _audit_trail(s: Scenario) -> None:
+    """The security baseline's audit trail, to the Log Analytics workspace behind App Insights: Key
+    Vault's AuditEvent; every read, write and delete on the blob and table services; delivery failures
+    of every topic this environment creates (never a setting on an adopted topic)."""
+    workspace = s.one("Microsoft.OperationalInsights/workspaces")
+    vault = [
+        v
+        for v in s.of_type("Microsoft.KeyVault/vaults")
+        if s.inside_group(v["id"]) and not v["name"].startswith("kvml")
+    ]
+    storage = _product_storage(s)
+    settings = {
+        d["id"].rsplit("/providers/Microsoft.Insights/diagnosticSettings/", 1)[0]: d
+        for d in s.of_type("Microsoft.Insights/diagnosticSettings")
+    }
+    expected = {
+        vault[0]["id"]: {"AuditEvent"},
+        f"{storage['id']}/blobServices/default": {"StorageRead", "StorageWrite", "StorageDelete"},
+        f"{storage['id']}/tableServices/default": {"StorageRead", "StorageWrite", "StorageDelete"},
+        **{t["id"]: {"DeliveryFailures"} for t in s.of_type("Microsoft.EventGrid/systemTopics")},
+    }
+    assert {
+        scope: {log["category"] for log in d["properties"]["logs"] if log["enabled"]}
+        for scope, d in settings.items()
+    } == expected
+    for scope, setting in settings.items():
+        assert setting["properties"]["workspaceId"] == workspace["id"], scope
+    adopted_topics = {topic.lower() for topic, _ in s.adopted.values()}
+    assert not [scope for scope in settings if scope.lower() in adopted_topics]
+
+
+test_audit_and_delivery_failure_logs_go_to_log_analytics = _every_scenario(_audit_trail)
+
+
+def _storage_recovery(s: Scenario) -> None:
+    """A deleted container (dead letters, rejected events) or blob can be restored for a stated time."""
+    blob_service = s.one("Microsoft.Storage/storageAccounts/blobServices", within=_product_storage(s)["id"])
+    props = blob_service["properties"]
+    assert props["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 7}
+    assert props["deleteRetentionPolicy"] == {"enabled": True, "days": 7}
+
+
+test_container_and_blob_soft_delete = _every_scenario(_storage_recovery)
+
+
+def _no_basic_publishing_credentials(s: Scenario) -> None:
+    """SCM and FTP basic-authentication publishing are off (azd deploys with Entra ID), and no ARR
+    affinity cookie."""
+    site = s.one("Microsoft.Web/sites")
+    policies = {
+        p["id"].rsplit("/", 1)[1]: p["properties"]
+        for p in s.of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    }
+    assert policies == {"scm": {"allow": False}, "ftp": {"allow": False}}
+    assert all(
+        p["id"].startswith(site["id"] + "/")
+        for p in s.of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    )
+    assert site["properties"]["clientAffinityEnabled"] is False
+
+
+test_basic_publishing_credentials_off = _every_scenario(_no_basic_publishing_credentials)
+
+
+# Event Grid's limits on advanced filtering: "25 advanced filters and 25 filter values across all the
+# filters per Event Grid subscription", "512 characters per string value"
+# (learn.microsoft.com/azure/event-grid/event-filtering, "Limitations"; MicrosoftDocs/azure-docs
+# articles/event-grid/event-filtering.md. Older revisions said 5 filters and 5 values per in/not-in).
+ADVANCED_FILTER_VALUE_LIMIT = 25
+STRING_VALUE_LIMIT = 512
+
+
+def _filter_values(event_subscription: dict[str, Any]) -> int:
+    filters = event_subscription["properties"]["filter"]["advancedFilters"]
+    assert len(filters) <= ADVANCED_FILTER_VALUE_LIMIT
+    assert all(len(str(v)) <= STRING_VALUE_LIMIT for f in filters for v in f.get("values", []))
+    return sum(len(f.get("values", [])) if "values" in f else 1 for f in filters)
+
+
+def _within_event_grid_limits(s: Scenario) -> None:
+    """Every event subscription stays within Event Grid's 25 advanced-filter values."""
+    for subscription in s.of_type("Microsoft.EventGrid/systemTopics/eventSubscriptions"):
+        assert _filter_values(subscription) <= ADVANCED_FILTER_VALUE_LIMIT, subscription["id"]
+
+
+test_event_subscriptions_stay_within_the_advanced_filter_limit = _every_scenario(_within_event_grid_limits)
+
+
+def test_the_widest_status_filter_stays_within_the_advanced_filter_limit(
+    tmp_path: Path, compiled: dict[str, Any]
+) -> None:
+    """The most values the template can put in the filter: every known status excluded (runStatuses
+    empty: only RunCompleted passes). Each status AML adds to KNOWN_STATUSES adds one value: this
+    fails before the 26th."""
+    known = compiled["variables"]["knownRunStatuses"]
+    param_file = snapshots.write_scenario(
+        tmp_path,
+        "one-status",
+        {
+            "environmentName": "limits",
+            "location": "eastus",
+            "enableEventSubscription": True,
+            "runStatuses": [],
+        },
+    )
+    result = snapshots.run_snapshot(_bicep(), param_file, "overwrite")
+    assert result.ok, result.output
+    predicted = snapshots.load_snapshot(snapshots.snapshot_file(param_file))["predictedResources"]
+    (subscription,) = [
+        r for r in predicted if r["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    ]
+    assert _filter_values(subscription) == len(known)
+    assert _filter_values(subscription) <= ADVANCED_FILTER_VALUE_LIMIT

@@ -297,7 +297,7 @@ def test_a_pipeline_summary_goes_in_the_same_unit_and_is_not_sent_twice() -> Non
 
 
 class _DoneWriteFails(MemoryDedupeStore):
-    def complete(self, claim: Any) -> None:
+    def complete(self, claim: Any, *, partial_reason: str | None = None) -> None:
         raise StorageUnavailable("moving a claim to done failed: HTTP 503")
 
 

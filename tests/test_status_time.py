@@ -87,9 +87,9 @@ def test_an_unknown_time_is_left_out_but_the_source_is_always_there() -> None:
 
 
 def test_an_unknown_source_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="not one of live, replay, backfill"):
+    with pytest.raises(ValueError, match="not one of live, replay, backfill, reconcile"):
         status_fields({}, "tomorrow", event_time_ms=None)  # type: ignore[arg-type]
-    assert RECORD_SOURCES == ("live", "replay", "backfill")
+    assert RECORD_SOURCES == ("live", "replay", "backfill", "reconcile")
 
 
 @given(st.integers(min_value=0, max_value=253_402_300_799_999))
@@ -208,3 +208,9 @@ def test_the_function_s_default_source_is_live() -> None:
     processor.process(event)
     [record] = telemetry.run_records
     assert (record["record_source"], record["status_time"]) == ("live", "2024-05-01T10:00:01.000Z")
+
+
+def test_a_reconciled_status_is_dated_from_the_run_s_own_times_like_backfill() -> None:
+    # The reconciler's synthetic event was never sent by AML: its time says nothing either.
+    assert status_time_ms("Running", "reconcile", event_time_ms=EVENT, **TIMES) == TIMES["start_ms"]
+    assert status_time_ms("Queued", "reconcile", event_time_ms=EVENT, **TIMES) == TIMES["created_ms"]

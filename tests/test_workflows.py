@@ -44,6 +44,7 @@ NOT_CARRIED_TO_CI = {
     "AZURE_LOCATION": "set by azd pipeline config itself",
     "ENABLE_EVENT_SUBSCRIPTION": "the postdeploy hook switches it on after the first deploy (pr.yml previews it on)",
     "AML_OBS_DETACH": "a teardown switch, set only for the provision `azd down` runs before deleting",
+    "AML_OBS_ADOPTED_SYSTEM_TOPICS": "the preprovision hook sets it before every provision from the topics it finds",
 }
 # The jobs that run azd against Azure, by workflow file.
 DEPLOYING_JOBS = {"pr.yml": "preview", "azure-dev.yml": "up"}

@@ -2,7 +2,7 @@
 // topics' delivery metrics, plus the action group that notifies people. Every log query here may only
 // use the telemetry names of DESIGN.md: tests/test_dashboard_queries.py checks them against the code.
 
-import { resourceTags } from '../types.bicep'
+import { eventSource, resourceTags } from '../types.bicep'
 
 @description('Azure region of the log search alert rules (the region of the Application Insights component).')
 param location string
@@ -36,8 +36,8 @@ param idleGpuAlertMinCost int = 1
 @maxValue(100)
 param idleGpuAlertMaxPercent int = 30
 
-@description('Resource ids of the Event Grid system topics whose dead-lettered deliveries alert (one metric alert per topic).')
-param systemTopicIds string[]
+@description('The Event Grid system topics whose dead-lettered deliveries to this environment alert (one metric alert per topic, on this environment\'s event subscription only).')
+param eventSources eventSource[]
 
 @description('Completed runs of a pipeline needed in the last two days before its p95 is trusted as a baseline.')
 @minValue(1)
@@ -89,6 +89,12 @@ var pipelineFailedQuery = '''
 let window = 15m;
 customEvents
 | where name == 'AmlRunStatusChanged'
+| extend subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
+    workspace = tostring(customDimensions.amlWorkSpace), run_id = tostring(customDimensions.run_id),
+    status = tostring(customDimensions.status), copy_rank = iff(isempty(tostring(customDimensions.enrichment_error)), 1, 0)
+// a run status's copies: the one with run history's details wins (a partial record completed later),
+// before anything is judged on those details (a partial copy knows no parent run)
+| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status
 | extend run_type = tostring(customDimensions.run_type), status = tostring(customDimensions.status),
     record_source = tostring(customDimensions.record_source), parent_run_id = tostring(customDimensions.parent_run_id)
 // a top-level pipeline run: a nested sub-pipeline that fails makes its pipeline fail, which alerts once
@@ -136,6 +142,9 @@ let completed = customEvents
     subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup),
     wall_time_ms = tolong(customDimensions.wall_time_ms), record_source = tostring(customDimensions.record_source),
     status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| extend copy_rank = iff(isempty(tostring(customDimensions.summary_error)), 1, 0)
+// a pipeline run's summaries: one with its steps listed wins (a partial summary completed later)
+| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status
 | where status == 'Completed' and isnotnull(wall_time_ms) and status_time > ago(window)
 // each run once, however often its summary was sent
 | summarize arg_max(status_time, pipeline, wall_time_ms, record_source) by subscription, resource_group, workspace, run_id;
@@ -175,6 +184,9 @@ let finished = customEvents
     estimated_cost = todouble(customDimensions.estimated_cost), currency = tostring(customDimensions.cost_currency),
     record_source = tostring(customDimensions.record_source),
     status_time = coalesce(todatetime(customDimensions.status_time), timestamp)
+| extend copy_rank = iff(isempty(tostring(customDimensions.summary_error)), 1, 0)
+// a pipeline run's summaries: one with its steps listed wins (a partial summary completed later)
+| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status
 | where isnotnull(estimated_cost) and status_time > ago(window)
 // each run once, however often its summary was sent
 | summarize arg_max(status_time, pipeline, status, estimated_cost, currency, record_source) by subscription, resource_group, workspace, run_id;
@@ -240,6 +252,26 @@ customEvents
 | project timestamp, reason
 '''
 
+// A schedule's judgement is sent once (claimed per workspace, schedule and fire time) when the reconciler
+// makes it, so the rule reads the time it was sent; fire times before the reconciler first saw a
+// workspace are never judged, so history never fires it.
+@description('Log query of the schedule-missed-or-late rule: one row per fire time of an AML schedule or a declared expectation that had no job past the grace period, or whose job started late.')
+var scheduleMissedOrLateQuery = '''
+let window = 15m;
+customEvents
+| where name in ('AmlScheduleMissed', 'AmlScheduleLate')
+| where timestamp > ago(window)
+| extend record_source = tostring(customDimensions.record_source)
+| where record_source !in ('backfill', 'replay')
+| extend workspace = tostring(customDimensions.amlWorkSpace), schedule = tostring(customDimensions.schedule_name),
+    schedule_kind = tostring(customDimensions.schedule_kind), expected_time = tostring(customDimensions.expected_time),
+    outcome = iff(name == 'AmlScheduleMissed', 'missed', 'late'), lateness_ms = tolong(customDimensions.lateness_ms),
+    run_id = tostring(customDimensions.run_id)
+// each fire time once, however often its event was sent
+| summarize arg_min(timestamp, lateness_ms, run_id) by workspace, schedule, schedule_kind, expected_time, outcome
+| project timestamp, workspace, schedule, schedule_kind, expected_time, outcome, lateness_ms, run_id
+'''
+
 @description('The log search alert rules. Adding a rule is one entry here: key (names the rule), displayName, description, severity (0-4), evaluationFrequency and windowSize (ISO 8601), query, dimensions (string columns of the query to split by), operator and threshold on the row count.')
 var logRules = [
   {
@@ -289,6 +321,23 @@ var logRules = [
       { name: 'workspace', operator: 'Include', values: allValues }
       { name: 'pipeline', operator: 'Include', values: allValues }
       { name: 'run_id', operator: 'Include', values: allValues }
+    ]
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    key: 'schedule-missed-or-late'
+    displayName: 'AML scheduled pipeline missed or late'
+    description: 'A fire time of an AML schedule, or of a declared expectation (AML_OBS_EXPECTED_RUNS), had no job within the grace period (missed), or its job started after it (late). One alert per fire time; the workbook\'s Schedules section lists them.'
+    severity: 2
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    query: scheduleMissedOrLateQuery
+    dimensions: [
+      { name: 'workspace', operator: 'Include', values: allValues }
+      { name: 'schedule', operator: 'Include', values: allValues }
+      { name: 'expected_time', operator: 'Include', values: allValues }
+      { name: 'outcome', operator: 'Include', values: allValues }
     ]
     operator: 'GreaterThan'
     threshold: 0
@@ -413,19 +462,19 @@ resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 // Event Grid system topics are not among the resource types one metric alert may watch together, so
 // there is one rule per topic.
 resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
-  for topicId in systemTopicIds: {
-    name: 'amlobs-deadlettered-${uniqueString(topicId)}-${resourceToken}'
+  for source in eventSources: {
+    name: 'amlobs-deadlettered-${uniqueString(source.topicId)}-${resourceToken}'
     location: 'global'
     tags: tags
     dependsOn: [
       actionGroup
     ]
     properties: {
-      description: 'Event Grid dead-lettered AML run events of system topic ${last(split(topicId, '/'))}: they were not recorded. They are in the dead-letter blob container; re-drive them with the replay command once the processor is healthy.'
+      description: 'Event Grid dead-lettered AML run events of system topic ${last(split(source.topicId, '/'))}: they were not recorded. They are in the dead-letter blob container; re-drive them with the replay command once the processor is healthy.'
       severity: 1
       enabled: true
       scopes: [
-        topicId
+        source.topicId
       ]
       evaluationFrequency: 'PT5M'
       windowSize: 'PT15M'
@@ -438,6 +487,18 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2026-01-01' = [
             name: 'DeadLetteredEvents'
             metricNamespace: 'Microsoft.EventGrid/systemTopics'
             metricName: 'DeadLetteredCount'
+            // Only this environment's subscription: an adopted topic may carry others', whose dead
+            // letters are not ours (DeadLetteredCount has the EventSubscriptionName dimension,
+            // MicrosoftDocs/azure-docs articles/event-grid/monitor-push-reference.md).
+            dimensions: [
+              {
+                name: 'EventSubscriptionName'
+                operator: 'Include'
+                values: [
+                  source.eventSubscriptionName
+                ]
+              }
+            ]
             timeAggregation: 'Total'
             operator: 'GreaterThan'
             threshold: 0
@@ -463,4 +524,4 @@ output actionGroupId string = hasReceivers ? actionGroupResourceId : ''
 output logAlertNames string[] = [for i in range(0, length(logRules)): logAlerts[i].name]
 
 @description('Names of the dead-letter metric alert rules, one per system topic.')
-output deadLetterAlertNames string[] = [for i in range(0, length(systemTopicIds)): deadLetterAlerts[i].name]
+output deadLetterAlertNames string[] = [for i in range(0, length(eventSources)): deadLetterAlerts[i].name]

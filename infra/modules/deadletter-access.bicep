@@ -10,6 +10,9 @@ param deadLetterContainerName string
 @description('Resource id of the system topic: names the role assignment, so what-if predicts it.')
 param topicId string
 
+@description('Also names the role assignment when not empty: the principal id of an adopted topic\'s identity. A role assignment\'s principal cannot change under the same name (RoleAssignmentUpdateNotPermitted), and the owner of an adopted topic may turn its identity off and on again, which makes a new principal; a topic this environment creates keeps its identity for its life.')
+param principalKey string = ''
+
 @description('Object id of the system topic\'s system-assigned identity: what the role is granted to.')
 param topicPrincipalId string
 
@@ -31,7 +34,9 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 }
 
 resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(deadLetterContainer.id, topicId, storageBlobDataContributor)
+  name: empty(principalKey)
+    ? guid(deadLetterContainer.id, topicId, storageBlobDataContributor)
+    : guid(deadLetterContainer.id, topicId, principalKey, storageBlobDataContributor)
   scope: deadLetterContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)

@@ -42,6 +42,12 @@ resource storage 'Microsoft.Storage/storageAccounts@2026-04-01' = {
     supportsHttpsTrafficOnly: true
     minimumTlsVersion: 'TLS1_2'
     publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      // The demo workspace reaches its storage over the public endpoint with its identity, as the
+      // product's storage account does; trusted Azure services pass.
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
   }
 }
 

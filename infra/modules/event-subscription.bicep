@@ -4,11 +4,13 @@
 
 import { amlEventType, amlRunStatus } from '../types.bicep'
 
-@description('Name of the system topic (in this resource group).')
+@description('Name of the system topic (in this resource group): one this environment created, or an adopted one.')
 param systemTopicName string
 
-@description('Name of the event subscription.')
-param name string = 'aml-run-events'
+@description('Name of the event subscription: aml-run-events on a topic of this environment, a name with the environment in it on an adopted topic (3-64 letters, digits and hyphens).')
+@minLength(3)
+@maxLength(64)
+param name string
 
 @description('Resource id of the Event Grid-triggered function (Microsoft.Web/sites/functions, src/function_app.py).')
 param functionResourceId string

@@ -21,11 +21,18 @@ param tags resourceTags
 @description('azd service name from azure.yaml; azd finds the app to deploy by this tag.')
 param serviceName string
 
-@description('Python version of the Functions runtime; the test suite runs on 3.11.')
+// The Python versions Azure Functions supports on Flex Consumption, with their end of support
+// (learn.microsoft.com/azure/azure-functions/supported-languages, Python: 3.11 October 2027, 3.12
+// October 2028, 3.13 October 2029, 3.14 April 2029; 3.10's ended in October 2026, and 3.12 is the last
+// on Linux Consumption, not on Flex). From 3.13 the worker is the azure-functions-runtime package
+// (Azure/azure-functions-python-worker runtimes/v2), which binds a `str` trigger parameter through its
+// generic binding exactly as the 3.11/3.12 worker does (azure_functions_runtime/functions.py).
+@description('Python version of the Functions runtime (the test suite runs on 3.11, supported until October 2027).')
 @allowed([
-  '3.10'
   '3.11'
   '3.12'
+  '3.13'
+  '3.14'
 ])
 param pythonVersion string = '3.11'
 
@@ -99,6 +106,20 @@ param notifyStatuses string = 'Failed'
 @description('Resource id of the Application Insights component: the messages link the failed run\'s trace there (AML_OBS_APPINSIGHTS_RESOURCE_ID).')
 param appInsightsId string
 
+@description('Comma-separated resource ids of the observed workspaces (AML_OBS_WORKSPACE_IDS): the reconciler passes over these.')
+param observedWorkspaceIds string
+
+@description('Days of run history the reconciler records on a workspace\'s first passes (AML_OBS_BACKFILL_DAYS; 0: from now).')
+@minValue(0)
+@maxValue(3650)
+param backfillDays int = 0
+
+@description('NCRONTAB schedule of the reconciler timer (AML_OBS_RECONCILE_SCHEDULE), read by the Functions host.')
+param reconcileSchedule string = '0 */5 * * * *'
+
+@description('Declared expected runs of externally triggered pipelines (AML_OBS_EXPECTED_RUNS, a JSON list; empty: none).')
+param expectedRuns string = ''
+
 resource storageAccount 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
@@ -131,6 +152,10 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Event Grid and the Functions host hold no session: no ARR affinity cookie.
+    clientAffinityEnabled: false
+    // Event Grid's push delivery to the function authenticates with the webhook key Event Grid
+    // itself fetches; a client certificate would have to be one Event Grid presents, and it has none.
     clientCertEnabled: false
     // Key Vault references resolve with the user-assigned identity, not a system identity (there is none).
     keyVaultReferenceIdentity: identityId
@@ -165,6 +190,24 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   }
 }
 
+// azd deploys with Entra ID (the deployment package goes to blob storage through Resource Manager),
+// so nothing needs the SCM or FTP basic-authentication publishing credentials: both off.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
 // The names the code reads are listed in DESIGN.md "Settings". Every setting that carries a
 // credential is a Key Vault reference; the rest are identifiers.
 resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
@@ -191,6 +234,11 @@ resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
       : '@Microsoft.KeyVault(SecretUri=${notifyWebhookSecretUri})'
     AML_OBS_NOTIFY_STATUSES: notifyStatuses
     AML_OBS_APPINSIGHTS_RESOURCE_ID: appInsightsId
+    // The reconciler (docs/reconciler.md): the deployed workspaces, its period, history depth, expectations.
+    AML_OBS_WORKSPACE_IDS: observedWorkspaceIds
+    AML_OBS_RECONCILE_SCHEDULE: reconcileSchedule
+    AML_OBS_BACKFILL_DAYS: string(backfillDays)
+    AML_OBS_EXPECTED_RUNS: expectedRuns
   }
 }
 

@@ -33,6 +33,9 @@ param notifyWebhookUrl string = ''
 @description('Name of the secret holding the webhook URL (written only when a URL is given).')
 param notifyWebhookSecretName string = 'notify-webhook-url'
 
+@description('Resource id of the Log Analytics workspace that receives the vault\'s audit log (every secret read, the Functions host\'s included).')
+param logAnalyticsWorkspaceId string
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -61,6 +64,25 @@ resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
+  }
+}
+
+// AuditEvent is Key Vault's one resource log category: every authenticated data-plane and
+// management request (learn.microsoft.com/azure/key-vault/general/monitor-key-vault-reference).
+// The newest diagnosticSettings API is a preview; the only stable one (2016-09-01) cannot name a
+// Log Analytics workspace. See tests/test_infra.py ALLOWED_SUPPRESSIONS.
+#disable-next-line use-recent-api-versions
+resource auditDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -31,6 +31,14 @@ param processedEventsTableName string
 @maxValue(365)
 param blobSoftDeleteDays int = 7
 
+@description('Days a deleted container can be restored: deleting deadletter-events or rejected-events by mistake would otherwise lose every event in it.')
+@minValue(1)
+@maxValue(365)
+param containerSoftDeleteDays int = 7
+
+@description('Resource id of the Log Analytics workspace the blob and table services send their read, write and delete logs to (the audit trail of dead letters, rejected events and the dedupe table).')
+param logAnalyticsWorkspaceId string
+
 resource account 'Microsoft.Storage/storageAccounts@2026-04-01' = {
   name: name
   location: location
@@ -66,6 +74,10 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-04-01'
       enabled: true
       days: blobSoftDeleteDays
     }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: containerSoftDeleteDays
+    }
   }
 }
 
@@ -96,6 +108,48 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2026-04-01' = {
   parent: account
   name: 'default'
+}
+
+// Storage resource logs are per service (blob, table), not per account.
+@description('The resource log categories of a storage service (learn.microsoft.com/azure/storage/blobs/monitor-blob-storage-reference, "Resource logs"): every read, write and delete.')
+var storageLogCategories = [
+  'StorageRead'
+  'StorageWrite'
+  'StorageDelete'
+]
+
+// The newest diagnosticSettings API is a preview; the only stable one (2016-09-01) cannot name a
+// Log Analytics workspace. See tests/test_infra.py ALLOWED_SUPPRESSIONS.
+#disable-next-line use-recent-api-versions
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      for category in storageLogCategories: {
+        category: category
+        enabled: true
+      }
+    ]
+  }
+}
+
+// The newest diagnosticSettings API is a preview; the only stable one (2016-09-01) cannot name a
+// Log Analytics workspace. See tests/test_infra.py ALLOWED_SUPPRESSIONS.
+#disable-next-line use-recent-api-versions
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      for category in storageLogCategories: {
+        category: category
+        enabled: true
+      }
+    ]
+  }
 }
 
 resource processedEventsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-04-01' = {

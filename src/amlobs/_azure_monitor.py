@@ -52,7 +52,7 @@ from .errors import TelemetryExportFailed
 from .retry_after import retry_after_seconds
 from .settings import SettingsError
 from .telemetry_unit import TelemetryItem, TelemetryUnit
-from .tracing import SpanPlan
+from .tracing import CLOCK_MARGIN_MS, INGESTION_MAX_AGE_MS, SpanPlan
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -132,6 +132,17 @@ def _first_error(post: _Post) -> str:
     return f"item {index}: {post.refused[index]} {post.messages.get(index, '')}".rstrip()
 
 
+def _envelope_time_ns(decided_at_ms: int | None, now_ns: int) -> int:
+    """The time of a unit's event and metric envelopes: when the unit was decided, so that a resend
+    repeats it; now for a unit never kept, or one whose time ingestion would refuse by now (a
+    dead-lettered event replayed days later: ingestion takes items of the last 48 hours, see
+    amlobs.tracing) — the content is the same, only the time then says when it was finally sent."""
+    if decided_at_ms is None:
+        return now_ns
+    oldest_ms = now_ns // 1_000_000 - INGESTION_MAX_AGE_MS + CLOCK_MARGIN_MS
+    return now_ns if decided_at_ms < oldest_ms else decided_at_ms * 1_000_000
+
+
 class ExportPipeline:
     def __init__(
         self,
@@ -186,7 +197,7 @@ class ExportPipeline:
         self._trace_spans = TraceSpans()
 
     # -- conversion ----------------------------------------------------------------------------------
-    def _event_envelope(self, item: TelemetryItem) -> list[Any]:
+    def _event_envelope(self, item: TelemetryItem, at_ns: int) -> list[Any]:
         # An event placed in a pipeline trace carries its operation (operation_Id = the trace id,
         # operation_ParentId = its run's span id: the log exporter's _convert_log_to_envelope reads
         # them from the log record, which takes them from this context). Without one the SDK uses the
@@ -196,6 +207,8 @@ class ExportPipeline:
             context = remote_parent(*item.operation)
         with self._emit_lock:
             self._logger.emit(
+                timestamp=at_ns,
+                observed_timestamp=at_ns,
                 context=context,
                 severity_number=SeverityNumber.INFO,
                 body=item.name,
@@ -204,8 +217,7 @@ class ExportPipeline:
             records, self._capture.captured = self._capture.captured, []
         return [self._log_exporter._log_to_envelope(record) for record in records]
 
-    def _metric_envelope(self, item: TelemetryItem) -> list[Any]:
-        now = time.time_ns()
+    def _metric_envelope(self, item: TelemetryItem, now: int) -> list[Any]:
         point: HistogramDataPoint | NumberDataPoint
         if item.kind == "histogram":
             point = HistogramDataPoint(
@@ -245,13 +257,14 @@ class ExportPipeline:
         """The unit's envelopes and, position by position, the key of the item each belongs to."""
         envelopes: list[Any] = []
         owners: list[str] = []
+        at_ns = _envelope_time_ns(unit.decided_at_ms, time.time_ns())
         for item in unit.items:
             if item.kind == "event":
-                converted = self._event_envelope(item)
+                converted = self._event_envelope(item, at_ns)
             elif item.kind == "span":
                 converted = self._span_envelopes(item)
             else:
-                converted = self._metric_envelope(item)
+                converted = self._metric_envelope(item, at_ns)
             envelopes.extend(converted)
             owners.extend(item.key for _ in converted)
         return envelopes, owners

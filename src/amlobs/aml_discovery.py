@@ -80,6 +80,8 @@ class UntrustedEndpoint(RunNotFound):
     ``enrichment_error``, since a redelivery would meet the same answer. No token was sent anywhere.
     """
 
+    answered_404 = False
+
 
 def _discovered_endpoint(
     name: str, raw: object, *, allow_loopback: bool, missing: str, refusing: str

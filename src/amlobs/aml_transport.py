@@ -76,6 +76,8 @@ class RunHistoryRejected(RunNotFound):
     A ``RunNotFound`` so the event is recorded from what it carries, with ``enrichment_error`` set.
     """
 
+    answered_404 = False
+
 
 class AccessRefused(EnrichmentUnavailable):
     """The last answer was 401 or 403. Still an ``EnrichmentUnavailable`` (run history calls fail the

@@ -81,6 +81,7 @@ class PipelineListing:
     error: str | None = None
     nested: dict[str, PipelineListing] = field(default_factory=dict)
     unlisted: list[str] = field(default_factory=list)
+    answered_404: bool = False  # ``error`` is run history's 404 (judged by age), not a refusal for good
 
     def steps(self) -> Iterator[dict[str, Any]]:
         """The pipeline's steps: its children that are not pipelines, then, in listing order, the
@@ -107,7 +108,9 @@ def list_pipeline(runs: RunSource, ws: WorkspaceRef, run_id: str, depth: int = 1
     try:
         children = list(runs.iter_children(ws, run_id))
     except RunNotFound as missing:
-        return PipelineListing(run_id, None, error=str(missing) or "run not found")
+        return PipelineListing(
+            run_id, None, error=str(missing) or "run not found", answered_404=missing.answered_404
+        )
     listing = PipelineListing(run_id, children)
     for child in children:
         child_id = facts.text(child.get("runId"))

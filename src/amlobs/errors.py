@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class EventRejected(Exception):
     """The event can never be processed (malformed or unsupported): store it as rejected, succeed.
@@ -52,7 +54,18 @@ class StorageUnavailable(TransientError):
 
 
 class RunNotFound(Exception):
-    """The run history API answered 404: the run is deleted or not visible. Record what we have."""
+    """The run history API answered 404: the run is deleted or not visible. Record what we have.
+
+    ``answered_404``: a 404, which the processor judges by the event's age (amlobs.not_found); false for
+    the subclasses that record the event alone at once (a request refused for good, an untrusted host).
+    """
+
+    answered_404: ClassVar[bool] = True
+
+
+class RunNotYetVisible(TransientError):
+    """Run history answered 404 for a run whose event is recent: it may not be visible yet
+    (amlobs.not_found). The invocation fails and Event Grid redelivers later."""
 
 
 class DeliveryInProgress(TransientError):

@@ -9,14 +9,20 @@ claim moves to "sending" right before the telemetry goes out, to "done" after in
 Anything transient releases the claim (saying which items ingestion did store) and raises, so that
 Event Grid redelivers; only events that can never succeed are stored as rejected (and the invocation
 then succeeds).
+
+What a run status sends is decided once (``_decide_unit``) and kept with the claim as it moves to
+"sending": a later attempt on the key sends that unit again (``amlobs.resend``), flagged as a possible
+duplicate when an earlier one may have stored it, instead of asking run history and the prices API
+afresh. A run history 404 is judged by the event's age (``amlobs.not_found``): transient for a recent
+event, the run's deletion for an old one, whose record says why and whose claim is marked partial.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .enrichment import PipelineListing, RunAnswers, RunSource, fetch_run_answers, list_pipeline
@@ -24,12 +30,15 @@ from .errors import (
     ClaimLost,
     EventRejected,
     RunNotFound,
+    RunNotYetVisible,
     StorageUnavailable,
     TelemetryExportFailed,
     TransientError,
 )
-from .events import RunEvent, WorkspaceRef, decode_event, parse_event
+from .events import RunEvent, WorkspaceRef, parse_event
+from .not_found import NotFoundRule
 from .records import Record, build_record, parse_utc_ms
+from .rejected_fields import best_effort_fields, field_text, payload_text
 from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
 
@@ -53,8 +62,8 @@ class Telemetry(Protocol):
 
 class Dedupe(Protocol):
     def claim(self, key: str, context: Mapping[str, str]) -> Claim | None: ...
-    def start_sending(self, claim: Claim) -> Claim: ...
-    def complete(self, claim: Claim) -> None: ...
+    def start_sending(self, claim: Claim, kept: bytes | None = None) -> Claim: ...
+    def complete(self, claim: Claim, *, partial_reason: str | None = None) -> None: ...
     def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None: ...
 
 
@@ -91,79 +100,6 @@ class Outcome:
     blob_name: str | None = None
 
 
-def _payload_text(payload: str | bytes | Mapping[str, Any]) -> str | bytes:
-    if isinstance(payload, Mapping):
-        try:
-            return json.dumps(payload, default=str, ensure_ascii=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            # The parser rejected the event for this very reason (not_json); raising here would fail
-            # every redelivery instead of storing the rejection.
-            return f"<event not representable as JSON: {type(exc).__name__}>"
-    return payload
-
-
-def _top_level_only(text: str) -> str:
-    """JSON text with every array/object inside the outermost one replaced by ``null``.
-
-    An event refused for its nesting still has readable top-level fields (id, eventType, topic) that
-    say which event it was; this reads them with a flat, iterative scan instead of a recursive decode.
-    """
-    out: list[str] = []
-    depth = 0
-    skipping = False
-    index, size = 0, len(text)
-    while index < size:
-        char = text[index]
-        if char == '"':
-            end = index + 1
-            while end < size and text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
-            if not skipping:
-                out.append(text[index : end + 1])
-            index = end + 1
-            continue
-        if char in "[{":
-            depth += 1
-            if depth == 2 and not skipping:
-                skipping = True
-                out.append("null")
-            elif not skipping:
-                out.append(char)
-        elif char in "]}":
-            if not skipping:
-                out.append(char)
-            elif depth == 2:
-                skipping = False
-            depth -= 1
-        elif not skipping:
-            out.append(char)
-        index += 1
-    return "".join(out)
-
-
-def _best_effort_fields(payload: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
-    """What can still be read of an event that failed validation (for the blob and the log line)."""
-    try:
-        return decode_event(payload)
-    except EventRejected as rejection:
-        if rejection.code != "nested_too_deeply" or isinstance(payload, Mapping):
-            return {}
-    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-    try:
-        shallow = json.loads(_top_level_only(text))
-    except (ValueError, RecursionError):
-        return {}
-    return shallow if isinstance(shallow, dict) else {}
-
-
-def _field(decoded: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = decoded.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:256]
-    return None
-
-
 def _cost_keys(estimate: Callable[[], Mapping[str, str | int]], event: RunEvent) -> Mapping[str, str | int]:
     """An estimate, or why there is none: the cost is never a reason to fail or redeliver an event.
 
@@ -175,6 +111,27 @@ def _cost_keys(estimate: Callable[[], Mapping[str, str | int]], event: RunEvent)
     except Exception as unexpected:
         logger.exception("cost estimate of run %s failed", event.run_id)
         return {"cost_basis": f"no estimate: the estimate failed unexpectedly ({type(unexpected).__name__})"}
+
+
+def _keepable(unit: TelemetryUnit, key: str) -> bytes | None:
+    """The unit as the claim keeps it, or None (then a resend builds it again, as it always did)."""
+    from .resend import UnitNotKeepable, encode_unit
+
+    try:
+        return encode_unit(unit)
+    except UnitNotKeepable as reason:
+        logger.warning("%s: telemetry not kept with the claim: %s", key, reason)
+        return None
+
+
+def _records_of(unit: TelemetryUnit) -> tuple[Record, Record | None]:
+    """The record and summary a kept unit carries (for the outcome: what was decided then)."""
+    from .telemetry_unit import EVENT_PIPELINE_SUMMARY, EVENT_RUN_STATUS_CHANGED
+
+    records = unit.events(EVENT_RUN_STATUS_CHANGED)
+    summaries = unit.events(EVENT_PIPELINE_SUMMARY)
+    record: Record = dict(records[0]) if records else {}
+    return record, (dict(summaries[0]) if summaries else None)
 
 
 def dedupe_key_of(event: RunEvent) -> str:
@@ -201,6 +158,8 @@ class EventProcessor:
         costs: CostEstimates | None = None,
         due: DueNotes | None = None,
         notifier: Notifier | None = None,
+        not_found: NotFoundRule | None = None,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._runs = runs
         self._telemetry = telemetry
@@ -209,12 +168,38 @@ class EventProcessor:
         self._costs = costs  # None: records carry no cost keys
         self._due = due  # None: no after-the-fact resource-use pass
         self._notifier = notifier  # None: no webhook configured
+        self._not_found = not_found or NotFoundRule()
+        self._clock_ms = clock_ms
 
     @property
     def notifier(self) -> Notifier | None:
         """The team's messages (``amlobs.notify.Notifier``), None without a webhook: other entry points
         (the reconciler's missed and late schedules) send theirs through the same one."""
         return self._notifier
+
+    @property
+    def runs(self) -> RunSource:
+        """The run history client the records are enriched from (the reconciler lists runs with it)."""
+        return self._runs
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._telemetry
+
+    def send_once(self, key: str, context: Mapping[str, str], unit: TelemetryUnit) -> bool:
+        """Send ``unit`` unless ``key`` is already recorded, under the same claim protocol as a run
+        status (the reconciler's judgements of a schedule's fire time). False: already recorded."""
+        claim = self._dedupe.claim(key, context)
+        if claim is None:
+            return False
+        try:
+            claim = self._dedupe.start_sending(claim)
+            self._telemetry.send(unit.without(claim.accepted))
+        except BaseException as failure:
+            self._release(claim, failure)
+            raise
+        self._complete(claim)
+        return True
 
     def close(self) -> None:
         self._telemetry.shutdown()
@@ -246,20 +231,17 @@ class EventProcessor:
             logger.info("event %s (run %s) already recorded: skipped", event.event_id, event.run_id)
             return Outcome("duplicate", event.event_id)
         try:
-            record, answers = self._enriched_record(event)
-            record.update(self._record_cost(event, record, answers))
-            # Decided on the enriched record, not the event's runType (which may be null).
-            summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
-            event_time_ms = parse_utc_ms(event.event_time)
-            record.update(status_fields(record, source, event_time_ms=event_time_ms))
-            if summary is not None:
-                summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
-            if self._due is not None:
-                # Before the send: a failed note fails the delivery, so no finished run is forgotten.
-                self._due.note(event.workspace, record)
-            unit = self._unit(record, summary, claim, answers)
-            claim = self._dedupe.start_sending(claim)
-            self._telemetry.send(unit)
+            kept = self._kept_unit(claim)
+            if kept is None:
+                unit, record, summary = self._decide_unit(event, source)
+                if self._due is not None:
+                    # Before the send: a failed note fails the delivery, so no finished run is forgotten
+                    # (a resend of a kept unit follows an attempt that noted it before its send).
+                    self._due.note(event.workspace, record)
+            else:
+                unit, record, summary = kept, *_records_of(kept)
+            claim = self._dedupe.start_sending(claim, _keepable(unit, claim.key) if kept is None else None)
+            self._telemetry.send(self._outgoing(unit, claim))
         except BaseException as failure:
             # Transient or a bug: either way the key goes back now, not when its lease expires.
             self._release(claim, failure)
@@ -268,32 +250,64 @@ class EventProcessor:
             # Before the status is marked done: an invocation that dies here is redelivered, and the
             # message's own claim (amlobs.notify) keeps it to one.
             self._notify(summary, source)
-        self._complete(claim)
-        kind: OutcomeKind = "partial" if "enrichment_error" in record else "recorded"
+        partial = record.get("enrichment_error")
+        self._complete(claim, str(partial) if partial else None)
+        kind: OutcomeKind = "partial" if partial else "recorded"
         logger.info(
-            "event %s: run %s %s recorded%s%s",
+            "event %s: run %s %s recorded%s%s%s",
             event.event_id,
             event.run_id,
             record.get("status", "?"),
             " (partial: run not found)" if kind == "partial" else "",
             " (may duplicate an earlier attempt)" if claim.maybe_delivered else "",
+            " (as an earlier attempt decided it)" if kept is not None else "",
         )
         return Outcome(kind, event.event_id, record=record, summary=summary)
 
-    @staticmethod
-    def _unit(
-        record: Record, summary: Record | None, claim: Claim, answers: RunAnswers | None
-    ) -> TelemetryUnit:
-        # The record, its summary and (once the run finished) its spans in the pipeline's trace.
+    def _decide_unit(
+        self, event: RunEvent, source: RecordSource
+    ) -> tuple[TelemetryUnit, Record, Record | None]:
+        """Everything a run status sends, decided now from run history's and the prices API's answers."""
+        record, answers = self._enriched_record(event)
+        record.update(self._record_cost(event, record, answers))
+        # Decided on the enriched record, not the event's runType (which may be null).
+        summary = self._pipeline_summary(event, answers) if needs_summary(record) else None
+        event_time_ms = parse_utc_ms(event.event_time)
+        record.update(status_fields(record, source, event_time_ms=event_time_ms))
+        if summary is not None:
+            summary.update(status_fields(summary, source, event_time_ms=event_time_ms))
         from .tracing import traced_unit
 
         details = answers.details if answers is not None else None
-        unit = traced_unit(record, summary, maybe_duplicate=claim.maybe_delivered, details=details)
+        now_ms = self._clock_ms()
+        unit = traced_unit(record, summary, details=details, now_ms=now_ms)
+        unit.decided_at_ms = now_ms
+        return unit, record, summary
+
+    @staticmethod
+    def _kept_unit(claim: Claim) -> TelemetryUnit | None:
+        """What an earlier attempt on this key decided to send, if it kept it."""
+        if claim.kept is None:
+            return None
+        from .resend import decode_unit
+
+        try:
+            return decode_unit(claim.kept)
+        except ValueError as unreadable:
+            logger.warning("%s: the kept telemetry is unreadable (%s): built again", claim.key, unreadable)
+            return None
+
+    @staticmethod
+    def _outgoing(unit: TelemetryUnit, claim: Claim) -> TelemetryUnit:
+        """The unit as this attempt sends it: flagged when an earlier one may have stored it, without
+        the items an earlier one is known to have stored."""
+        from .resend import flag_duplicate
+
         if claim.accepted:
             logger.info(
                 "%s: %s already stored by an earlier attempt", claim.key, ", ".join(sorted(claim.accepted))
             )
-        return unit.without(claim.accepted)
+        return (flag_duplicate(unit) if claim.maybe_delivered else unit).without(claim.accepted)
 
     def _notify(self, summary: Record, source: RecordSource) -> None:
         """The team's message; it can never fail the event (the notifier leaves a health record)."""
@@ -314,15 +328,19 @@ class EventProcessor:
             maybe = maybe or failure.maybe_delivered
         elif claim.state == "sending" and not isinstance(failure, TransientError):
             maybe = True  # something broke after the claim said "sending": the POST may have gone out
+        if not accepted and not maybe and claim.kept is not None:
+            # Nothing of the unit can have been stored: no copy exists that a later one must repeat, so
+            # the redelivery decides afresh (a prices API back by then gives its estimate).
+            claim = replace(claim, kept=None)
         try:
             self._dedupe.release(claim, accepted=accepted, maybe_delivered=maybe)
         except StorageUnavailable as exc:
             # The claim then expires after its lease, and the redelivery takes it over.
             logger.warning("could not release the claim on %s: %s", claim.key, exc)
 
-    def _complete(self, claim: Claim) -> None:
+    def _complete(self, claim: Claim, partial_reason: str | None = None) -> None:
         try:
-            self._dedupe.complete(claim)
+            self._dedupe.complete(claim, partial_reason=partial_reason)
         except StorageUnavailable as exc:
             # The telemetry is stored: failing now would only make Event Grid send it again. The claim
             # stays "sending" until its lease expires; a later delivery would then resend it, flagged
@@ -334,8 +352,16 @@ class EventProcessor:
         try:
             answers = fetch_run_answers(self._runs, event.workspace, event.run_id)
         except RunNotFound as missing:
-            logger.warning("run %s not found in run history: recording the event alone", event.run_id)
-            return build_record(event, enrichment_error=str(missing) or "run not found"), None
+            if not missing.answered_404:  # refused for good: a redelivery would meet the same answer
+                logger.warning("run %s: recording the event alone: %s", event.run_id, missing)
+                return build_record(event, enrichment_error=str(missing) or "run not found"), None
+            verdict = self._not_found.judge(
+                parse_utc_ms(event.event_time), self._clock_ms(), str(missing) or "404"
+            )
+            if verdict.transient:
+                raise RunNotYetVisible(verdict.reason) from missing
+            logger.warning("run %s: %s", event.run_id, verdict.reason)
+            return build_record(event, enrichment_error=verdict.reason), None
         record = build_record(event, answers.details, answers.run, definition=answers.definition)
         return record, answers
 
@@ -346,6 +372,13 @@ class EventProcessor:
                 event, None, None, summary_error="pipeline run not found in run history"
             )
         listing = list_pipeline(self._runs, event.workspace, event.run_id)
+        if listing.children is None and listing.answered_404:
+            # The run answered a moment ago: a 404 on its children is judged by age like the run's own.
+            verdict = self._not_found.judge(
+                parse_utc_ms(event.event_time), self._clock_ms(), listing.error or "404"
+            )
+            if verdict.transient:
+                raise RunNotYetVisible(f"children of pipeline run {event.run_id}: {verdict.reason}")
         summary = summarize_pipeline(event, answers.run, listing)
         if self._costs is not None:
             costs = self._costs
@@ -362,17 +395,17 @@ class EventProcessor:
         return _cost_keys(lambda: costs.for_record(event.workspace, record, answers), event)
 
     def _reject(self, payload: str | bytes | Mapping[str, Any], rejection: EventRejected) -> Outcome:
-        readable = _best_effort_fields(payload)
-        event_id = _field(readable, "id")
+        readable = best_effort_fields(payload)
+        event_id = field_text(readable, "id")
         blob_name = self._rejected.store(
-            _payload_text(payload), reason=rejection.code, detail=rejection.detail, event_id=event_id
+            payload_text(payload), reason=rejection.code, detail=rejection.detail, event_id=event_id
         )
         attributes = {
             key: value
             for key, value in {
                 "event_id": event_id,
-                "event_type": _field(readable, "eventType", "event_type"),
-                "topic": _field(readable, "topic"),
+                "event_type": field_text(readable, "eventType", "event_type"),
+                "topic": field_text(readable, "topic"),
                 "blob_name": blob_name,
             }.items()
             if value

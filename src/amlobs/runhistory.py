@@ -50,6 +50,9 @@ __all__ = ["RunHistoryClient", "RunHistoryRejected", "RunPage"]
 _HISTORY = "history/v1.0"
 
 
+SCHEDULES_API_VERSION = "2023-06-01-preview"
+
+
 def run_data_request(run_id: str) -> dict[str, Any]:
     """``GetRunDataRequest`` as ``RunOperations.get_run_data`` fills it (every part selected)."""
     return {
@@ -203,6 +206,26 @@ class RunHistoryClient:
             attempts=1,
             timeout=timeout,
         )
+
+    # -- schedules (amlobs.schedules): GET .../workspaces/{ws}/schedules at azure-ai-ml's version --------
+    # azure-ai-ml 1.35.2 _ml_client.py:101 (api_version="2023-06-01-preview" for ScheduleOperations,
+    # lines 692-695); the request: _restclient/arm_ml_service/operations/_operations.py:4204-4218
+    # (listViewType; pages follow nextLink).
+    # Needs Microsoft.MachineLearningServices/workspaces/schedules/read.
+
+    def iter_schedules(self, ws: WorkspaceRef) -> Iterator[dict[str, Any]]:
+        """Every schedule of the workspace, enabled or not (``ScheduleResource`` items)."""
+        call = f"schedules of {ws.workspace_name} (Resource Manager)"
+        url: str | None = f"{self._arm}/{workspace_path(ws)}/schedules?" + urlencode(
+            {"api-version": SCHEDULES_API_VERSION, "listViewType": "All"}
+        )
+        seen: set[str] = set()
+        while url is not None and url not in seen:
+            seen.add(url)
+            page = self._http.call_json(call, "GET", url, not_found="workspace")
+            yield from page_items(page, call)
+            next_link = page.get("nextLink")
+            url = next_link if isinstance(next_link, str) and next_link else None
 
     # -- Azure Monitor metrics of the workspace (amlobs.resource_use) ---------------------------
     #

@@ -51,6 +51,7 @@ def _build(
 ) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
+    from .not_found import NotFoundRule
     from .resource_use.cluster_idle import ClusterIdlePass
     from .resource_use.due import DueNoter
     from .resource_use.run_pass import ResourceUsePass
@@ -78,6 +79,7 @@ def _build(
         costs=costs,
         due=DueNoter(due) if due is not None else None,
         notifier=notifier,
+        not_found=NotFoundRule(60 * settings.run_not_found_grace_minutes),
     )
     if due is None:
         return processor, None

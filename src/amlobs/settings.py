@@ -239,6 +239,9 @@ class Settings:
     # How long a (run, status) claim holds without progress: an invocation that dies blocks its run
     # status this long before a redelivery takes it over (amlobs/storage/claims.py).
     claim_lease_seconds: float = 60.0
+    # A run history 404 for an event younger than this (by the event's own time) is retried, not
+    # taken as the run's deletion (amlobs/not_found).
+    run_not_found_grace_minutes: float = 15.0
     # TEST_LOOPBACK_SETTING: loopback endpoints may receive the Resource Manager token (the test fakes).
     allow_loopback: bool = False
 
@@ -274,5 +277,6 @@ class Settings:
             ),
             cost_timeout_seconds=_positive_float(env, "AML_OBS_COST_TIMEOUT_SECONDS", 5.0),
             claim_lease_seconds=_positive_float(env, "AML_OBS_CLAIM_LEASE_SECONDS", 60.0),
+            run_not_found_grace_minutes=_positive_float(env, "AML_OBS_RUN_NOT_FOUND_GRACE_MINUTES", 15.0),
             allow_loopback=_test_loopback(env),
         )

@@ -18,7 +18,7 @@ from typing import Literal, get_args
 from . import run_facts as facts
 from .events import TERMINAL_STATUSES
 
-RecordSource = Literal["live", "replay", "backfill"]
+RecordSource = Literal["live", "replay", "backfill", "reconcile"]
 RECORD_SOURCES: tuple[str, ...] = get_args(RecordSource)
 
 # The record keys this module adds (to records and to pipeline summaries alike).
@@ -43,12 +43,13 @@ def status_time_ms(
     - A terminal status (Completed, Failed, Canceled) happened when the run ended: its end time, also
       for a ``RunCompleted`` event or a replay that arrives days later.
     - Live and replayed events otherwise happened at the event's own time (``eventTime``).
-    - A backfilled run is recorded from the run history, not from an event: its status happened at the
-      latest of the run's own times that the status implies (ended, started, created).
+    - A backfilled or reconciled run is recorded from the run history, not from an event (the
+      reconciler's is the one Event Grid never delivered): its status happened at the latest of the
+      run's own times that the status implies (ended, started, created).
     """
     if status in TERMINAL_STATUSES and end_ms is not None:
         return end_ms
-    if source != "backfill":
+    if source not in ("backfill", "reconcile"):
         return event_time_ms
     # Backfill: the run history is the only witness.
     if status in _QUEUED_STATUSES:

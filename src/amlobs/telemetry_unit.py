@@ -51,6 +51,9 @@ class TelemetryItem:
 @dataclass
 class TelemetryUnit:
     items: list[TelemetryItem] = field(default_factory=list)
+    # When what the unit sends was decided (epoch ms): the time of its event and metric envelopes, so
+    # that a resend of a kept unit (amlobs.resend) repeats it. None: the moment it is converted.
+    decided_at_ms: int | None = None
 
     def _add(self, item: TelemetryItem) -> None:
         if any(existing.key == item.key for existing in self.items):
@@ -79,7 +82,7 @@ class TelemetryUnit:
 
     def without(self, keys: Iterable[str]) -> TelemetryUnit:
         skip = frozenset(keys)
-        return TelemetryUnit([item for item in self.items if item.key not in skip])
+        return TelemetryUnit([item for item in self.items if item.key not in skip], self.decided_at_ms)
 
     def events(self, name: str) -> list[Mapping[str, str]]:
         return [item.dimensions for item in self.items if item.kind == "event" and item.name == name]

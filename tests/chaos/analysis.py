@@ -10,6 +10,7 @@ that stored the earlier record and why it did not stop the later one.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ class Stored:
     # cost: the cost lookups (Resource Manager compute GET, Retail Prices API) run inside the same claim.
     finished_step: bool = False
     estimated: bool = False
+    # What the copy says, apart from the flag that marks it a possible duplicate: copies of one key
+    # must say the same (a resend repeats what was sent, issue 21).
+    content: str = ""
 
 
 @dataclass
@@ -74,6 +78,12 @@ class Figures:
     # Run statuses whose first record has no run history details (enrichment_error: a 404 fault, or a
     # request the AML fake refused because it drifted from the official client's form).
     unenriched_records: int = 0
+    # Every run of the scenario exists: a run status none of whose copies has run history's details is
+    # a record left unenriched for good.
+    unenriched_keys: int = 0
+    # Keys (records; pipeline summaries) with copies that say different things, the flag aside.
+    disagreeing_keys: int = 0
+    disagreeing_summaries: int = 0
     duration_points_expected: int = 0
     duration_points_stored: int = 0
     # Finished steps and pipeline summaries whose first record has no estimated cost (a fault on a cost
@@ -144,6 +154,7 @@ def stored_items(requests: Iterable[RecordedRequest]) -> tuple[list[Stored], lis
                 "enrichment_error" not in properties,
                 properties.get("status") in TERMINAL and bool(properties.get("parent_run_id")),
                 "estimated_cost" in properties,
+                json.dumps({k: v for k, v in properties.items() if k != MAYBE_DUPLICATE}, sort_keys=True),
             )
             (records if base.get("name") == RECORD_EVENT else summaries).append(item)
     return records, summaries, duration_points
@@ -267,6 +278,8 @@ def analyse(
     # One duration point is due per recorded (run, status) whose record has an execution time.
     figures.duration_points_expected = sum(1 for stored in by_key.values() if stored[0].has_duration)
     figures.unenriched_records = sum(1 for stored in by_key.values() if not stored[0].enriched)
+    figures.unenriched_keys = sum(1 for stored in by_key.values() if not any(s.enriched for s in stored))
+    figures.disagreeing_keys = sum(1 for stored in by_key.values() if len({s.content for s in stored}) > 1)
     steps = [stored[0] for stored in by_key.values() if stored[0].finished_step]
     figures.finished_steps = len(steps)
     figures.unestimated_steps = sum(1 for step in steps if not step.estimated)
@@ -288,6 +301,9 @@ def analyse(
     for stored in by_pipeline.values():
         figures.duplicated_summaries += len(stored) - 1
         figures.counted_duplicated_summaries += sum(1 for s in stored[1:] if s.maybe_duplicate)
+    figures.disagreeing_summaries = sum(
+        1 for stored in by_pipeline.values() if len({s.content for s in stored}) > 1
+    )
     figures.missing_summaries = len(scenario.expected_summaries - set(by_pipeline))
     figures.unestimated_summaries = sum(1 for stored in by_pipeline.values() if not stored[0].estimated)
     _span_figures(figures, by_key, stored_spans(requests))

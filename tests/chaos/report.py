@@ -21,6 +21,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("**lost**", "lost"),
     ("**duplicated** keys (extra records)", "duplicated_keys"),
     ("extra records counted as maybe delivered / not counted", "counted_extra_records"),
+    ("keys whose copies **disagree** (records; summaries)", "disagreeing_keys"),
+    ("records of existing runs left **unenriched** (first copy unenriched)", "unenriched_keys"),
     ("duplicated pipeline summaries (counted)", "duplicated_summaries"),
     ("duration metric points stored / due", "duration_points_stored"),
     ("finished steps / without estimated cost; summaries without", "unestimated_steps"),
@@ -50,6 +52,10 @@ def cell(result: ChaosResult, field: str) -> str:
         return f"{f.duplicated_keys} ({f.extra_records})"
     if field == "counted_extra_records":
         return f"{f.counted_extra_records} / {f.uncounted_extra_records}"
+    if field == "disagreeing_keys":
+        return f"{f.disagreeing_keys}; {f.disagreeing_summaries}"
+    if field == "unenriched_keys":
+        return f"{f.unenriched_keys} ({f.unenriched_records})"
     if field == "duplicated_summaries":
         return f"{f.duplicated_summaries} ({f.counted_duplicated_summaries})"
     if field == "duration_points_stored":

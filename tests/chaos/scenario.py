@@ -78,6 +78,7 @@ def build_scenario(aml: FakeAmlApi, *, keys: int, rng: random.Random) -> Scenari
     summaries: set[Key] = set()
     # Runs of the last hours: inside ingestion's window, so each finished run's span is sent too.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    published = datetime.now(UTC)
     pipelines = max(1, keys // 6)
     for index in range(pipelines):
         failed = rng.random() < 0.15
@@ -88,7 +89,9 @@ def build_scenario(aml: FakeAmlApi, *, keys: int, rng: random.Random) -> Scenari
         for run in [pipeline, *steps]:
             run_key_running: Key = (workspace.name, run["runId"], "Running")
             run_key_done: Key = (workspace.name, run["runId"], terminal)
-            when = start + timedelta(minutes=index, seconds=10)
+            # Event Grid delivers an event seconds after AML publishes it: its time is now (the runs' own
+            # times are run history's). A run history 404 then means "not visible yet" (amlobs/not_found).
+            when = published
             for key, event_type, status in (
                 (run_key_running, RUN_STATUS_CHANGED, "Running"),
                 (run_key_done, RUN_STATUS_CHANGED, terminal),

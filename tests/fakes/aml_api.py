@@ -69,6 +69,10 @@ MANAGEMENT_TOKEN = "token-for-management"
 
 _WS = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
 _ARM_WORKSPACE = re.compile(rf"^{_WS}$", re.IGNORECASE)
+_ARM_SCHEDULES = re.compile(rf"^{_WS}/schedules$", re.IGNORECASE)
+# azure-ai-ml 1.35.2's schedule operations (src/amlobs/runhistory.py cites the lines).
+SCHEDULES_API_VERSION = "2023-06-01-preview"
+SCHEDULE_LIST_VIEWS = frozenset({"EnabledOnly", "DisabledOnly", "All"})
 _ARM_COMPUTE = re.compile(rf"^{_WS}/computes/(?P<compute>[^/]+)$", re.IGNORECASE)
 _ARM_METRICS = re.compile(rf"^{_WS}/providers/Microsoft\.Insights/metrics$", re.IGNORECASE)
 _HISTORY = re.compile(rf"^/history/v1\.0{_WS}(?P<rest>/.*)$", re.IGNORECASE)
@@ -358,6 +362,9 @@ class FakeAmlApi:
         if path == PRICES_PATH and method == "GET":
             status, answer = self.prices.answer(query, self.base_url)
             return status, answer, {}
+        schedules = _ARM_SCHEDULES.match(path)
+        if schedules and method == "GET":
+            return self._schedules(schedules, query, headers)
         metrics = _ARM_METRICS.match(path)
         if metrics and method == "GET":
             if not self._authorized(headers):
@@ -418,6 +425,30 @@ class FakeAmlApi:
         if body is None:
             return 404, load_fixture("error_arm_not_found.json"), {}
         return 200, copy.deepcopy(body), {}
+
+    def _schedules(
+        self, match: re.Match[str], query: dict[str, str], headers: Mapping[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """ARM ``GET …/workspaces/{ws}/schedules?api-version=2023-06-01-preview&listViewType=…``
+        (Schedules_List; the answer's shape is the spec's example, Azure/azure-rest-api-specs
+        specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/preview/
+        2023-06-01-preview/examples/Schedule/list.json: ``{"value": [ScheduleResource], "nextLink"}``)."""
+        if not self._authorized(headers):
+            return _unauthorized()
+        if query.get("api-version") != SCHEDULES_API_VERSION:
+            raise _BadRequest(f"schedules are listed at api-version={SCHEDULES_API_VERSION}, got {query!r}")
+        view = query.get("listViewType", "EnabledOnly")
+        if view not in SCHEDULE_LIST_VIEWS or set(query) - {"api-version", "listViewType", "$skip"}:
+            raise _BadRequest(f"unexpected schedule list query {query!r}")
+        workspace = self._find(match["sub"], match["rg"], match["ws"])
+        if workspace is None:
+            return 404, load_fixture("error_arm_not_found.json"), {}
+        items = [
+            copy.deepcopy(s)
+            for s in workspace.schedules
+            if view == "All" or (s["properties"].get("isEnabled") is not False) == (view == "EnabledOnly")
+        ]
+        return 200, {"value": items, "nextLink": None}, {}
 
     def _find(self, sub: str, rg: str, ws: str) -> FakeWorkspace | None:
         return self._workspaces.get((sub.lower(), rg.lower(), ws.lower()))

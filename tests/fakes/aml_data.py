@@ -224,6 +224,8 @@ class FakeWorkspace:
     definitions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     # ARM compute resources by lower-cased name (GET …/computes/{name}).
     computes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # ARM schedule resources (GET …/schedules): see schedule_resource()
+    schedules: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def resource_id(self) -> str:
@@ -471,3 +473,33 @@ def _v2_node(
     if isinstance(node.get("compute"), dict):
         node["compute"]["target"] = step.get("target")
     return node
+
+
+def schedule_resource(
+    workspace_id: str, name: str, trigger: dict[str, Any], *, enabled: bool = True
+) -> dict[str, Any]:
+    """A ``ScheduleResource`` as Schedules_List answers it: the 2023-06-01-preview spec example
+    (examples/Schedule/list.json) with a pipeline job action, this name, trigger and enabled flag."""
+    return {
+        "id": f"{workspace_id}/schedules/{name}",
+        "name": name,
+        "type": "Microsoft.MachineLearningServices/workspaces/schedules",
+        "properties": {
+            "description": None,
+            "tags": {},
+            "properties": {},
+            "displayName": name,
+            "isEnabled": enabled,
+            "trigger": trigger,
+            "action": {"actionType": "CreateJob", "jobDefinition": {"jobType": "Pipeline"}},
+            "provisioningState": "Succeeded",
+        },
+        "systemData": {
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "createdBy": "someone@example.com",
+            "createdByType": "User",
+            "lastModifiedAt": "2026-01-01T00:00:00.000Z",
+            "lastModifiedBy": "someone@example.com",
+            "lastModifiedByType": "User",
+        },
+    }

@@ -17,6 +17,20 @@ Only the commands and answers the hooks rely on are modelled, each after the rea
   DELETE answers 200 or 204 when already gone, GET answers 404 RoleDefinitionDoesNotExist). A failed
   az rest prints "ERROR: <reason>(<response body>)" (azure-cli core/util.py send_raw_request).
 - `az group delete --name N --subscription S`: a missing group fails with ResourceGroupNotFound.
+- `az eventgrid system-topic list --subscription S --query '[].[id, source, identity.type,
+  identity.principalId]' -o tsv`: the system topics of the subscription (SystemTopics_ListBySubscription,
+  azure-rest-api-specs eventgrid/resource-manager/Microsoft.EventGrid/stable/2025-02-15). azure-cli
+  prints the resource with its properties flattened beside id and identity (`source`, `topicType`:
+  Azure/azure-cli eventgrid tests, test_eventgrid_commands.py and recordings/test_system_topic_identity.yaml,
+  where a topic without identity answers `"identity": {"type": "None", "principalId": null}` or has no
+  identity at all); -o tsv writes one tab-separated line per topic and an absent value (null) as
+  `None`: knack's _TsvOutput._dump_obj writes str() of a scalar (microsoft/knack knack/output.py).
+  Without read permission: AuthorizationFailed over the subscription.
+- `az eventgrid system-topic event-subscription list --subscription S --resource-group G
+  --system-topic-name T --query '[].name' -o tsv`, and `... event-subscription delete --subscription S
+  --resource-group G --system-topic-name T --name N --yes` (SystemTopicEventSubscriptions_Delete answers
+  200/202/204, so deleting a subscription that is gone succeeds; a topic that is gone fails with
+  Resource Manager's ResourceNotFound). The only --query forms answered are the ones the hooks send.
 """
 
 from __future__ import annotations
@@ -36,16 +50,26 @@ FAULTS = (
     "role_delete_ignored",  # DELETE answers success but the definition stays (a delete that did not take)
     "role_get",  # az rest GET fails with something other than 404
     "group_delete",  # az group delete fails (no permission)
+    "topic_list",  # az eventgrid system-topic list fails (no read permission on the subscription)
+    "event_subscription_list",  # listing a topic's event subscriptions fails (no permission)
+    "event_subscription_delete",  # deleting an event subscription fails (no permission)
 )
+TOPIC_QUERY = "[].[id, source, identity.type, identity.principalId]"
+NAME_QUERY = "[].name"
 # The template parameters' env values a provision reads (infra/main.parameters.json).
-PROVISION_INPUTS = ("AML_WORKSPACE_IDS", "AML_OBS_DETACH", "ENABLE_EVENT_SUBSCRIPTION")
+PROVISION_INPUTS = (
+    "AML_WORKSPACE_IDS",
+    "AML_OBS_DETACH",
+    "ENABLE_EVENT_SUBSCRIPTION",
+    "AML_OBS_ADOPTED_SYSTEM_TOPICS",
+)
 
 
 def new_state(
     env: dict[str, str] | None = None,
     *,
     failing_provisions: int = 0,
-    azure: dict[str, list[str]] | None = None,
+    azure: dict[str, list[Any]] | None = None,
     faults: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     unknown = set(faults or {}) - set(FAULTS)
@@ -60,6 +84,10 @@ def new_state(
             "roleAssignments": [],
             "roleDefinitions": [],
             "resourceGroups": [],
+            # {"id", "source", "identity": {"type", "principalId"} | None}
+            "systemTopics": [],
+            # event subscription ids (<topic id>/eventSubscriptions/<name>)
+            "eventSubscriptions": [],
             **(azure or {}),
         },
         "faults": {name: [i.lower() for i in ids] for name, ids in (faults or {}).items()},
@@ -142,8 +170,81 @@ def _forbidden(action: str, scope: str) -> str:
     )
 
 
+def _topic_id(args: list[str]) -> str:
+    return (
+        f"/subscriptions/{_option(args, '--subscription')}/resourceGroups/{_option(args, '--resource-group')}"
+        f"/providers/Microsoft.EventGrid/systemTopics/{_option(args, '--system-topic-name')}"
+    )
+
+
+def _tsv(rows: list[list[str | None]]) -> None:
+    for row in rows:
+        print("\t".join(str(value) for value in row))
+
+
+def _eventgrid(state: dict[str, Any], args: list[str]) -> int:
+    azure: dict[str, list[Any]] = state["azure"]
+    if args[:2] == ["system-topic", "list"]:
+        subscription = _option(args, "--subscription")
+        if (_option(args, "--query"), _option(args, "-o")) != (TOPIC_QUERY, "tsv"):
+            return _fail(f"fake az: unsupported query {args}", 2)
+        if _faulty(state, "topic_list", subscription):
+            return _fail(
+                _forbidden("Microsoft.EventGrid/systemTopics/read", f"/subscriptions/{subscription}")
+            )
+        topics = [t for t in azure["systemTopics"] if t["id"].split("/")[2].lower() == subscription.lower()]
+        _tsv(
+            [
+                [
+                    t["id"],
+                    t["source"],
+                    (t.get("identity") or {}).get("type"),
+                    (t.get("identity") or {}).get("principalId"),
+                ]
+                for t in topics
+            ]
+        )
+        return 0
+    if args[:3] == ["system-topic", "event-subscription", "list"]:
+        topic = _topic_id(args)
+        if (_option(args, "--query"), _option(args, "-o")) != (NAME_QUERY, "tsv"):
+            return _fail(f"fake az: unsupported query {args}", 2)
+        if _faulty(state, "event_subscription_list", topic):
+            return _fail(_forbidden("Microsoft.EventGrid/systemTopics/eventSubscriptions/read", topic))
+        if not any(t["id"].lower() == topic.lower() for t in azure["systemTopics"]):
+            return _not_found_topic(topic)
+        prefix = f"{topic}/eventSubscriptions/".lower()
+        _tsv([[e.rsplit("/", 1)[1]] for e in azure["eventSubscriptions"] if e.lower().startswith(prefix)])
+        return 0
+    if args[:3] == ["system-topic", "event-subscription", "delete"]:
+        topic = _topic_id(args)
+        subscription_id = f"{topic}/eventSubscriptions/{_option(args, '--name')}"
+        if "--yes" not in args:
+            # The real command asks for confirmation, which a hook cannot answer.
+            return _fail("fake az: event-subscription delete without --yes would prompt", 2)
+        if _faulty(state, "event_subscription_delete", subscription_id):
+            return _fail(
+                _forbidden("Microsoft.EventGrid/systemTopics/eventSubscriptions/delete", subscription_id)
+            )
+        if not any(t["id"].lower() == topic.lower() for t in azure["systemTopics"]):
+            return _not_found_topic(topic)
+        _remove(azure["eventSubscriptions"], subscription_id)
+        return 0
+    return _fail(f"fake az: unsupported command eventgrid {args}", 2)
+
+
+def _not_found_topic(topic: str) -> int:
+    parts = topic.split("/")
+    return _fail(
+        f"ERROR: (ResourceNotFound) The Resource 'Microsoft.EventGrid/systemTopics/{parts[8]}' under "
+        f"resource group '{parts[4]}' was not found."
+    )
+
+
 def _az(state: dict[str, Any], args: list[str]) -> int:
-    azure: dict[str, list[str]] = state["azure"]
+    azure: dict[str, list[Any]] = state["azure"]
+    if args[:1] == ["eventgrid"]:
+        return _eventgrid(state, args[1:])
     if args[:3] == ["role", "assignment", "delete"]:
         assignment = _option(args, "--ids")
         if _faulty(state, "assignment_delete", assignment):

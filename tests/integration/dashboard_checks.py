@@ -661,4 +661,13 @@ CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "workbook:efficiency-missing": check_efficiency_missing,
     "workbook:efficiency-idle-clusters": check_efficiency_idle_clusters,
 }
-CHECKED_ELSEWHERE = {"workbook:processor-rejected-by-reason", "workbook:processor-rejected-latest"}
+# The reconciler's sections and rule run on their own scenarios (tests/integration/test_reconciler_*.py).
+CHECKED_ELSEWHERE = {
+    "workbook:processor-rejected-by-reason",
+    "workbook:processor-rejected-latest",
+    "workbook:schedules-overview",
+    "workbook:schedule-misses",
+    "workbook:reconciler-passes",
+    "workbook:reconciler-problems",
+    "alert:schedule-missed-or-late",
+}

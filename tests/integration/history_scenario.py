@@ -394,6 +394,29 @@ class Builder:
         assert self._copies(run["runId"], status) == 2, "the scenario needs ingestion to hold a duplicate"
         self._status(ws, run, status, _time(run, "endTimeUtc"), "live")  # type: ignore[arg-type]
 
+    def partial_copy_first(self, ws: FakeWorkspace, run: dict[str, Any]) -> None:
+        """A partial record of the run's terminal status goes out first: run history answered 404 for an
+        event judged old enough to take it as deleted. The complete copy follows (``live``, as a
+        reconciler's would): the dashboards must show the complete one, whichever arrived first."""
+        status = run["status"]
+        event = self.event(ws, run, status, _time(run, "endTimeUtc") + timedelta(seconds=1))  # type: ignore[operator]
+        hidden = ws.runs.pop(run["runId"]), ws.details.pop(run["runId"])
+        with pytest.MonkeyPatch.context() as env:
+            # No claim: the complete copy that follows must not find this run status recorded.
+            env.delenv("AzureWebJobsStorage")
+            env.setenv("AML_OBS_RUN_NOT_FOUND_GRACE_MINUTES", "0.001")
+            runtime.reset_processor()
+            try:
+                assert self.invoke(event), f"the partial {status} record of {run['runId']} failed"
+            finally:
+                runtime.reset_processor()
+        ws.runs[run["runId"]], ws.details[run["runId"]] = hidden
+        partial = [
+            e for e in self.ingestion.envelopes
+            if _is_record(e, run["runId"], status) and "enrichment_error" in e["data"]["baseData"]["properties"]
+        ]  # fmt: skip
+        assert len(partial) == 1, "the scenario needs a partial copy in ingestion"
+
     def _copies(self, run_id: str, status: str) -> int:
         return sum(
             1
@@ -590,6 +613,9 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     late_failure, late_failure_steps = b.pipeline(
         a, "etl", ended=3 * HOUR, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
     )
+    # Its step's and its own failure first went out partial (run history 404), then complete.
+    b.partial_copy_first(a, late_failure_steps[0])
+    b.partial_copy_first(a, late_failure)
     b.live_pipeline(a, late_failure, late_failure_steps)
     runs["late-failure"] = late_failure["runId"]
     twenty_late, twenty_late_steps = b.pipeline(

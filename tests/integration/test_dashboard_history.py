@@ -18,7 +18,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ def deployed_alert_rules(work: Path) -> dict[str, dict[str, Any]]:
         "param location = 'eastus'\nparam tags = {}\nparam resourceToken = 'tok'\n"
         "param appInsightsId = '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
         "/providers/Microsoft.Insights/components/appi'\n"
-        "param alertEmailReceivers = []\nparam systemTopicIds = []\n"
+        "param alertEmailReceivers = []\nparam eventSources = []\n"
     )
     done = subprocess.run(
         [bicep, "snapshot", str(params), "--mode", "overwrite", "--subscription-id",
@@ -184,6 +184,7 @@ class Mutant:
 STATUS_TIME = "coalesce(todatetime(customDimensions.status_time), timestamp)"
 RANGE = "| where status_time {TimeRange}\n"
 KEY = "by subscription, resource_group, workspace, run_id"
+BEST_COPY = "| summarize arg_max(copy_rank, *) by subscription, resource_group, workspace, run_id, status\n"
 MUTANTS = [
     Mutant("workbook:runs-over-time", STATUS_TIME, "timestamp", "bins on arrival time (the old dashboard)"),
     Mutant(
@@ -387,6 +388,15 @@ MUTANTS = [
         "a duplicated step listed twice",
     ),
     Mutant("workbook:expensive-runs", RANGE, "", "old backfilled runs among the range's most expensive"),
+    # A run status whose partial copy went out first and a complete copy later (issue 21).
+    Mutant("workbook:failures", BEST_COPY, "", "a partial copy wins: the failure dated by its event"),
+    Mutant("workbook:pipeline-runs", BEST_COPY, "", "a partial summary wins: no wall time"),
+    Mutant(
+        "workbook:failures",
+        "copy_rank = iff(isempty(",
+        "copy_rank = iff(isnotempty(",
+        "the partial copy preferred",
+    ),
     Mutant(
         "workbook:efficiency-gpu-by-pipeline",
         "sum(gpu_avg * gpu_samples) / sum(gpu_samples)",
@@ -427,6 +437,15 @@ MUTANTS = [
 ]
 
 
+def _counting_copies(mutant: Mutant, run: Runner) -> Runner:
+    """The runner for ``mutant``: one that removes a per-run reduction also loses the reduction of each
+    run status's copies that precedes it (else that one would still count each copy once)."""
+    if mutant.new or not mutant.old.startswith("| summarize") or BEST_COPY in mutant.old:
+        return run
+    texts = {**run.queries.texts, mutant.origin: run.queries.texts[mutant.origin].replace(BEST_COPY, "")}
+    return Runner(run.engine, run.history, Queries(texts, run.queries.windows))
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[f"{m.origin}: {m.why}" for m in MUTANTS])
 def test_a_wrong_query_is_caught(
     mutant: Mutant, run: Runner, history: History, request: pytest.FixtureRequest
@@ -434,7 +453,9 @@ def test_a_wrong_query_is_caught(
     needs(mutant.origin, request)
     assert mutant.old in run.queries.texts[mutant.origin], "the mutant no longer applies to the query"
     with pytest.raises(AssertionError):
-        CHECKS[mutant.origin](run.mutated(mutant.origin, mutant.old, mutant.new), history)
+        CHECKS[mutant.origin](
+            _counting_copies(mutant, run).mutated(mutant.origin, mutant.old, mutant.new), history
+        )
 
 
 def test_the_readme_monthly_cost_query_counts_each_pipeline_run_once(run: Runner, history: History) -> None:
@@ -459,3 +480,59 @@ def test_the_readme_monthly_cost_query_counts_each_pipeline_run_once(run: Runner
     for key, total in expected.items():
         assert got[key] == pytest.approx(round(float(total), 2), abs=0.011), key
     assert {r["currency"] for r in rows} == {"USD"}
+
+
+def _record_row(
+    sent: datetime, run_id: str, *, partial: bool, parent: str | None, at: datetime
+) -> dict[str, Any]:
+    """A failed pipeline run's record as the customEvents table holds it: a partial copy knows only what
+    its event said (no parent, no error code, its event's time), the complete one what run history did."""
+    dims: dict[str, Any] = {
+        "run_id": run_id,
+        "status": "Failed",
+        "run_type": "azureml.PipelineRun",
+        "experimentName": "etl",
+        "amlWorkSpace": "ws",
+        "subscriptions": "sub",
+        "resourceGroup": "rg",
+        "record_source": "live",
+    }
+    if partial:
+        dims.update(status_time=(at + timedelta(seconds=1)).isoformat(), enrichment_error="run not found")
+    else:
+        dims.update(status_time=at.isoformat(), error_code="UserError", root_run_id=parent or run_id)
+        if parent:
+            dims["parent_run_id"] = parent
+    return {
+        "timestamp": sent.astimezone(UTC).replace(tzinfo=None),
+        "itemType": "customEvent",
+        "name": "AmlRunStatusChanged",
+        "customDimensions": dims,
+        "itemCount": 1,
+    }
+
+
+@pytest.mark.parametrize("partial_first", [True, False], ids=["partial copy first", "complete copy first"])
+def test_the_complete_copy_of_a_failed_sub_pipeline_decides_the_alert_whichever_arrived_first(
+    alert_queries: Queries, partial_first: bool
+) -> None:
+    """A nested sub-pipeline's partial copy looks like a top-level pipeline (it knows no parent): the
+    alert must judge the complete copy of the same run status, so only the top-level pipeline pages."""
+    now = datetime.now(UTC)
+    failed_at = now - timedelta(minutes=3)
+    sent = [now - timedelta(minutes=2), now - timedelta(minutes=1)]
+    partial_sent, complete_sent = sent if partial_first else sent[::-1]
+    rows = [
+        _record_row(now - timedelta(minutes=2), "pipeline", partial=False, parent=None, at=failed_at),
+        _record_row(partial_sent, "sub-pipeline", partial=True, parent=None, at=failed_at),
+        _record_row(complete_sent, "sub-pipeline", partial=False, parent="pipeline", at=failed_at),
+    ]
+    history = History(t0=now, now=now + timedelta(seconds=1))
+    runner = Runner(Engine({"customEvents": rows}), history, alert_queries)
+
+    alerts = runner("alert:pipeline-failed")
+
+    assert [(r["run_id"], r["error_code"]) for r in alerts] == [("pipeline", "UserError")]
+    # Without the choice of the complete copy, the partial one pages for the sub-pipeline.
+    wrong = runner.mutated("alert:pipeline-failed", BEST_COPY, "")("alert:pipeline-failed")
+    assert sorted(r["run_id"] for r in wrong) == ["pipeline", "sub-pipeline"]

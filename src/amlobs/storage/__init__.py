@@ -1,7 +1,8 @@
 """Dedupe claims (Table ``processedevents``) and rejected events (Blob container ``rejected-events``).
 
-* :mod:`.claims`: the claim protocol that records each (workspace, run, status) once, its pure core,
-  and the in-memory and null stores; :mod:`.table`: the same on Azure Table storage.
+* :mod:`.claims`: the claim protocol that records each (workspace, run, status) once and its pure core;
+  :mod:`.table`: the same on Azure Table storage; :mod:`.memory`: in one process, or none at all;
+  :mod:`.kept_unit`: the telemetry a claim keeps for a resend, within the Table limits.
 * :mod:`.rejected`: rejected-event documents and their Blob, in-memory and null stores.
 
 The SDK imports happen on first use, not at import: importing this package is part of the Function's
@@ -20,10 +21,10 @@ from .claims import (
     Claim,
     ClaimPolicy,
     DedupeStore,
-    MemoryDedupeStore,
-    NullDedupeStore,
+    PartialClaim,
     dedupe_key,
 )
+from .memory import MemoryDedupeStore, NullDedupeStore
 from .rejected import (
     MAX_STORED_PAYLOAD_BYTES,
     REJECTED_CONTAINER,
@@ -51,6 +52,7 @@ __all__ = [
     "MemoryRejectedEventStore",
     "NullDedupeStore",
     "NullRejectedEventStore",
+    "PartialClaim",
     "RejectedEventStore",
     "StorageTimeouts",
     "StoredRejection",

@@ -19,13 +19,16 @@ the claim then moves through states, each move conditional on the version the in
   conditional, so it fails with :class:`~amlobs.errors.ClaimLost` instead of recording twice.
 
 Stored entities of the previous version (no state, just the key) read as ``done``.
+
+Two things ride on a claim (issue 21): the telemetry its attempt decided to send, kept from "sending"
+until "done" so that a later attempt repeats it (:mod:`.kept_unit`), and, on a "done" claim whose record
+went out without run history's details, ``partial_reason`` (listed by :meth:`ClaimStoreBase.partial_claims`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -36,12 +39,18 @@ from typing import Any, Literal, Protocol
 
 from ..errors import ClaimLost, DeliveryInProgress
 from ._azure import logger, utc_now
+from .kept_unit import PROPERTIES as KEPT_PROPERTIES
+from .kept_unit import kept_properties, read_kept
 
 DEDUPE_TABLE = "processedevents"
 
 CLAIMED, SENDING, RETRY, DONE = "claimed", "sending", "retry", "done"
 MAX_POLL_SECONDS = 0.5  # a waiting delivery looks again at most this often
 STATES = frozenset({CLAIMED, SENDING, RETRY, DONE})
+# On a "done" claim: the key was recorded without run history's details, and why (the seam for a
+# reconciler that completes such records later: :meth:`ClaimStoreBase.partial_claims`).
+PARTIAL_REASON = "partial_reason"
+_MAX_PARTIAL_REASON_CHARS = 1024
 
 # 256 partitions: enough spread for any event rate this app sees, few enough to scan per partition.
 _PARTITION_HEX_CHARS = 2
@@ -50,7 +59,8 @@ _MAX_CONTEXT_VALUE_CHARS = 1024
 _MAX_STORED_KEY_CHARS = 1024
 _RESERVED = frozenset(
     {"PartitionKey", "RowKey", "Timestamp", "event_id", "state", "owner", "lease_until", "attempt"}
-    | {"accepted", "maybe_delivered", "processed_at"}
+    | {"accepted", "maybe_delivered", "processed_at", PARTIAL_REASON}
+    | KEPT_PROPERTIES
 )
 
 
@@ -59,8 +69,11 @@ class DedupeStore(Protocol):
         """This invocation's claim on ``key``, or ``None`` when it is already recorded."""
         ...
 
-    def start_sending(self, claim: Claim) -> Claim: ...
-    def complete(self, claim: Claim) -> None: ...
+    def start_sending(self, claim: Claim, kept: bytes | None = None) -> Claim:
+        """Move to "sending", keeping ``kept`` (the unit about to be sent) with the claim."""
+        ...
+
+    def complete(self, claim: Claim, *, partial_reason: str | None = None) -> None: ...
     def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None: ...
 
 
@@ -93,6 +106,8 @@ class Claim:
     maybe_delivered: bool = False
     taken_over: str | None = None  # the state it was taken over from, for the log
     context: Mapping[str, str] = field(default_factory=dict, compare=False)  # ops context, stored with it
+    # What an earlier attempt decided to send (amlobs.resend's bytes): a resend sends exactly that.
+    kept: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,19 @@ class StoredClaim:
     attempt: int
     accepted: frozenset[str]
     maybe_delivered: bool
+    kept: bytes | None = None
+
+
+@dataclass(frozen=True)
+class PartialClaim:
+    """A run status recorded without run history's details (``partial_reason`` on its claim)."""
+
+    key: str  # run|<workspace>|<run id>|<status>
+    reason: str
+    run_id: str
+    status: str
+    source_event_id: str
+    processed_at: datetime | None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,7 +184,29 @@ def claim_entity(claim: Claim, *, lease_until: datetime | None, now: datetime) -
         entity["lease_until"] = lease_until
     if claim.state == DONE:
         entity["processed_at"] = now
+    else:  # kept until the key is done: no later attempt can need it then
+        entity.update(kept_properties(claim.kept))
     return entity
+
+
+def partial_entity(entity: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    """A "done" claim entity that also says the record went out partial, and why."""
+    return {**entity, PARTIAL_REASON: reason[:_MAX_PARTIAL_REASON_CHARS]}
+
+
+def read_partial(entity: Mapping[str, Any]) -> PartialClaim | None:
+    reason = entity.get(PARTIAL_REASON)
+    if entity.get("state") != DONE or not isinstance(reason, str) or not reason:
+        return None
+    processed = entity.get("processed_at")
+    return PartialClaim(
+        key=str(entity.get("event_id") or ""),
+        reason=reason,
+        run_id=str(entity.get("run_id") or ""),
+        status=str(entity.get("status") or ""),
+        source_event_id=str(entity.get("source_event_id") or ""),
+        processed_at=processed if isinstance(processed, datetime) else None,
+    )
 
 
 def read_claim(entity: Mapping[str, Any]) -> StoredClaim:
@@ -172,6 +222,7 @@ def read_claim(entity: Mapping[str, Any]) -> StoredClaim:
         attempt=int(entity.get("attempt") or 1),
         accepted=frozenset(item for item in accepted.split(",") if item),
         maybe_delivered=bool(entity.get("maybe_delivered")),
+        kept=read_kept(entity),
     )
 
 
@@ -201,6 +252,7 @@ def taken_over(stored: StoredClaim, key: str, owner: str, context: Mapping[str, 
         maybe_delivered=stored.maybe_delivered or stored.state == SENDING,
         taken_over=stored.state,
         context=context,
+        kept=stored.kept,
     )
 
 
@@ -236,11 +288,24 @@ class ClaimStoreBase(ABC):
     def _replace(self, entity: dict[str, Any], version: str | None) -> str | None:
         """Replace the entity if it is still at ``version``; the new version, or :class:`VersionConflict`."""
 
+    @abstractmethod
+    def _partial_entities(self) -> list[Mapping[str, Any]]:
+        """Every stored entity that carries a non-empty ``partial_reason``."""
+
     # -- protocol --------------------------------------------------------------------------------
     def state_of(self, key: str) -> str | None:
         """The stored state of ``key`` (``None``: never claimed); for operators and tests."""
         found = self._read(key)
         return found[0].state if found is not None else None
+
+    def partial_claims(self) -> list[PartialClaim]:
+        """The run statuses recorded without run history's details, each with why (oldest first).
+
+        What a reconciler reads to complete them; a record it completes later must carry no
+        ``enrichment_error``, which is what the dashboards prefer among copies of one key.
+        """
+        found = [p for p in map(read_partial, self._partial_entities()) if p is not None]
+        return sorted(found, key=lambda p: (p.processed_at is None, p.processed_at or utc_now(), p.key))
 
     def claim(self, key: str, context: Mapping[str, str]) -> Claim | None:
         owner = uuid.uuid4().hex
@@ -282,8 +347,8 @@ class ClaimStoreBase(ABC):
             self._sleep(delay)
             delay = min(delay * 2, MAX_POLL_SECONDS)
 
-    def start_sending(self, claim: Claim) -> Claim:
-        sending = replace(claim, state=SENDING)
+    def start_sending(self, claim: Claim, kept: bytes | None = None) -> Claim:
+        sending = replace(claim, state=SENDING, kept=claim.kept if kept is None else kept)
         try:
             return self._move(claim, sending)
         except VersionConflict:
@@ -292,9 +357,9 @@ class ClaimStoreBase(ABC):
                 "the other invocation records it"
             ) from None
 
-    def complete(self, claim: Claim) -> None:
+    def complete(self, claim: Claim, *, partial_reason: str | None = None) -> None:
         try:
-            self._move(claim, replace(claim, state=DONE))
+            self._move(claim, replace(claim, state=DONE), partial_reason=partial_reason)
         except VersionConflict:
             logger.warning(
                 "%s was recorded, but its claim had expired and was taken over meanwhile: it may be "
@@ -313,8 +378,10 @@ class ClaimStoreBase(ABC):
         lease = now + timedelta(seconds=self.policy.lease_seconds) if leased else None
         return claim_entity(claim, lease_until=lease, now=now)
 
-    def _move(self, claim: Claim, target: Claim) -> Claim:
+    def _move(self, claim: Claim, target: Claim, *, partial_reason: str | None = None) -> Claim:
         entity = self._entity(target, self._clock())
+        if partial_reason:
+            entity = partial_entity(entity, partial_reason)
         try:
             return replace(target, version=self._replace(entity, claim.version))
         except VersionConflict:
@@ -324,54 +391,3 @@ class ClaimStoreBase(ABC):
             if found is not None and found[0].owner == claim.owner and found[0].state == target.state:
                 return replace(target, version=found[1])
             raise
-
-
-class MemoryDedupeStore(ClaimStoreBase):
-    """Claims within one process (``replay --dry-run``, unit tests), with the Table store's semantics."""
-
-    def __init__(self, policy: ClaimPolicy | None = None, **kwargs: Any) -> None:
-        super().__init__(policy, **kwargs)
-        self._lock = threading.Lock()
-        self.entities: dict[str, tuple[dict[str, Any], int]] = {}
-
-    @property
-    def recorded(self) -> set[str]:
-        """The keys recorded so far."""
-        with self._lock:
-            return {entity["event_id"] for entity, _ in self.entities.values() if entity["state"] == DONE}
-
-    def _insert(self, entity: dict[str, Any]) -> str | None:
-        with self._lock:
-            if entity["RowKey"] in self.entities:
-                raise VersionConflict
-            self.entities[entity["RowKey"]] = (entity, 1)
-            return "1"
-
-    def _read(self, key: str) -> tuple[StoredClaim, str | None] | None:
-        with self._lock:
-            found = self.entities.get(dedupe_key(key).row_key)
-        return (read_claim(found[0]), str(found[1])) if found is not None else None
-
-    def _replace(self, entity: dict[str, Any], version: str | None) -> str | None:
-        with self._lock:
-            found = self.entities.get(entity["RowKey"])
-            if found is None or str(found[1]) != version:
-                raise VersionConflict
-            self.entities[entity["RowKey"]] = (entity, found[1] + 1)
-            return str(found[1] + 1)
-
-
-class NullDedupeStore:
-    """Storage off: every event is recorded (at-least-once delivery may then record duplicates)."""
-
-    def claim(self, key: str, context: Mapping[str, str]) -> Claim | None:
-        return Claim(key, uuid.uuid4().hex, None, CLAIMED)
-
-    def start_sending(self, claim: Claim) -> Claim:
-        return replace(claim, state=SENDING)
-
-    def complete(self, claim: Claim) -> None:
-        return None
-
-    def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None:
-        return None

@@ -18,6 +18,7 @@ from ..settings import StorageSettings
 from ._azure import CreatedOnce, Lazy, StorageTimeouts, check_identity, describe, utc_now
 from .claims import (
     DEDUPE_TABLE,
+    PARTIAL_REASON,
     ClaimPolicy,
     ClaimStoreBase,
     StoredClaim,
@@ -126,6 +127,20 @@ class TableDedupeStore(ClaimStoreBase):
         except AzureError as exc:
             raise self._unavailable(f"moving a claim to {entity.get('state')}", exc) from exc
         return _etag(metadata)
+
+    def _partial_entities(self) -> list[Mapping[str, Any]]:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        client = self._client_or_raise()
+        # A comparison on a property an entity lacks is false for it (OData filters of the Table
+        # service): only claims marked partial come back, whatever else the table holds.
+        query = f"state eq 'done' and {PARTIAL_REASON} gt ''"
+        try:
+            return [dict(entity) for entity in client.query_entities(query)]
+        except ResourceNotFoundError:
+            return []  # no table yet: nothing recorded
+        except AzureError as exc:
+            raise self._unavailable("listing partial records", exc) from exc
 
 
 def _etag(metadata: Mapping[str, Any] | None) -> str | None:
