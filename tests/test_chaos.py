@@ -58,8 +58,10 @@ def test_with_faults_nothing_is_lost_and_every_duplicate_is_counted() -> None:
     config = ChaosConfig(
         keys=90,
         seed=7,
-        # Few attempts, so that deliveries caught in an outage are dead-lettered and replay recovers them.
-        delivery=DeliveryPolicy(spread_seconds=6.0, max_attempts=4, backoff_seconds=0.2),
+        # Few attempts, so that deliveries caught in an outage are dead-lettered and replay recovers them;
+        # their backoff (0.6 + 1.2 + 2.4 s) outlasts a storage restart on a loaded machine (seconds), so
+        # that most deliveries still reach AML and ingestion, where the per-request faults are injected.
+        delivery=DeliveryPolicy(spread_seconds=6.0, max_attempts=4, backoff_seconds=0.6),
         faults=FaultPlan(
             rate=0.2,
             worker_kills=1,

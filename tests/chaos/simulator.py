@@ -132,6 +132,13 @@ class _Outages:
         self._thread.join()
 
     def _run(self) -> None:
+        # The clock starts at the first delivery that succeeded: on a loaded machine the workers' first
+        # invocations (imports, first tokens) take seconds, and outages timed from the publish would fall
+        # on the burst of deliveries queued behind that warm-up, dead-lettering nearly all of them,
+        # instead of interrupting a flow that is running.
+        while self._simulator.delivered_ok == 0 and self._simulator.busy:
+            if self._stop.wait(0.05):
+                return
         started = time.monotonic()
         for at, action in self._schedule:
             if self._stop.wait(max(0.0, started + at - time.monotonic())) or not self._simulator.busy:
