@@ -90,6 +90,17 @@ param expectedRuns string = ''
 @description('Azure Retail Prices API endpoint the cost estimates read list prices from (anonymous; azd env AML_OBS_PRICES_ENDPOINT). Override it where the public endpoint is not the right one (a sovereign cloud, a proxy).')
 param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
 
+@description('Microsoft Teams Workflows or Slack incoming-webhook URL that gets one message per failed pipeline run (azd env AML_OBS_NOTIFY_WEBHOOK_URL). A secret: stored in Key Vault, read by the app through a Key Vault reference, never an output. Empty: no messages.')
+@secure()
+param notifyWebhookUrl string = ''
+
+@description('Pipeline run statuses that send a message (azd env AML_OBS_NOTIFY_STATUSES).')
+@allowed([
+  'Failed'
+  'Failed,Canceled'
+])
+param notifyStatuses string = 'Failed'
+
 @description('Event types delivered to the function; the function accepts exactly these (amlobs.events.SUPPORTED_EVENT_TYPES).')
 param includedEventTypes amlEventType[] = [
   'Microsoft.MachineLearningServices.RunStatusChanged'
@@ -182,6 +193,12 @@ var vaultName = !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${
 
 @description('Name of the secret holding the Application Insights connection string.')
 var appInsightsConnectionStringSecretName = 'appinsights-connection-string'
+
+@description('Name of the secret holding the notification webhook URL (only when one is given).')
+var notifyWebhookSecretName = 'notify-webhook-url'
+
+@description('Whether messages are sent: a webhook URL was given.')
+var hasNotifyWebhook = !empty(notifyWebhookUrl)
 
 @description('Name of the Function App.')
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
@@ -401,6 +418,8 @@ module keyVault './modules/keyvault.bicep' = {
     tags: tags
     applicationInsightsName: applicationInsightsName
     appInsightsConnectionStringSecretName: appInsightsConnectionStringSecretName
+    notifyWebhookUrl: notifyWebhookUrl
+    notifyWebhookSecretName: notifyWebhookSecretName
     logAnalyticsWorkspaceId: logAnalyticsId
   }
   dependsOn: [
@@ -417,6 +436,8 @@ module rbac './modules/rbac.bicep' = {
     applicationInsightsName: applicationInsightsName
     keyVaultName: vaultName
     appInsightsConnectionStringSecretName: appInsightsConnectionStringSecretName
+    notifyWebhookSecretName: notifyWebhookSecretName
+    grantNotifyWebhookSecret: hasNotifyWebhook
   }
   dependsOn: [
     storage
@@ -441,6 +462,9 @@ module functionApp './modules/functionapp.bicep' = {
     appInsightsConnectionStringSecretUri: keyVault.outputs.appInsightsConnectionStringSecretUri
     costCurrency: costCurrency
     retailPricesEndpoint: retailPricesEndpoint
+    notifyWebhookSecretUri: hasNotifyWebhook ? keyVault.outputs.notifyWebhookSecretUri : ''
+    notifyStatuses: notifyStatuses
+    appInsightsId: applicationInsightsId
     observedWorkspaceIds: join(workspaceIds, ',')
     backfillDays: backfillDays
     reconcileSchedule: reconcileSchedule

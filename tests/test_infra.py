@@ -33,6 +33,7 @@ import yaml
 
 from amlobs import events, settings
 from amlobs.aml_discovery import WorkspaceEndpoints
+from amlobs.notify import NotifySettings
 from tests import bicep_snapshots as snapshots
 from tests.tools_on_path import find_tool
 
@@ -386,6 +387,15 @@ def _templates(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from _templates(nested)
 
 
+def _parameter_uses(node: Any, name: str, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Where a template expression reads ``parameters('<name>')``: the path of keys leading to it."""
+    if isinstance(node, dict):
+        return [use for key, value in node.items() for use in _parameter_uses(value, name, (*path, str(key)))]
+    if isinstance(node, list):
+        return [use for item in node for use in _parameter_uses(item, name, path)]
+    return [path] if isinstance(node, str) and f"parameters('{name}')" in node else []
+
+
 def test_no_key_listing_functions_no_keyed_connection_strings_no_secure_parameters(
     compiled: dict[str, Any],
 ) -> None:
@@ -395,9 +405,19 @@ def test_no_key_listing_functions_no_keyed_connection_strings_no_secure_paramete
         assert marker not in text, marker
     for template in _templates(compiled):
         for name, parameter in template.get("parameters", {}).items():
-            assert parameter.get("type", "").lower() not in ("securestring", "secureobject"), (
-                f"{name}: a secure parameter means a secret is passed in"
-            )
+            if parameter.get("type", "").lower() not in ("securestring", "secureobject"):
+                continue
+            # The one secret the user brings: the Teams/Slack webhook URL (it is its own credential).
+            # It goes into Key Vault and nowhere else: no output, no app setting, no other property.
+            assert name == "notifyWebhookUrl", f"{name}: a secure parameter means a secret is passed in"
+            assert "notifyWebhookUrl" not in json.dumps(template.get("outputs", {}))
+            uses = _parameter_uses(template, name)
+            assert uses, name
+            for where in uses:
+                assert where[-1] in ("condition", "value", "hasNotifyWebhook") or where[-2:] == (
+                    "parameters",
+                    "notifyWebhookUrl",
+                ), where
 
 
 # ---- 2. the what-if: committed scenarios and scenarios written on the fly -------------------------
@@ -1128,7 +1148,14 @@ def _app_settings(s: Scenario) -> None:
     site = s.one("Microsoft.Web/sites")
     identity = s.one("Microsoft.ManagedIdentity/userAssignedIdentities")
     storage = _product_storage(s)
-    secret = s.one("Microsoft.KeyVault/vaults/secrets", within=s.group_id)
+    secrets = [r for r in s.of_type("Microsoft.KeyVault/vaults/secrets") if s.inside_group(r["id"])]
+    (secret,) = [r for r in secrets if r["id"].endswith("/secrets/appinsights-connection-string")]
+    # The webhook URL's secret: written only when a URL is given (a secure value what-if cannot see,
+    # so the condition stays in the prediction), its value the parameter and nothing else.
+    (webhook_secret,) = [r for r in secrets if r["id"].endswith("/secrets/notify-webhook-url")]
+    assert webhook_secret["condition"] == "[not(empty(parameters('notifyWebhookUrl')))]"
+    assert webhook_secret["properties"]["value"] == "[parameters('notifyWebhookUrl')]"
+    assert len(secrets) == 2
     (config,) = [
         c for c in s.of_type("Microsoft.Web/sites/config") if c["id"] == f"{site['id']}/config/appsettings"
     ]
@@ -1159,7 +1186,23 @@ def _app_settings(s: Scenario) -> None:
         for a in s.of_type("Microsoft.Authorization/roleAssignments")
         if _role_guid(a["properties"]["roleDefinitionId"]) == "4633458b-17de-408a-b874-0445c86b69e6"
     ]
-    assert [_assignment_scope(a) for a in readers] == [secret["id"]]
+    # ... and the webhook's secret when there is one (a role on a secret that does not exist would fail).
+    with_webhook = bool(s.parameters.get("notifyWebhookUrl"))
+    assert sorted(_assignment_scope(a) for a in readers) == sorted(
+        [secret["id"], *([webhook_secret["id"]] if with_webhook else [])]
+    )
+    # The webhook reaches the app as a Key Vault reference to that secret, or not at all.
+    webhook_setting = app_settings["AML_OBS_NOTIFY_WEBHOOK_URL"]
+    if s.parameters.get("notifyWebhookUrl"):
+        assert "format('@Microsoft.KeyVault(SecretUri={0})'" in webhook_setting
+        # the what-if itself never shows the URL (a secure value): not in a resource, not in an output
+        assert str(s.parameters["notifyWebhookUrl"]) not in json.dumps(s.snapshot)
+        assert "notifyWebhookUrl" not in webhook_setting  # the reference, never the value
+    else:
+        assert webhook_setting == ""
+    assert app_settings["AML_OBS_NOTIFY_STATUSES"] == s.parameters.get("notifyStatuses", "Failed")
+    component = s.one("Microsoft.Insights/components")
+    assert app_settings["AML_OBS_APPINSIGHTS_RESOURCE_ID"] == component["id"]
     # What Resource Manager puts in at deployment, and the app's own loader reading it.
     deployed = {
         client_id: "00000000-0000-0000-0000-00000000c1d0",
@@ -1184,6 +1227,12 @@ def _app_settings(s: Scenario) -> None:
     WorkspaceEndpoints(loaded)
     assert loaded.cost_currency == app_settings["AML_OBS_COST_CURRENCY"]
     assert loaded.prices_endpoint == app_settings["AML_OBS_PRICES_ENDPOINT"].rstrip("/")
+    if webhook_setting:  # the host resolves the reference: the app gets the secret's value
+        env["AML_OBS_NOTIFY_WEBHOOK_URL"] = str(s.parameters["notifyWebhookUrl"])
+    notify = NotifySettings.from_env(env)
+    assert notify.enabled == bool(webhook_setting)
+    assert notify.statuses == set(app_settings["AML_OBS_NOTIFY_STATUSES"].split(","))
+    assert notify.app_insights_resource_id == component["id"]
 
 
 test_app_settings_identity_based_storage_and_a_key_vault_reference = _every_scenario(_app_settings)

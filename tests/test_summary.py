@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from amlobs.events import RUN_COMPLETED, RunEvent, parse_event
 from amlobs.summary import SUMMARY_FIELDS, needs_summary, summarize_pipeline
+from amlobs.tracing import trace_id_for
 from tests.test_events import SAMPLE_PIPELINE_EVENT, wire_event
 
 DATA = Path(__file__).parent / "data" / "aml"
@@ -104,6 +105,10 @@ def test_completed_pipeline_with_a_reused_step() -> None:
         "sub_pipeline_count": 0,
         "pipeline_depth": 1,
         "incomplete_sub_pipeline_count": 0,
+        # the pipeline run in the studio (the form azure-ai-ml builds) and its trace's operation_Id
+        "studio_url": "https://ml.azure.com/runs/129a171f-bc8d-4e0a-bd51-8fa2e8b94b35?wsid=/subscriptions/"
+        "38e0c6f9-393e-413e-9d17-6e95dc2b5a5b/resourcegroups/sample/workspaces/sample-ws",
+        "trace_operation_id": f"{trace_id_for(pipeline_event().workspace.cache_key, PIPELINE_RUN_ID):032x}",
     }
     assert summary["wall_time_ms"] == 322_500
     assert set(summary) <= set(SUMMARY_FIELDS)
@@ -179,6 +184,9 @@ def test_pipeline_run_not_found_gives_the_event_fields_and_the_error() -> None:
         "amlWorkSpace": "sample-ws",
         "event_id": "9168ed-fb6f-5514-a60e-bb503a04",
         "summary_error": "run not found",
+        # the run id is known, so is its page; its trace is not (its root run is unknown)
+        "studio_url": "https://ml.azure.com/runs/129a171f-bc8d-4e0a-bd51-8fa2e8b94b35?wsid=/subscriptions/"
+        "38e0c6f9-393e-413e-9d17-6e95dc2b5a5b/resourcegroups/sample/workspaces/sample-ws",
     }
 
 

@@ -118,12 +118,19 @@ def test_the_jobs_that_run_azd_pass_every_pipeline_variable_to_it(workflow: str,
 def test_every_azd_env_value_the_template_reads_is_carried_to_ci_or_left_out_for_a_reason() -> None:
     parameters = (ROOT / "infra" / "main.parameters.json").read_text()
     read = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", parameters))
-    carried = set(_pipeline_variables())
+    secrets = set(yaml.safe_load((ROOT / "azure.yaml").read_text())["pipeline"].get("secrets", []))
+    carried = set(_pipeline_variables()) | secrets
     assert read == carried | set(NOT_CARRIED_TO_CI), (
         f"not carried: {sorted(read - carried - set(NOT_CARRIED_TO_CI))}; "
         f"carried but unread: {sorted(carried - read)}"
     )
     assert not carried & set(NOT_CARRIED_TO_CI)
+    # A secret goes to CI as a GitHub secret, never as a plain variable.
+    assert secrets == {"AML_OBS_NOTIFY_WEBHOOK_URL"} and not secrets & set(_pipeline_variables())
+    for workflow, job in DEPLOYING_JOBS.items():
+        env = _workflow(workflow)["jobs"][job]["env"]
+        for name in secrets:
+            assert env.get(name) == f"${{{{ secrets.{name} }}}}", f"{workflow} job {job} does not pass {name}"
 
 
 @pytest.mark.parametrize("workflow", ["pr.yml", "azure-dev.yml"])

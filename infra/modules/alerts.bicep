@@ -84,7 +84,7 @@ var allValues = ['*']
 // status changed - history from `backfill`, a dead-letter `replay`, a long Event Grid retry - never fires.
 // It still shows in the workbook, at its own time. `let window` must equal the rule's windowSize
 // (tests/test_dashboard_queries.py checks it).
-@description('Log query of the pipeline-failed rule: one row per failed top-level pipeline run, with a link to it in Azure ML studio.')
+@description('Log query of the pipeline-failed rule: one row per failed top-level pipeline run, with its failing step, the error chain, links to the run and the step in Azure ML studio, and its trace\'s operation id.')
 var pipelineFailedQuery = '''
 let window = 15m;
 customEvents
@@ -107,9 +107,23 @@ customEvents
     subscription = tostring(customDimensions.subscriptions), resource_group = tostring(customDimensions.resourceGroup)
 // each run once, however often its record was sent
 | summarize arg_max(status_time, pipeline, error_code) by subscription, resource_group, workspace, run_id
+| join kind=leftouter (customEvents // why: the root cause on the run's summary, sent with the record
+    | where name == 'AmlPipelineRunSummary'
+    | extend workspace = tostring(customDimensions.amlWorkSpace), run_id = tostring(customDimensions.run_id),
+        failing_step = coalesce(tostring(customDimensions.root_cause_step_path),
+            tostring(customDimensions.root_cause_step_name), tostring(customDimensions.root_cause_note)),
+        root_cause_error = coalesce(tostring(customDimensions.root_cause_error_code_chain),
+            tostring(customDimensions.root_cause_error_code)),
+        root_cause_message = tostring(customDimensions.root_cause_error_message),
+        failing_step_url = tostring(customDimensions.root_cause_step_studio_url),
+        failing_step_logs_url = tostring(customDimensions.root_cause_step_logs_url),
+        trace_operation_id = tostring(customDimensions.trace_operation_id)
+    | summarize arg_max(timestamp, failing_step, root_cause_error, root_cause_message, failing_step_url,
+        failing_step_logs_url, trace_operation_id) by workspace, run_id) on workspace, run_id
 | extend studio_url = strcat('https://ml.azure.com/runs/', run_id, '?wsid=/subscriptions/', subscription,
     '/resourcegroups/', resource_group, '/providers/Microsoft.MachineLearningServices/workspaces/', workspace)
-| project timestamp = status_time, workspace, pipeline, run_id, error_code, studio_url
+| project timestamp = status_time, workspace, pipeline, run_id, error_code, studio_url, failing_step,
+    root_cause_error, root_cause_message, failing_step_url, failing_step_logs_url, trace_operation_id
 '''
 
 // A log search alert reads at most two days of data, so "recent p95" is the p95 of the pipeline's

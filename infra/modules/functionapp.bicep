@@ -93,6 +93,19 @@ param costCurrency string = 'USD'
 @description('Azure Retail Prices API endpoint of the cost estimates (AML_OBS_PRICES_ENDPOINT); anonymous, never sent a token.')
 param retailPricesEndpoint string = 'https://prices.azure.com/api/retail/prices'
 
+@description('Versionless Key Vault URI of the notification webhook secret; empty: no messages are sent.')
+param notifyWebhookSecretUri string = ''
+
+@description('Pipeline run statuses that send a message (AML_OBS_NOTIFY_STATUSES).')
+@allowed([
+  'Failed'
+  'Failed,Canceled'
+])
+param notifyStatuses string = 'Failed'
+
+@description('Resource id of the Application Insights component: the messages link the failed run\'s trace there (AML_OBS_APPINSIGHTS_RESOURCE_ID).')
+param appInsightsId string
+
 @description('Comma-separated resource ids of the observed workspaces (AML_OBS_WORKSPACE_IDS): the reconciler passes over these.')
 param observedWorkspaceIds string
 
@@ -214,6 +227,13 @@ resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
     // The estimated compute cost of each finished run: list prices in this currency, from this endpoint.
     AML_OBS_COST_CURRENCY: costCurrency
     AML_OBS_PRICES_ENDPOINT: retailPricesEndpoint
+    // The failure messages (amlobs.notify): the webhook (a credential, so a Key Vault reference; empty,
+    // which turns messages off, when none is configured), which statuses, where the trace link points.
+    AML_OBS_NOTIFY_WEBHOOK_URL: empty(notifyWebhookSecretUri)
+      ? ''
+      : '@Microsoft.KeyVault(SecretUri=${notifyWebhookSecretUri})'
+    AML_OBS_NOTIFY_STATUSES: notifyStatuses
+    AML_OBS_APPINSIGHTS_RESOURCE_ID: appInsightsId
     // The reconciler (docs/reconciler.md): the deployed workspaces, its period, history depth, expectations.
     AML_OBS_WORKSPACE_IDS: observedWorkspaceIds
     AML_OBS_RECONCILE_SCHEDULE: reconcileSchedule

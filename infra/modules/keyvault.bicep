@@ -26,6 +26,13 @@ param softDeleteRetentionInDays int = 7
 @description('Name of the secret holding the Application Insights connection string.')
 param appInsightsConnectionStringSecretName string = 'appinsights-connection-string'
 
+@description('Teams Workflows or Slack webhook URL of the failure messages; empty: no secret is written.')
+@secure()
+param notifyWebhookUrl string = ''
+
+@description('Name of the secret holding the webhook URL (written only when a URL is given).')
+param notifyWebhookSecretName string = 'notify-webhook-url'
+
 @description('Resource id of the Log Analytics workspace that receives the vault\'s audit log (every secret read, the Functions host\'s included).')
 param logAnalyticsWorkspaceId string
 
@@ -90,6 +97,16 @@ resource appInsightsConnectionString 'Microsoft.KeyVault/vaults/secrets@2026-02-
   }
 }
 
+// Anyone holding the URL can post to the channel: it is a credential, so it lives here and only here.
+resource notifyWebhook 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = if (!empty(notifyWebhookUrl)) {
+  parent: vault
+  name: notifyWebhookSecretName
+  properties: {
+    value: notifyWebhookUrl
+    contentType: 'text/plain'
+  }
+}
+
 @description('Name of the vault.')
 output name string = vault.name
 
@@ -101,3 +118,8 @@ output appInsightsConnectionStringSecretName string = appInsightsConnectionStrin
 
 @description('Versionless URI of the secret: the Key Vault reference follows rotations.')
 output appInsightsConnectionStringSecretUri string = appInsightsConnectionString.properties.secretUri
+
+// Computed from the vault and the name, not read from the (conditional) secret: it stays a known value
+// in what-if, and no output depends on the secure URL.
+@description('Versionless URI the webhook URL secret has when it exists: the URI, never the URL.')
+output notifyWebhookSecretUri string = '${vault.properties.vaultUri}secrets/${notifyWebhookSecretName}'

@@ -19,6 +19,12 @@ param keyVaultName string
 @description('Name of the secret the function reads through a Key Vault reference.')
 param appInsightsConnectionStringSecretName string
 
+@description('Name of the notification webhook secret the function reads through a Key Vault reference.')
+param notifyWebhookSecretName string = 'notify-webhook-url'
+
+@description('Whether that secret exists (a webhook is configured): only then is it granted.')
+param grantNotifyWebhookSecret bool = false
+
 // Built-in role definition ids (the same in every Azure cloud).
 @description('Storage Blob Data Owner.')
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -46,6 +52,11 @@ resource vault 'Microsoft.KeyVault/vaults@2026-02-01' existing = {
 resource connectionStringSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' existing = {
   parent: vault
   name: appInsightsConnectionStringSecretName
+}
+
+resource notifyWebhookSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' existing = if (grantNotifyWebhookSecret) {
+  parent: vault
+  name: notifyWebhookSecretName
 }
 
 // The Functions host keeps leases, keys and the deployment package in blobs across containers it
@@ -104,5 +115,17 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Resolve the Key Vault reference of APPLICATIONINSIGHTS_CONNECTION_STRING'
+  }
+}
+
+// The same for the webhook URL, when there is one: one role on one secret.
+resource notifyWebhookSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantNotifyWebhookSecret) {
+  name: guid(notifyWebhookSecret.id, identityId, keyVaultSecretsUser)
+  scope: notifyWebhookSecret
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Resolve the Key Vault reference of AML_OBS_NOTIFY_WEBHOOK_URL'
   }
 }

@@ -6,3 +6,7 @@ using '../main.bicep'
 param environmentName = 'aml-obs-demo'
 param location = 'eastus'
 param enableEventSubscription = true
+// Failure messages to a Slack incoming webhook (a placeholder URL): the secret, its role and the Key
+// Vault reference appear; the URL itself appears only as the secret's value, in no output.
+param notifyWebhookUrl = 'https://hooks.slack.com/services/T00000000/B00000000/scenarioPlaceholderOnly'
+param notifyStatuses = 'Failed,Canceled'

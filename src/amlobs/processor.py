@@ -43,6 +43,7 @@ from .status_time import RecordSource, status_fields
 from .summary import needs_summary, summarize_pipeline
 
 if TYPE_CHECKING:
+    from .notify import Notifier
     from .storage.claims import Claim
     from .telemetry_unit import TelemetryUnit
 
@@ -156,6 +157,7 @@ class EventProcessor:
         rejected: RejectedEvents,
         costs: CostEstimates | None = None,
         due: DueNotes | None = None,
+        notifier: Notifier | None = None,
         not_found: NotFoundRule | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
@@ -165,8 +167,15 @@ class EventProcessor:
         self._rejected = rejected
         self._costs = costs  # None: records carry no cost keys
         self._due = due  # None: no after-the-fact resource-use pass
+        self._notifier = notifier  # None: no webhook configured
         self._not_found = not_found or NotFoundRule()
         self._clock_ms = clock_ms
+
+    @property
+    def notifier(self) -> Notifier | None:
+        """The team's messages (``amlobs.notify.Notifier``), None without a webhook: other entry points
+        (the reconciler's missed and late schedules) send theirs through the same one."""
+        return self._notifier
 
     @property
     def runs(self) -> RunSource:
@@ -237,6 +246,10 @@ class EventProcessor:
             # Transient or a bug: either way the key goes back now, not when its lease expires.
             self._release(claim, failure)
             raise
+        if summary is not None:
+            # Before the status is marked done: an invocation that dies here is redelivered, and the
+            # message's own claim (amlobs.notify) keeps it to one.
+            self._notify(summary, source)
         partial = record.get("enrichment_error")
         self._complete(claim, str(partial) if partial else None)
         kind: OutcomeKind = "partial" if partial else "recorded"
@@ -295,6 +308,15 @@ class EventProcessor:
                 "%s: %s already stored by an earlier attempt", claim.key, ", ".join(sorted(claim.accepted))
             )
         return (flag_duplicate(unit) if claim.maybe_delivered else unit).without(claim.accepted)
+
+    def _notify(self, summary: Record, source: RecordSource) -> None:
+        """The team's message; it can never fail the event (the notifier leaves a health record)."""
+        if self._notifier is None:
+            return
+        try:
+            self._notifier.pipeline_finished(summary, source=source)
+        except Exception:
+            logger.exception("notification of pipeline run %s failed unexpectedly", summary.get("run_id"))
 
     def _release(self, claim: Claim, failure: BaseException) -> None:
         """Hand the key back for the redelivery, with what this attempt left stored (best effort)."""

@@ -18,6 +18,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from .notify import NotifySettings
     from .resource_use.due import DueRuns
     from .resource_use.timer import ResourceUseTimer
     from .runhistory import RunHistoryClient
@@ -33,10 +34,12 @@ def build_processor(
     runs: RunHistoryClient | None = None,
     *,
     due: DueRuns | None = None,
+    notify: NotifySettings | None = None,
 ) -> EventProcessor:
     """The processor and everything it talks to, sharing one credential. ``due``: where finished runs
-    are noted for the resource-use pass (None: not noted, as in the command line's replay and backfill)."""
-    return _build(settings, credential, runs, due)[0]
+    are noted for the resource-use pass (None: not noted, as in the command line's replay and backfill).
+    ``notify``: the team's messages (:mod:`amlobs.notify`), off when None or without a webhook."""
+    return _build(settings, credential, runs, due, notify)[0]
 
 
 def _build(
@@ -44,6 +47,7 @@ def _build(
     credential: TokenCredential | None,
     runs: RunHistoryClient | None,
     due: DueRuns | None,
+    notify: NotifySettings | None = None,
 ) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .cost_estimator import build_cost_estimator
     from .credentials import build_credential
@@ -61,6 +65,11 @@ def _build(
     runs = runs or RunHistoryClient(settings, credential)
     telemetry = create_telemetry(settings, credential)
     costs = build_cost_estimator(settings, runs)
+    notifier = None
+    if notify is not None and notify.enabled:
+        from .notify import Notifier
+
+        notifier = Notifier(notify, dedupe, telemetry)
     processor = EventProcessor(
         runs=runs,
         telemetry=telemetry,
@@ -69,6 +78,7 @@ def _build(
         # The compute lookups go through the run history client's pipeline: same token, same trusted host.
         costs=costs,
         due=DueNoter(due) if due is not None else None,
+        notifier=notifier,
         not_found=NotFoundRule(60 * settings.run_not_found_grace_minutes),
     )
     if due is None:
@@ -81,19 +91,25 @@ def _build(
     return processor, timer
 
 
-def _build_process(settings: Settings) -> tuple[EventProcessor, ResourceUseTimer | None]:
+def _build_process(
+    settings: Settings, notify: NotifySettings
+) -> tuple[EventProcessor, ResourceUseTimer | None]:
     from .credentials import build_credential
     from .resource_use.due import create_due_runs
 
     credential = build_credential(settings)
-    return _build(settings, credential, None, create_due_runs(settings, credential))
+    return _build(settings, credential, None, create_due_runs(settings, credential), notify)
 
 
 def _started(env: Mapping[str, str] | None) -> tuple[EventProcessor, ResourceUseTimer | None]:
     if not _process:
         with _lock:
             if not _process:
-                _process.append(_build_process(Settings.from_env(env)))
+                from .notify import NotifySettings
+
+                # Both read first: a bad webhook setting refuses to start like any other setting.
+                settings, notify = Settings.from_env(env), NotifySettings.from_env(env)
+                _process.append(_build_process(settings, notify))
     return _process[0]
 
 

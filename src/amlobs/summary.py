@@ -17,6 +17,7 @@ from typing import Any
 from . import run_facts as facts
 from .enrichment import MAX_PIPELINE_DEPTH, PipelineListing, is_pipeline_child
 from .events import TERMINAL_STATUSES, RunEvent, normalise_status
+from .failure import ROOT_CAUSE_FIELDS, root_cause_fields
 from .records import COST_FIELDS, Record, RecordValue, elapsed_ms, parse_utc_ms
 from .status_time import STATUS_TIME_FIELDS
 
@@ -54,6 +55,8 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "estimated_cost_lower_bound",  # instead of estimated_cost when some step has no estimate
     "estimated_step_count",
     "unestimated_step_count",
+    # Links, and why a failed or canceled run failed: its first failed leaf step (amlobs.failure).
+    *ROOT_CAUSE_FIELDS,
 )
 
 MAX_SUMMARY_ERROR_CHARS = 2048
@@ -182,6 +185,7 @@ def summarize_pipeline(
         summary_error = "; ".join(e for e in (summary_error, missing) if e)[:MAX_SUMMARY_ERROR_CHARS]
 
     run = pipeline_run or {}
+    status = event.run_status or normalise_status(run.get("status"))
     start_ms = parse_utc_ms(run.get("startTimeUtc"))
     end_ms = parse_utc_ms(run.get("endTimeUtc"))
     created_ms = parse_utc_ms(run.get("createdUtc"))
@@ -198,7 +202,7 @@ def summarize_pipeline(
     }
     values: dict[str, RecordValue | None] = {
         "run_id": event.run_id,
-        "status": event.run_status or normalise_status(run.get("status")),
+        "status": status,
         # As on the record: an event that names no experiment (RunCompleted may not) takes the run's.
         "experimentName": event.experiment_name or facts.text(run.get("experimentName")),
         "experimentId": event.experiment_id or facts.text(run.get("experimentId")),
@@ -220,4 +224,9 @@ def summarize_pipeline(
         values["slowest_step_name"] = facts.text(child.get("displayName")) or facts.text(child.get("name"))
         values["slowest_step_node_id"] = _node_id(child)
         values["slowest_step_duration_ms"] = duration
+    values.update(
+        root_cause_fields(
+            ws, event.run_id, status, pipeline_run, listing, incomplete_levels=len(tally.incomplete)
+        )
+    )
     return {key: value for key, value in values.items() if value is not None}

@@ -427,6 +427,40 @@ def check_alert_pipeline_failed(run: Runner, h: History) -> None:
     assert sorted(r["run_id"] for r in rows) == sorted(
         [h.runs["live-failure"], h.runs["live-nested-failure"]]
     )
+    # Each alert says where and why: the failing step (inside the sub-pipeline or not) and its links.
+    by_run = {r["run_id"]: r for r in rows}
+    for pipeline, step in (
+        ("live-failure", "live-failure-step"),
+        ("live-nested-failure", "live-nested-failure-step"),
+    ):
+        row = by_run[h.runs[pipeline]]
+        assert f"/runs/{h.runs[step]}?" in row["failing_step_url"], row
+        assert row["failing_step_logs_url"] == row["failing_step_url"] + "#outputsAndLogs"
+        assert row["failing_step"] and len(row["trace_operation_id"]) == 32
+
+
+def check_root_causes(run: Runner, h: History) -> None:
+    for view in VIEWS:
+        expected = {
+            (s.run_id, naive(s.at), s.source)
+            for s in h.summaries.values()
+            if s.status in ("Failed", "Canceled") and s.at > h.now - view.range
+        }
+        rows = run("workbook:pipeline-root-causes", view)
+        assert (
+            len(rows) == len(expected)
+            and {(r["Pipeline run"], r["Finished"], r["Recorded"]) for r in rows} == expected
+        ), view
+        assert [r["Finished"] for r in rows] == sorted((r["Finished"] for r in rows), reverse=True)
+    rows = {r["Pipeline run"]: r for r in run("workbook:pipeline-root-causes", TODAY)}
+    for pipeline, step in (
+        ("live-failure", "live-failure-step"),
+        ("live-nested-failure", "live-nested-failure-step"),
+    ):
+        row = rows[h.runs[pipeline]]
+        assert f"/runs/{h.runs[step]}?" in row["Step in studio"], row
+        assert row["Step logs"] == row["Step in studio"] + "#outputsAndLogs"
+        assert row["Failing step"], row
 
 
 def check_alert_duration_regression(run: Runner, h: History) -> None:
@@ -604,6 +638,7 @@ CHECKS: dict[str, Callable[[Runner, History], None]] = {
     "workbook:step-type-durations": check_step_type_durations,
     "workbook:slowest-steps": check_slowest_steps,
     "workbook:failures": check_failures,
+    "workbook:pipeline-root-causes": check_root_causes,
     "workbook:queue-by-target": check_queue_by_target,
     "workbook:queue-over-time": check_queue_over_time,
     "workbook:pipeline-runs": check_pipeline_runs,

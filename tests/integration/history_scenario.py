@@ -588,6 +588,7 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     b.live_with_a_duplicate_in_ingestion(a, failure_steps[0])
     b.live_with_a_duplicate_in_ingestion(a, failure)
     runs["live-failure"] = failure["runId"]
+    runs["live-failure-step"] = failure_steps[0]["runId"]  # its root cause: its only step failed
     # A pipeline run failing because its nested sub-pipeline failed: both recorded, one alert (the pipeline's).
     nesting, nesting_steps = b.pipeline(
         a, "etl", ended=6 * MIN, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
@@ -605,6 +606,10 @@ def build(aml: FakeAmlApi, ingestion: IngestionServer, work: Path) -> History:
     b.live_pipeline(a, sub_pipeline, sub_steps)
     b.live_pipeline(a, nesting, nesting_steps)
     runs["live-nested-failure"], runs["live-failed-sub-pipeline"] = nesting["runId"], sub_pipeline["runId"]
+    # Its root cause: of its failed leaf steps (its own and the sub-pipeline's), the one that ended first.
+    runs["live-nested-failure-step"] = min(
+        (*nesting_steps, *sub_steps), key=lambda step: parse_utc(step["endTimeUtc"])
+    )["runId"]
     late_failure, late_failure_steps = b.pipeline(
         a, "etl", ended=3 * HOUR, status="Failed", steps=1, step_seconds=300, target="gpu-cluster"
     )

@@ -257,6 +257,24 @@ MUTANTS = [
         "canceled runs listed as failures",
     ),
     Mutant(
+        "workbook:pipeline-root-causes",
+        f"| summarize arg_max(status_time, pipeline, status, failing_step, error_chain, error_message, step_url, logs_url, record_source) {KEY}\n",
+        "",
+        "a duplicated failed pipeline run listed twice",
+    ),
+    Mutant(
+        "workbook:pipeline-root-causes",
+        "step_url = tostring(customDimensions.root_cause_step_studio_url)",
+        "step_url = tostring(customDimensions.studio_url)",
+        "the failing step's link opens the pipeline instead",
+    ),
+    Mutant(
+        "alert:pipeline-failed",
+        "failing_step_url = tostring(customDimensions.root_cause_step_studio_url)",
+        "failing_step_url = tostring(customDimensions.studio_url)",
+        "the alert links the pipeline, not its failing step",
+    ),
+    Mutant(
         "workbook:queue-by-target",
         f"| summarize arg_min(status_time, queue_time_ms, target, compute_target_type) {KEY}\n",
         "",

@@ -12,8 +12,10 @@ import pytest
 
 from amlobs.reconcile import timer as timer_module
 from amlobs.reconcile.runtime import reset_reconciler
+from amlobs.runtime import reset_processor
 from tests.fakes.aml_api import Fault
 from tests.fakes.aml_data import schedule_resource
+from tests.fakes.webhook_sink import card_errors, webhook_sink
 from tests.integration.conftest import App
 from tests.integration.dashboard_checks import MONTH
 from tests.integration.reconcile_helpers import add_job, tick
@@ -182,3 +184,30 @@ def test_a_job_running_far_past_its_usual_duration_is_overdue_once(
     # 4 December (no job: the first fire after the install), then the three usual runs; today's is judged once it ends
     assert judged == ["missed", "on_time", "on_time", "on_time"]
     reset_reconciler()
+
+
+def test_a_missed_and_a_late_fire_time_each_send_the_team_one_message(
+    scheduled: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with webhook_sink("teams") as sink:
+        monkeypatch.setenv("AML_OBS_NOTIFY_WEBHOOK_URL", sink.url)
+        monkeypatch.setenv("AML_OBS_NOTIFY_FORMAT", "teams")
+        reset_processor()
+        reset_reconciler()
+        tick()  # 07:00
+        timer_module.current_time = lambda: at(7, 5)  # type: ignore[assignment]
+        tick()  # judges nothing twice, sends nothing twice
+        cards = [m["attachments"][0]["content"] for m in sink.messages]
+    assert [card_errors(card) for card in cards] == [[]] * len(cards)
+    titles = sorted(card["body"][0]["items"][0]["text"] for card in cards)
+    assert titles == [
+        "Schedule adf-daily missed: due 2026-12-08T06:00:00.000Z",
+        "Schedule adf-late late: due 2026-12-08T06:30:00.000Z",
+        "Schedule late-train late: due 2026-12-08T06:30:00.000Z",
+        "Schedule nightly-etl missed: due 2026-12-08T06:00:00.000Z",
+    ]
+    late_train = next(json.dumps(c) for c in cards if "late-train" in c["body"][0]["items"][0]["text"])
+    assert "Job late-1 started 20 min after it was due." in late_train
+    assert "https://ml.azure.com/runs/late-1" in late_train
+    # on time and disabled: no message
+    assert not [c for c in cards if "on-time" in json.dumps(c) or "paused" in json.dumps(c)]

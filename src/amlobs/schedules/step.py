@@ -5,7 +5,8 @@ Events (custom events, workspace keys as the run records'): ``AmlScheduleMissed`
 grace period), ``AmlScheduleLate`` (the job started after it: ``lateness_ms``), ``AmlScheduleOverdue``
 (still running past the p95 of its recent runs × a factor), ``AmlScheduleInvalid`` (a schedule or an
 expectation the step cannot evaluate, named; the others go on). Only fire times after the reconciler
-first saw the workspace are judged: history never raises these.
+first saw the workspace are judged: history never raises these. A missed or late fire time also sends
+the team one message when a webhook is configured (:mod:`.messages`, ``amlobs.notify``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..status_time import iso_from_ms
 from ..telemetry_unit import TelemetryUnit, stringify
 from .fire_times import fire_times
 from .judge import Job, Judgement, duration_p95, job_of, judge, matches
+from .messages import notify_judgement
 from .model import SCHEDULES_PERMISSION, Expectation, ScheduleError, parse_expectation, parse_schedule
 
 logger = logging.getLogger("amlobs.schedules")
@@ -154,6 +156,9 @@ class SchedulesStep:
                 following_due = next((f for f in upcoming if f > work.now), None)
                 if self._send(work, expectation, verdict, EVENT_JUDGED, grace, {"next": following_due}):
                     counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+                # Whether or not this pass sent the event: a pass that died before saving its position
+                # judges the fire time again, and the message's own claim keeps it to one.
+                notify_judgement(self._processor.notifier, work.ws, expectation, verdict)
             if verdict.verdict == "running" and verdict.job is not None:
                 self._overdue(work, expectation, verdict, usual, grace, counts)
             if verdict.verdict in ("pending", "running"):
