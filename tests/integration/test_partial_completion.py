@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_a_partial_record_is_completed_once_when_run_history_answers_again(rapp:
     assert (row["Duration (s)"], row["Compute target"], row["Status"]) == (60.0, "cpu-cluster", "Completed")
 
 
-def test_two_racing_passes_send_the_completing_copy_once(rapp: App) -> None:
+def test_two_racing_passes_send_the_completing_copy_once(rapp: App, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = rapp.aml.workspace()
     created = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
     _pipeline, [step] = ws.add_pipeline_run("train", steps=1, created=created, step_seconds=60)
@@ -107,8 +108,18 @@ def test_two_racing_passes_send_the_completing_copy_once(rapp: App) -> None:
     ws.runs[run_id], ws.details[run_id] = hidden
     [partial] = _claims().partial_claims()
 
-    # Both passes read the mark; the first clear wins, the second's ETag no longer matches.
+    # Both passes read the marked claim; the other clears it between this one's read and its write,
+    # so this one's ETag no longer matches: it gets nothing to send.
     one, two = _claims(), _claims()
-    assert one.clear_partial(partial.key) == partial.reason
+    read = two._read_entity
+
+    def read_then_lose_the_race(key: str) -> tuple[dict[str, Any], str | None] | None:
+        found = read(key)
+        assert one.clear_partial(key) == partial.reason
+        return found
+
+    monkeypatch.setattr(two, "_read_entity", read_then_lose_the_race)
     assert two.clear_partial(partial.key) is None
     assert _claims().partial_claims() == []
+    tick()  # and a pass now finds nothing to complete
+    assert len(_records(rapp, run_id)) == 1
