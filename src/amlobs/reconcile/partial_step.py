@@ -6,7 +6,8 @@ history for the run again; when it answers, the processor enriches the status af
 complete copy (``record_source`` = ``reconcile``, ``completes_partial`` = ``"true"``, no
 ``enrichment_error``), taking the claim's partial mark off first, ETag-conditional, so that two racing
 passes send it once. A run that still 404s or is refused keeps its mark and is counted
-(``still_partial``); the dashboards keep, per key, the copy without ``enrichment_error``.
+(``still_partial``; ``failed`` for a transient answer, a 403 after the transport's retries included);
+the dashboards keep, per key, the copy without ``enrichment_error``.
 """
 
 from __future__ import annotations
