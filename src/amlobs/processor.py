@@ -44,10 +44,13 @@ from .summary import needs_summary, summarize_pipeline
 
 if TYPE_CHECKING:
     from .notify import Notifier
-    from .storage.claims import Claim
+    from .storage.claims import Claim, PartialClaim
     from .telemetry_unit import TelemetryUnit
 
 logger = logging.getLogger("amlobs")
+
+#: the dimension on the copy the reconciler sends to complete a run status recorded partial
+COMPLETES_PARTIAL = "completes_partial"
 
 OutcomeKind = Literal["recorded", "partial", "duplicate", "rejected"]
 
@@ -65,6 +68,9 @@ class Dedupe(Protocol):
     def start_sending(self, claim: Claim, kept: bytes | None = None) -> Claim: ...
     def complete(self, claim: Claim, *, partial_reason: str | None = None) -> None: ...
     def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None: ...
+    def partial_claims(self) -> list[PartialClaim]: ...
+    def clear_partial(self, key: str) -> str | None: ...
+    def mark_partial(self, key: str, reason: str) -> None: ...
 
 
 class CostEstimates(Protocol):
@@ -264,11 +270,40 @@ class EventProcessor:
         )
         return Outcome(kind, event.event_id, record=record, summary=summary)
 
+    def partial_claims(self) -> list[PartialClaim]:
+        """The run statuses recorded without run history's details (what the reconciler completes)."""
+        return self._dedupe.partial_claims()
+
+    def complete_partial(self, payload: Mapping[str, Any]) -> Outcome:
+        """Send one complete copy of a run status recorded partial, when run history now answers.
+
+        The record is enriched afresh through the same path as a live event; a record still partial
+        is not sent (kind ``partial``). The claim's partial mark is taken off (ETag-conditional) before
+        the send, so of two racing passes one sends (the other gets ``duplicate``); a failed send puts
+        the mark back for a later pass. The copy says ``completes_partial`` = ``"true"``.
+        """
+        event = parse_event(payload)
+        key = dedupe_key_of(event)
+        unit, record, summary = self._decide_unit(event, "reconcile", extra={COMPLETES_PARTIAL: "true"})
+        if record.get("enrichment_error"):
+            return Outcome("partial", event.event_id, record=record, summary=summary)
+        reason = self._dedupe.clear_partial(key)
+        if reason is None:
+            return Outcome("duplicate", event.event_id)
+        try:
+            self._telemetry.send(unit)
+        except BaseException:
+            self._dedupe.mark_partial(key, reason)
+            raise
+        logger.info("event %s: run %s %s completed (was partial)", event.event_id, event.run_id, key)
+        return Outcome("recorded", event.event_id, record=record, summary=summary)
+
     def _decide_unit(
-        self, event: RunEvent, source: RecordSource
+        self, event: RunEvent, source: RecordSource, extra: Mapping[str, str] | None = None
     ) -> tuple[TelemetryUnit, Record, Record | None]:
         """Everything a run status sends, decided now from run history's and the prices API's answers."""
         record, answers = self._enriched_record(event)
+        record.update(extra or {})
         record.update(self._record_cost(event, record, answers))
         # Decided on the enriched record, not the event's runType (which may be null).
         summary = self._pipeline_summary(event, answers) if needs_summary(record) else None

@@ -22,6 +22,7 @@ _timer: ReconcilerTimer | None = None
 def build_reconciler(env: Mapping[str, str] | None = None) -> ReconcilerTimer:
     from ..credentials import build_credential
     from ..storage._azure import StorageTimeouts
+    from .partial_step import PartialStep
     from .runs_step import RunsStep
     from .state import MemoryReconcilerStore, ReconcilerStore, TableReconcilerStore
 
@@ -45,9 +46,11 @@ def build_reconciler(env: Mapping[str, str] | None = None) -> ReconcilerTimer:
     from ..schedules.step import ScheduleOptions, SchedulesStep
 
     # The after-the-fact passes, in order, sharing one budget: runs first (the schedules step then sees
-    # their records' claims), schedules next. A later step appends itself here.
+    # their records' claims), partial records completed next, schedules last. A later step appends
+    # itself here.
     steps: list[PassStep] = [
         RunsStep(processor, runs, options),
+        PartialStep(processor, runs),
         SchedulesStep(processor, runs, ScheduleOptions.from_env(env)),
     ]
     workspaces = dict(env) if env is not None else None

@@ -2,7 +2,8 @@
 under one shared budget, each workspace and each step isolated from the others' failures.
 
 The steps are "after-the-fact passes": each looks at a workspace's history and records what the live
-path did not. :class:`PassStep` is the seam: the runs step (:mod:`.runs_step`) comes first, the
+path did not. :class:`PassStep` is the seam: the runs step (:mod:`.runs_step`) comes first, the partial
+step (:mod:`.partial_step`, completing records that went out partial) next, the
 schedules step after it; another step (per-run resource metrics, say) is one more object in the list
 given to :class:`ReconcilerTimer`, spending the same budget and keeping its own position in
 ``WorkspaceState.positions``.

@@ -75,6 +75,9 @@ class DedupeStore(Protocol):
 
     def complete(self, claim: Claim, *, partial_reason: str | None = None) -> None: ...
     def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None: ...
+    def partial_claims(self) -> list[PartialClaim]: ...
+    def clear_partial(self, key: str) -> str | None: ...
+    def mark_partial(self, key: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,10 @@ class ClaimStoreBase(ABC):
     def _partial_entities(self) -> list[Mapping[str, Any]]:
         """Every stored entity that carries a non-empty ``partial_reason``."""
 
+    @abstractmethod
+    def _read_entity(self, key: str) -> tuple[dict[str, Any], str | None] | None:
+        """The stored entity of ``key`` as written, and its version (``None``: no entity)."""
+
     # -- protocol --------------------------------------------------------------------------------
     def state_of(self, key: str) -> str | None:
         """The stored state of ``key`` (``None``: never claimed); for operators and tests."""
@@ -306,6 +313,32 @@ class ClaimStoreBase(ABC):
         """
         found = [p for p in map(read_partial, self._partial_entities()) if p is not None]
         return sorted(found, key=lambda p: (p.processed_at is None, p.processed_at or utc_now(), p.key))
+
+    def clear_partial(self, key: str) -> str | None:
+        """Take the partial mark off the done claim of ``key``, conditional on the version read: the
+        reason it had, or ``None`` when it had none or another writer moved first (so of two racing
+        reconciler passes, exactly one gets the reason and sends the completing copy)."""
+        found = self._read_entity(key)
+        if found is None:
+            return None
+        entity, version = found
+        reason = entity.get(PARTIAL_REASON)
+        if entity.get("state") != DONE or not isinstance(reason, str) or not reason:
+            return None
+        cleared = {name: value for name, value in entity.items() if name != PARTIAL_REASON}
+        try:
+            self._replace(cleared, version)
+        except VersionConflict:
+            return None
+        return reason
+
+    def mark_partial(self, key: str, reason: str) -> None:
+        """Put the partial mark back (the completing copy could not be sent): a later pass retries."""
+        found = self._read_entity(key)
+        if found is None or found[0].get("state") != DONE:
+            return
+        with contextlib.suppress(VersionConflict):  # moved meanwhile: the other writer owns the key
+            self._replace(partial_entity(found[0], reason), found[1])
 
     def claim(self, key: str, context: Mapping[str, str]) -> Claim | None:
         owner = uuid.uuid4().hex

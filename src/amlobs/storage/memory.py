@@ -16,6 +16,7 @@ from .claims import (
     Claim,
     ClaimPolicy,
     ClaimStoreBase,
+    PartialClaim,
     StoredClaim,
     VersionConflict,
     dedupe_key,
@@ -57,6 +58,11 @@ class MemoryDedupeStore(ClaimStoreBase):
             self.entities[entity["RowKey"]] = (entity, found[1] + 1)
             return str(found[1] + 1)
 
+    def _read_entity(self, key: str) -> tuple[dict[str, Any], str | None] | None:
+        with self._lock:
+            found = self.entities.get(dedupe_key(key).row_key)
+        return (dict(found[0]), str(found[1])) if found is not None else None
+
     def _partial_entities(self) -> list[Mapping[str, Any]]:
         with self._lock:
             return [entity for entity, _ in self.entities.values() if entity.get(PARTIAL_REASON)]
@@ -75,4 +81,13 @@ class NullDedupeStore:
         return None
 
     def release(self, claim: Claim, *, accepted: frozenset[str], maybe_delivered: bool) -> None:
+        return None
+
+    def partial_claims(self) -> list[PartialClaim]:
+        return []  # nothing is stored, so nothing is known to be partial
+
+    def clear_partial(self, key: str) -> str | None:
+        return None
+
+    def mark_partial(self, key: str, reason: str) -> None:
         return None

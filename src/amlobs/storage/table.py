@@ -112,6 +112,19 @@ class TableDedupeStore(ClaimStoreBase):
             raise self._unavailable("reading a claim", exc) from exc
         return read_claim(entity), _etag(entity.metadata)
 
+    def _read_entity(self, key: str) -> tuple[dict[str, Any], str | None] | None:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        table_key = dedupe_key(key)
+        client = self._client_or_raise()
+        try:
+            entity = client.get_entity(table_key.partition_key, table_key.row_key)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._unavailable("reading a claim", exc) from exc
+        return dict(entity), _etag(entity.metadata)
+
     def _replace(self, entity: dict[str, Any], version: str | None) -> str | None:
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
