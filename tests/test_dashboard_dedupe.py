@@ -28,8 +28,12 @@ def _counts_copies_on_purpose(query: Query) -> bool:
     return "delivery_maybe_duplicate" in query.kql
 
 
+# A comment line (never a URL inside a string: only lines that start with //).
+COMMENT_LINE = re.compile(r"(?m)^\s*//.*$")
+
+
 def follows_the_rule(kql: str) -> bool:
-    first = FIRST_AGGREGATION.search(kql)
+    first = FIRST_AGGREGATION.search(COMMENT_LINE.sub("", kql))
     if first is None:
         return False  # a listing: every stored record is a row
     # distinct collapses copies by construction (they differ only in delivery_maybe_duplicate).
