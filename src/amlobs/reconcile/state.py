@@ -22,7 +22,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import StorageUnavailable
-from ..storage._azure import CreatedOnce, Lazy, StorageTimeouts, check_identity, describe, utc_now
+from ..storage._azure import (
+    CreatedOnce,
+    Lazy,
+    StorageTimeouts,
+    check_identity,
+    describe,
+    table_client,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -166,24 +174,7 @@ class TableReconcilerStore:
         self._table = CreatedOnce("table", table_name, "TableNotFound")
 
     def _build_client(self) -> TableClient:
-        from azure.data.tables import TableClient
-
-        t = self._timeouts
-        options: dict[str, Any] = {
-            "connection_timeout": t.connection_timeout_seconds,
-            "read_timeout": t.read_timeout_seconds,
-            "retry_total": t.max_attempts - 1,
-            "retry_backoff_factor": t.backoff_seconds,
-            "retry_backoff_max": 4,
-        }
-        if self._storage.connection_string:
-            return TableClient.from_connection_string(
-                self._storage.connection_string, self.table_name, **options
-            )
-        assert self._storage.table_service_uri is not None
-        return TableClient(
-            self._storage.table_service_uri, self.table_name, credential=self._credential, **options
-        )
+        return table_client(self._storage, self._credential, self.table_name, self._timeouts)
 
     def _fail(self, what: str, error: Exception) -> StorageUnavailable:
         return StorageUnavailable(f"{what} in table {self.table_name} failed: {describe(error)}")

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..settings import STORAGE_SETTING, Settings, SettingsError, StorageSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient
 
 logger = logging.getLogger("amlobs.storage")
 
@@ -126,6 +127,30 @@ def check_identity(storage: StorageSettings, credential: TokenCredential | None)
         # The SDKs refuse bearer tokens over plain http (even on loopback): say so at start-up.
         if uri and not uri.lower().startswith("https://"):
             raise SettingsError(f"identity-based storage needs https:// service URIs, got {uri!r}")
+
+
+def table_client(
+    storage: StorageSettings,
+    credential: TokenCredential | None,
+    table_name: str,
+    timeouts: StorageTimeouts,
+    extra_options: Mapping[str, Any] | None = None,
+) -> TableClient:
+    """The SDK client of one table, with the bounded timeouts and retries every store uses."""
+    from azure.data.tables import TableClient
+
+    options: dict[str, Any] = {
+        "connection_timeout": timeouts.connection_timeout_seconds,
+        "read_timeout": timeouts.read_timeout_seconds,
+        "retry_total": timeouts.max_attempts - 1,
+        "retry_backoff_factor": timeouts.backoff_seconds,
+        "retry_backoff_max": 4,
+        **(extra_options or {}),
+    }
+    if storage.connection_string:
+        return TableClient.from_connection_string(storage.connection_string, table_name, **options)
+    assert storage.table_service_uri is not None
+    return TableClient(storage.table_service_uri, table_name, credential=credential, **options)
 
 
 def describe(error: Exception) -> str:

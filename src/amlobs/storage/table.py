@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageUnavailable
 from ..settings import StorageSettings
-from ._azure import CreatedOnce, Lazy, StorageTimeouts, check_identity, describe, utc_now
+from ._azure import CreatedOnce, Lazy, StorageTimeouts, check_identity, describe, table_client, utc_now
 from .claims import (
     DEDUPE_TABLE,
     PARTIAL_REASON,
@@ -57,24 +57,8 @@ class TableDedupeStore(ClaimStoreBase):
         self._table = CreatedOnce("table", table_name, "TableNotFound")
 
     def _build_client(self) -> TableClient:
-        from azure.data.tables import TableClient
-
-        t = self._timeouts
-        options: dict[str, Any] = {
-            "connection_timeout": t.connection_timeout_seconds,
-            "read_timeout": t.read_timeout_seconds,
-            "retry_total": t.max_attempts - 1,
-            "retry_backoff_factor": t.backoff_seconds,
-            "retry_backoff_max": 4,
-        }
-        options.update(self._client_options)
-        if self._storage.connection_string:
-            return TableClient.from_connection_string(
-                self._storage.connection_string, self.table_name, **options
-            )
-        assert self._storage.table_service_uri is not None
-        return TableClient(
-            self._storage.table_service_uri, self.table_name, credential=self._credential, **options
+        return table_client(
+            self._storage, self._credential, self.table_name, self._timeouts, self._client_options
         )
 
     def _client_or_raise(self) -> TableClient:
